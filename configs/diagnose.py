@@ -1,0 +1,47 @@
+"""Config of the main job, experiments/diagnose.py.
+
+Embedded default (a labelled 64-d Gaussian mixture and six simulated models,
+one per failure mode), about a minute on 2 CPU cores:
+
+  python experiments/diagnose.py --workdir=/tmp/gendiag
+
+Your own features (.npy, or .npz with one array, or file.npz:key):
+
+  python experiments/diagnose.py --workdir=/tmp/gendiag \
+      --config.real=real.npy --config.generated=modelA=a.npy,modelB=b.npz
+
+Smoke variant (seconds): --config=configs/diagnose.py:smoke
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = ""):
+  config = ml_collections.ConfigDict()
+  config.real = ""                # path to real features
+  config.generated = ""           # NAME=PATH[,NAME=PATH...]
+  config.real_labels = ""         # optional path to (n,) int labels
+  config.generated_labels = ""    # optional NAME=PATH[,...]
+  config.train = ""               # optional: the generator's training set
+  config.test = ""                # optional: held-out real features
+  config.metrics = "all"          # "all" or a comma-separated list
+  config.seed = 0
+
+  config.default = ml_collections.ConfigDict(dict(
+      num_classes=10, dim=64, separation=6.0, num_real=2000, num_pool=10000,
+      num_train=2000, num_per_model=2000, dropped_classes=(3, 8),
+      noise_std=0.5, copy_fraction=0.5, shrink_factor=0.5))
+
+  config.kid = ml_collections.ConfigDict(dict(num_subsets=100,
+                                              subset_size=1000))
+  config.mmd = ml_collections.ConfigDict(dict(num_permutations=200,
+                                              max_samples=2000))
+
+  if arg == "smoke":
+    config.default.update(num_real=300, num_pool=1000, num_train=300,
+                          num_per_model=300)
+    config.kid.update(num_subsets=10, subset_size=200)
+    config.mmd.update(num_permutations=50)
+  elif arg:
+    raise ValueError(f"unknown config variant {arg!r}; use '' or 'smoke'.")
+  return config

@@ -1,0 +1,44 @@
+"""gendiag: JAX diagnostics that say how a deep generative model fails.
+
+All metrics are pure functions of (n, d) feature arrays, real first and
+generated second, with keyword-only hyperparameters and an explicit
+`jax.random` key where they are random.
+"""
+
+from gendiag.metrics.frechet import fid
+from gendiag.metrics.frechet import fid_from_stats
+from gendiag.metrics.frechet import frechet_stats
+from gendiag.metrics.frechet import FrechetResult
+from gendiag.metrics.frechet import FrechetStats
+from gendiag.metrics.mmd import kid
+from gendiag.metrics.mmd import KIDResult
+from gendiag.metrics.mmd import mmd
+from gendiag.metrics.mmd import mmd_test
+from gendiag.metrics.mmd import MMDTestResult
+from gendiag.metrics.mmd import witness
+from gendiag.ops.kernels import Gaussian
+from gendiag.ops.kernels import InverseMultiquadric
+from gendiag.ops.kernels import Laplace
+from gendiag.ops.kernels import median_heuristic
+from gendiag.ops.kernels import Polynomial
+
+__version__ = "0.1.0"
+
+__all__ = (
+    "fid",
+    "fid_from_stats",
+    "frechet_stats",
+    "FrechetResult",
+    "FrechetStats",
+    "kid",
+    "KIDResult",
+    "mmd",
+    "mmd_test",
+    "MMDTestResult",
+    "witness",
+    "Gaussian",
+    "InverseMultiquadric",
+    "Laplace",
+    "median_heuristic",
+    "Polynomial",
+)

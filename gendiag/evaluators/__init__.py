@@ -1,0 +1,6 @@
+"""Metric families of the main job's report; importing registers them.
+
+Each module registers its families with `gendiag.report.register`.
+"""
+
+from gendiag.evaluators import distances  # noqa: F401  (fid, kid, mmd)

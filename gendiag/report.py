@@ -1,0 +1,273 @@
+"""The metric-family registry and the writers of metrics.json, report.md, PNGs.
+
+A metric family registers one function
+
+  @register("kid", needs=("labels",), description="...")
+  def kid_family(inputs: EvalInputs, key) -> FamilyOutput: ...
+
+which sees every model at once (so it can draw one figure comparing them)
+and returns, per model, a dict {metric_name: entry} where an entry is
+`{"value": float, "ci": [lo, hi] or None, ...}` (build it with `entry`).
+A family whose `needs` are missing from the inputs is skipped with a note.
+Adding a family = one module in `gendiag/evaluators/` that calls `register`.
+
+metrics.json: {"meta": {...}, "models": {model: {metric: entry}},
+               "families": {family: {"notes": [...], "figures": [...]}}}
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+import zlib
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+from absl import logging
+import jax
+from matplotlib.figure import Figure
+import numpy as np
+
+NEEDS = ("real_labels", "generated_labels", "train", "test", "images")
+
+
+@dataclasses.dataclass
+class EvalInputs:
+  """Everything a metric family may use. Arrays are (n, d) float32 features.
+
+  Attributes:
+    real: real (reference) features.
+    generated: model name -> generated features.
+    real_labels: (n,) class labels of `real`, if known.
+    generated_labels: model name -> labels (a model may lack them).
+    train: the generator's training features (memorisation metrics).
+    test: held-out real features never seen by the generator (FLD).
+    images: optional name -> image arrays ('real', 'train' or a model name)
+      for families that need pixels (CAS, image grids).
+    failures: model name -> the known failure of a simulated model.
+    config: family hyperparameters (an ml_collections ConfigDict or dict).
+  """
+  real: np.ndarray
+  generated: Dict[str, np.ndarray]
+  real_labels: Optional[np.ndarray] = None
+  generated_labels: Dict[str, np.ndarray] = dataclasses.field(
+      default_factory=dict)
+  train: Optional[np.ndarray] = None
+  test: Optional[np.ndarray] = None
+  images: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  failures: Dict[str, str] = dataclasses.field(default_factory=dict)
+  config: Any = dataclasses.field(default_factory=dict)
+
+  def has(self, need: str) -> bool:
+    if need == "generated_labels":
+      return bool(self.generated_labels)
+    if need == "images":
+      return bool(self.images)
+    return getattr(self, need) is not None
+
+
+@dataclasses.dataclass
+class FamilyOutput:
+  """What a family returns: per-model metric entries, figures, notes.
+
+  Attributes:
+    metrics: model -> {metric: entry}.
+    figures: file name (e.g. 'kid.png') -> matplotlib Figure.
+    notes: sentences shown under the family's table.
+    sections: markdown blocks shown after the table (e.g. ranked lists).
+  """
+  metrics: Dict[str, Dict[str, dict]] = dataclasses.field(default_factory=dict)
+  figures: Dict[str, Figure] = dataclasses.field(default_factory=dict)
+  notes: List[str] = dataclasses.field(default_factory=list)
+  sections: List[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+  name: str
+  fn: Callable[[EvalInputs, jax.Array], FamilyOutput]
+  needs: Sequence[str]
+  description: str
+
+
+REGISTRY: Dict[str, Family] = {}
+
+
+def register(name: str, *, needs: Sequence[str] = (), description: str = ""):
+  """Decorator adding a family function to the registry under `name`."""
+  unknown = set(needs) - set(NEEDS)
+  if unknown:
+    raise ValueError(f"unknown needs {sorted(unknown)}; choose from {NEEDS}.")
+
+  def wrap(fn):
+    if name in REGISTRY:
+      raise ValueError(f"metric family {name!r} is registered twice.")
+    REGISTRY[name] = Family(name, fn, tuple(needs), description)
+    return fn
+
+  return wrap
+
+
+def entry(value, ci=None, **extra) -> dict:
+  """A JSON-ready metric entry {"value": float, "ci": [lo, hi] or None}."""
+  out = {"value": _number(value),
+         "ci": None if ci is None else [_number(c) for c in ci]}
+  out.update({k: _jsonable(v) for k, v in extra.items()})
+  return out
+
+
+def _number(x):
+  x = float(np.asarray(x))
+  return x if math.isfinite(x) else None
+
+
+def _jsonable(x):
+  if isinstance(x, (np.ndarray, jax.Array, np.generic)):
+    a = np.asarray(x)
+    return a.item() if a.ndim == 0 else a.tolist()
+  if isinstance(x, dict):
+    return {k: _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  return x
+
+
+def family_key(key: jax.Array, name: str) -> jax.Array:
+  """A key for one family, stable across runs and independent of order."""
+  return jax.random.fold_in(key, zlib.crc32(name.encode()) & 0x7FFFFFFF)
+
+
+def select(names) -> List[Family]:
+  """Families named by 'all', a comma-separated string or a sequence."""
+  if isinstance(names, str):
+    names = list(REGISTRY) if names == "all" else [
+        s.strip() for s in names.split(",") if s.strip()]
+  unknown = [n for n in names if n not in REGISTRY]
+  if unknown:
+    raise ValueError(f"unknown metric families {unknown}; registered: "
+                     f"{sorted(REGISTRY)}.")
+  return [REGISTRY[n] for n in names]
+
+
+def run_families(inputs: EvalInputs, key: jax.Array, names="all"):
+  """Runs the selected families; returns {family: FamilyOutput}."""
+  outputs = {}
+  for family in select(names):
+    missing = [n for n in family.needs if not inputs.has(n)]
+    if missing:
+      note = f"skipped: needs {', '.join(missing)}, which the inputs lack."
+      logging.info("%s %s", family.name, note)
+      outputs[family.name] = FamilyOutput(notes=[note])
+      continue
+    start = time.perf_counter()
+    logging.info("metric family %s: running on %d models", family.name,
+                 len(inputs.generated))
+    outputs[family.name] = family.fn(inputs, family_key(key, family.name))
+    logging.info("metric family %s: done in %.1f s", family.name,
+                 time.perf_counter() - start)
+  return outputs
+
+
+def _format(value: Optional[float]) -> str:
+  if value is None:
+    return "n/a"
+  if value == 0 or 1e-3 <= abs(value) < 1e5:
+    return f"{value:.4g}"
+  return f"{value:.3e}"
+
+
+def _cell(e: Optional[dict]) -> str:
+  if e is None:
+    return ""
+  text = _format(e.get("value"))
+  if e.get("ci"):
+    lo, hi = e["ci"]
+    text += f" [{_format(lo)}, {_format(hi)}]"
+  return text
+
+
+def markdown_table(models: Sequence[str], metrics: Dict[str, Dict[str, dict]],
+                   failures: Dict[str, str]) -> str:
+  """A models x metrics markdown table; CIs in brackets."""
+  columns = []
+  for model in models:
+    for name in metrics.get(model, {}):
+      if name not in columns:
+        columns.append(name)
+  if not columns:
+    return ""
+  with_failure = any(failures.get(m) for m in models)
+  head = ["model"] + (["simulated failure"] if with_failure else []) + columns
+  lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for model in models:
+    row = [model] + ([failures.get(model, "")] if with_failure else [])
+    row += [_cell(metrics.get(model, {}).get(c)) for c in columns]
+    lines.append("| " + " | ".join(row) + " |")
+  return "\n".join(lines)
+
+
+def write_report(workdir: str, inputs: EvalInputs,
+                 outputs: Dict[str, FamilyOutput], meta: dict):
+  """Writes metrics.json, report.md and each family's PNG figures."""
+  os.makedirs(workdir, exist_ok=True)
+  models = list(inputs.generated)
+  merged = {m: {} for m in models}
+  families = {}
+  for name, out in outputs.items():
+    for model, values in out.metrics.items():
+      merged.setdefault(model, {}).update(values)
+    figure_files = []
+    for filename, fig in out.figures.items():
+      fig.savefig(os.path.join(workdir, filename), dpi=110,
+                  bbox_inches="tight")
+      figure_files.append(filename)
+    families[name] = {"notes": out.notes, "figures": figure_files}
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump({"meta": _jsonable(meta), "models": merged,
+               "families": families}, f, indent=2, allow_nan=False)
+
+  lines = ["# gendiag report", ""]
+  lines.append(f"Real set: {inputs.real.shape[0]} samples x "
+               f"{inputs.real.shape[1]} features. Models: {', '.join(models)}.")
+  lines.append("")
+  for name, out in outputs.items():
+    family = REGISTRY.get(name)
+    lines += [f"## {name}", ""]
+    if family is not None and family.description:
+      lines += [family.description, ""]
+    table = markdown_table(models, out.metrics, inputs.failures)
+    if table:
+      lines += [table, ""]
+    lines += [f"- {note}" for note in out.notes]
+    if out.notes:
+      lines.append("")
+    for section in out.sections:
+      lines += [section, ""]
+    for filename in families[name]["figures"]:
+      lines += [f"![{name}]({filename})", ""]
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write("\n".join(lines))
+
+
+def bar_chart(title: str, models: Sequence[str], values: Sequence[float],
+              errors: Optional[Sequence[float]] = None, *,
+              ylabel: str = "") -> Figure:
+  """One bar per model, with optional symmetric error bars."""
+  fig = Figure(figsize=(1.0 + 0.9 * len(models), 3.2))
+  ax = fig.subplots()
+  ax.bar(range(len(models)), values, yerr=errors, capsize=3,
+         color="#4c72b0")
+  ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+  ax.set_title(title)
+  ax.set_ylabel(ylabel)
+  ax.axhline(0.0, color="black", linewidth=0.6)
+  return fig
+
+
+def family_config(inputs: EvalInputs, name: str, **defaults) -> dict:
+  """`defaults` overridden by the `name` section of the inputs' config."""
+  section = inputs.config.get(name) if hasattr(inputs.config, "get") else None
+  out = dict(defaults)
+  if section:
+    out.update(dict(section))
+  return out

@@ -1,0 +1,104 @@
+"""The main job end to end (smoke config) and the report registry."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from configs import diagnose as diagnose_config
+from gendiag import diagnose
+from gendiag import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("diag"))
+  config = diagnose_config.get_config("smoke")
+  return workdir, diagnose.diagnose(config, workdir)
+
+
+def test_writes_schema_and_files(smoke_run):
+  workdir, metrics = smoke_run
+  assert set(metrics) >= {"meta", "models", "families"}
+  assert metrics["meta"]["seed"] == 0
+  assert set(metrics["models"]) == {"good", "dropped", "imbalanced",
+                                    "memorized", "noisy", "shrunk"}
+  for model in metrics["models"].values():
+    for e in model.values():
+      assert set(e) >= {"value", "ci"}
+  for family in metrics["families"].values():
+    for fig in family["figures"]:
+      assert os.path.getsize(os.path.join(workdir, fig)) > 1000
+  text = open(os.path.join(workdir, "report.md")).read()
+  assert "| good |" in text and "kid.png" in text
+
+
+def test_failures_separate_from_the_control(smoke_run):
+  _, metrics = smoke_run
+  m = metrics["models"]
+  for bad in ["dropped", "imbalanced", "shrunk"]:
+    assert m[bad]["kid"]["value"] > m["good"]["kid"]["value"]
+    assert m[bad]["mmd2"]["value"] > m["good"]["mmd2"]["value"]
+  assert m["shrunk"]["fid"]["value"] > m["good"]["fid"]["value"]
+
+
+def test_reproducible_for_a_seed(tmp_path, smoke_run):
+  _, first = smoke_run
+  config = diagnose_config.get_config("smoke")
+  config.metrics = "kid,fid"
+  again = diagnose.diagnose(config, str(tmp_path))
+  for model in first["models"]:
+    assert again["models"][model]["kid"] == first["models"][model]["kid"]
+
+
+def test_user_files_and_validation(tmp_path, rng):
+  real = np.float32(rng.normal(size=(120, 5)))
+  np.save(tmp_path / "real.npy", real)
+  np.save(tmp_path / "a.npy", real + 0.5)
+  np.savez(tmp_path / "b.npz", f=np.float32(rng.normal(size=(100, 5))))
+  config = diagnose_config.get_config("smoke")
+  config.real = str(tmp_path / "real.npy")
+  config.generated = f"a={tmp_path}/a.npy,b={tmp_path}/b.npz:f"
+  config.kid.subset_size = 50
+  out = diagnose.diagnose(config, str(tmp_path / "w"))
+  assert out["models"]["a"]["fid"]["value"] > out["models"]["b"]["fid"]["value"]
+  config.generated = f"a={tmp_path}/missing.npy"
+  with pytest.raises(ValueError, match="no such file"):
+    diagnose.diagnose(config, str(tmp_path / "w2"))
+  config.real = ""
+  with pytest.raises(ValueError, match="config.real"):
+    diagnose.diagnose(config, str(tmp_path / "w3"))
+
+
+def test_family_missing_needs_is_skipped_with_note(tmp_path):
+  @report.register("_needs_train_test_only", needs=("train", "test"))
+  def _family(inputs, key):  # pylint: disable=unused-argument
+    raise AssertionError("must not run")
+  try:
+    inputs = report.EvalInputs(real=np.zeros((4, 2), np.float32),
+                               generated={"m": np.ones((4, 2), np.float32)})
+    out = report.run_families(inputs, None, ["_needs_train_test_only"])
+    assert "skipped" in out["_needs_train_test_only"].notes[0]
+  finally:
+    del report.REGISTRY["_needs_train_test_only"]
+  with pytest.raises(ValueError, match="unknown metric families"):
+    report.select("fid,nope")
+
+
+def test_binary_runs_and_rejects_unknown_config_keys(tmp_path):
+  cmd = [sys.executable, os.path.join(ROOT, "experiments", "diagnose.py"),
+         f"--workdir={tmp_path}",
+         f"--config={os.path.join(ROOT, 'configs', 'diagnose.py')}:smoke",
+         "--config.metrics=fid"]
+  subprocess.run(cmd, check=True, capture_output=True, cwd=tmp_path)
+  metrics = json.load(open(tmp_path / "metrics.json"))
+  assert list(metrics["models"]["good"]) == ["fid", "fid_mean_term",
+                                             "fid_trace_term"]
+  bad = subprocess.run(cmd + ["--config.nonexistent=1"], capture_output=True,
+                       cwd=tmp_path)
+  assert bad.returncode != 0
