@@ -1,0 +1,35 @@
+"""Config of experiments/benchmark.py: which cases, at which sizes.
+
+Full run (the README's performance table; several minutes on 2 cores):
+  python experiments/benchmark.py --workdir=/tmp/bench
+Smoke (seconds): --config=configs/benchmark.py:smoke
+One case: --config.cases=mmd
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = ""):
+  config = ml_collections.ConfigDict()
+  config.cases = "all"
+  config.single_thread_cases = ""  # comma-separated cases run on one thread
+  big = dict(n=10_000, m=10_000, d=2048)
+  config.sizes = ml_collections.ConfigDict({
+      "sq_distances": dict(big, block_size=1024),
+      "mmd": dict(big, block_size=1024),
+      "mmd_50k": dict(n=50_000, m=50_000, d=2048, block_size=1024),
+      "kid": dict(big, num_subsets=100, subset_size=1000),
+      "fid": dict(big),
+      "knn_radii": dict(n=10_000, d=2048, k=5),
+  })
+  if arg == "smoke":
+    for name in config.sizes:
+      for key in ("n", "m"):
+        if key in config.sizes[name]:
+          config.sizes[name][key] = 600
+      config.sizes[name].d = 64
+    config.sizes.kid.subset_size = 100
+    config.sizes.kid.num_subsets = 5
+  elif arg:
+    raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'.")
+  return config

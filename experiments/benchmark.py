@@ -1,0 +1,139 @@
+r"""Benchmarks gendiag's ops against the machine's matmul rate and the peers.
+
+  python experiments/benchmark.py --workdir=/tmp/bench
+  python experiments/benchmark.py --workdir=/tmp/bench \
+      --config=configs/benchmark.py:smoke --config.cases=sq_distances,mmd
+
+Each case runs in two fresh subprocesses: one measures the reference matmul
+rate, the op's first and warm calls and the peers (protocol in
+experiments/benchmarks/common.py); the other runs only the op once and
+reports its peak RSS. Results: benchmark.json and benchmark.md in --workdir.
+"""
+
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from experiments.benchmarks import common  # noqa: E402  pylint: disable=g-import-not-at-top
+import experiments.benchmarks as cases_lib  # noqa: E402  pylint: disable=g-import-not-at-top
+
+config_flags.DEFINE_config_file(
+    "config", os.path.join(ROOT, "configs", "benchmark.py"),
+    "Benchmark config.", lock_config=True)
+flags.DEFINE_string("workdir", None, "Where to write benchmark.json/.md.")
+flags.DEFINE_enum("worker", None, ["time", "memory"],
+                  "Internal: run one case in this process.")
+flags.DEFINE_string("case", None, "Internal: the case a worker runs.")
+FLAGS = flags.FLAGS
+
+SINGLE_THREAD_ENV = {
+    "XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false "
+                 "intra_op_parallelism_threads=1",
+    "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+    "OPENBLAS_NUM_THREADS": "1",
+}
+
+
+def _worker(config, name):
+  cases_lib.load_all()
+  sizes = dict(config.sizes[name])
+  bench = common.CASES[name](sizes)
+  if FLAGS.worker == "memory":
+    common.block(bench.run())
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    print(json.dumps({"peak_rss_bytes": peak}))
+    return
+  rate = common.reference_rate()
+  out = common.measure(bench, rate)
+  out["reference_matmul_flops_per_s"] = rate
+  out["sizes"] = sizes
+  print(json.dumps(out))
+
+
+def _spawn(mode, name, single_thread):
+  env = dict(os.environ)
+  if single_thread:
+    env.update(SINGLE_THREAD_ENV)
+  cmd = [sys.executable, os.path.abspath(__file__), f"--worker={mode}",
+         f"--case={name}", "--workdir=unused",
+         f"--config={FLAGS['config'].config_filename}"]
+  cmd += [f"--config.{k}={v}" for k, v in _overrides()]
+  proc = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                        check=False)
+  if proc.returncode != 0:
+    raise RuntimeError(f"benchmark {mode} worker for {name} failed:\n"
+                       f"{proc.stderr[-3000:]}")
+  return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _overrides():
+  """--config.* flags given on our own command line, passed to workers."""
+  for arg in sys.argv[1:]:
+    if arg.startswith("--config.") and "=" in arg:
+      key, value = arg[len("--config."):].split("=", 1)
+      yield key, value
+
+
+def _markdown(results):
+  lines = ["| case | sizes | first call (s) | warm (s) | % of matmul rate | "
+           "peak RSS (GB) | peers: median s (peer/gendiag warm, /first) |",
+           "|---|---|---|---|---|---|---|"]
+  for name, r in results.items():
+    frac = r.get("flop_fraction_of_matmul_rate")
+    peers = "; ".join(
+        f"{p}: {v['median_s']:.2f} s ({v['ratio_peer_over_gendiag_warm']:.1f}x, "
+        f"{v['ratio_peer_over_gendiag_first_call']:.1f}x)"
+        for p, v in r["peers"].items())
+    sizes = ", ".join(f"{k}={v}" for k, v in r["sizes"].items())
+    lines.append(
+        f"| {name} | {sizes} | {r['first_call_s']:.2f} | "
+        f"{r['warm_median_s']:.3f} | {'' if frac is None else f'{100*frac:.0f}%'}"
+        f" | {r['peak_rss_bytes'] / 2**30:.2f} | {peers} |")
+  rate = next(iter(results.values()))["reference_matmul_flops_per_s"]
+  lines.append("")
+  lines.append(f"Reference float32 matmul rate (4096^3, HIGHEST): "
+               f"{rate / 1e9:.1f} GFLOP/s. CPU: {platform.processor() or platform.machine()}, "
+               f"{os.cpu_count()} cores.")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  config = FLAGS.config
+  if FLAGS.worker:
+    _worker(config, FLAGS.case)
+    return
+  cases_lib.load_all()
+  names = (list(common.CASES) if config.cases == "all"
+           else [c.strip() for c in config.cases.split(",")])
+  unknown = [n for n in names if n not in common.CASES]
+  if unknown:
+    raise app.UsageError(f"unknown cases {unknown}; have {sorted(common.CASES)}")
+  os.makedirs(FLAGS.workdir, exist_ok=True)
+  results = {}
+  for name in names:
+    single = name in config.single_thread_cases.split(",")
+    logging.info("case %s (%s)", name, "1 thread" if single else "all threads")
+    results[name] = _spawn("time", name, single)
+    results[name].update(_spawn("memory", name, single))
+    results[name]["single_thread"] = single
+    logging.info("case %s: %s", name, json.dumps(results[name]))
+    with open(os.path.join(FLAGS.workdir, "benchmark.json"), "w") as f:
+      json.dump(results, f, indent=2)
+  with open(os.path.join(FLAGS.workdir, "benchmark.md"), "w") as f:
+    f.write(_markdown(results) + "\n")
+  print(_markdown(results))
+
+
+if __name__ == "__main__":
+  app.run(main)

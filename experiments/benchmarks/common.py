@@ -1,0 +1,110 @@
+"""The benchmark protocol of DESIGN.md, shared by every case.
+
+A case is a function `(sizes: dict) -> Bench` registered with `@case(name)`.
+It builds its inputs (seeded numpy float32) and returns callables; the runner
+times them:
+
+  reference  jnp float32 4096^3 matmul at Precision.HIGHEST, median of 3 after
+             a warm-up, measured in the same process as the case
+  gendiag    first call (compile included) and median of 3 warm calls;
+             FLOPs from shapes / warm time, as a fraction of the reference
+  peers      each peer callable, default threads, median of 3 (first call
+             reported too); ratio = peer median / gendiag warm median
+  memory     peak RSS of a fresh subprocess that only runs `Bench.run` once
+"""
+
+import dataclasses
+import statistics
+import time
+from typing import Callable, Dict
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CASES: Dict[str, Callable] = {}
+
+
+@dataclasses.dataclass
+class Bench:
+  """What a case returns.
+
+  Attributes:
+    run: no-argument callable running the gendiag op (result is blocked on).
+    flops: floating-point operations of `run`, counted from shapes (0 if
+      the op is not matmul-bound; the FLOP fraction is then omitted).
+    peers: name -> no-argument callable computing the same thing.
+    repeats: warm calls to take the median of.
+    peer_repeats: calls of each peer (they can be slow).
+    notes: one line on what is measured.
+  """
+  run: Callable[[], object]
+  flops: float = 0.0
+  peers: Dict[str, Callable[[], object]] = dataclasses.field(
+      default_factory=dict)
+  repeats: int = 3
+  peer_repeats: int = 3
+  notes: str = ""
+
+
+def case(name: str):
+  def wrap(fn):
+    if name in CASES:
+      raise ValueError(f"benchmark case {name!r} registered twice.")
+    CASES[name] = fn
+    return fn
+  return wrap
+
+
+def block(x):
+  return jax.tree.map(
+      lambda a: a.block_until_ready() if hasattr(a, "block_until_ready") else a,
+      x)
+
+
+def timed(fn) -> float:
+  start = time.perf_counter()
+  block(fn())
+  return time.perf_counter() - start
+
+
+def reference_rate(size: int = 4096, repeats: int = 3) -> float:
+  """float32 matmul FLOP/s at Precision.HIGHEST (the machine's peak proxy)."""
+  key_a, key_b = jax.random.split(jax.random.key(0))
+  a = jax.random.normal(key_a, (size, size), jnp.float32)
+  b = jax.random.normal(key_b, (size, size), jnp.float32)
+  matmul = jax.jit(lambda x, y: jnp.matmul(x, y,
+                                           precision=jax.lax.Precision.HIGHEST))
+  timed(lambda: matmul(a, b))
+  seconds = statistics.median(timed(lambda: matmul(a, b))
+                              for _ in range(repeats))
+  return 2.0 * size ** 3 / seconds
+
+
+def measure(bench: Bench, rate: float) -> dict:
+  """Times a case's gendiag op and its peers per the protocol."""
+  first = timed(bench.run)
+  warm = statistics.median(timed(bench.run) for _ in range(bench.repeats))
+  out = {"first_call_s": first, "warm_median_s": warm,
+         "compile_overhead_s": max(first - warm, 0.0), "notes": bench.notes,
+         "flops": bench.flops, "peers": {}}
+  if bench.flops:
+    out["flop_fraction_of_matmul_rate"] = bench.flops / warm / rate
+  for name, peer in bench.peers.items():
+    times = [timed(peer) for _ in range(bench.peer_repeats)]
+    med = statistics.median(times)
+    out["peers"][name] = {
+        "first_s": times[0], "median_s": med,
+        "ratio_peer_over_gendiag_warm": med / warm,
+        "ratio_peer_over_gendiag_first_call": med / first}
+  return out
+
+
+def random_features(seed: int, n: int, d: int, shift: float = 0.0):
+  """Seeded float32 'Inception-like' features: ReLU of a low-rank map + noise."""
+  rng = np.random.default_rng(seed)
+  rank = min(64, d)
+  proj = rng.standard_normal((rank, d), dtype=np.float32) / np.sqrt(rank)
+  z = rng.standard_normal((n, rank), dtype=np.float32) @ proj
+  noise = rng.uniform(size=(n, d)).astype(np.float32)
+  return np.maximum(z + shift, 0.0) + 0.3 + 0.1 * noise
