@@ -25,6 +25,8 @@ from typing import Optional
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec
 
 from gendiag import _checks
 from gendiag import _results
@@ -53,7 +55,7 @@ def _combine(s_xx, s_yy, s_xy, n, m, estimator):
           - 2.0 * s_xy / (n * m))
 
 
-def _mmd2(x, y, kernel, estimator, block_size):
+def _mmd2(x, y, kernel, estimator, block_size, mesh=None):
   n, m = x.shape[0], y.shape[0]
   if estimator == "linear":
     half = min(n, m) // 2
@@ -64,20 +66,21 @@ def _mmd2(x, y, kernel, estimator, block_size):
     return jnp.mean(h)
   unbiased = estimator == "unbiased"
   s_xx = distances.kernel_sum(kernel, x, x, exclude_diagonal=unbiased,
-                              block_size=block_size)
+                              block_size=block_size, mesh=mesh)
   s_yy = distances.kernel_sum(kernel, y, y, exclude_diagonal=unbiased,
-                              block_size=block_size)
-  s_xy = distances.kernel_sum(kernel, x, y, block_size=block_size)
+                              block_size=block_size, mesh=mesh)
+  s_xy = distances.kernel_sum(kernel, x, y, block_size=block_size, mesh=mesh)
   return _combine(s_xx, s_yy, s_xy, n, m, estimator)
 
 
-_mmd2_jit = jax.jit(_mmd2, static_argnames=("estimator", "block_size"))
+_mmd2_jit = jax.jit(_mmd2, static_argnames=("estimator", "block_size", "mesh"))
 
 
 def mmd(real: jax.Array, generated: jax.Array, *,
         kernel: Optional[distances.Kernel] = None,
         estimator: str = "unbiased",
-        block_size: int = distances.DEFAULT_BLOCK_SIZE) -> jax.Array:
+        block_size: int = distances.DEFAULT_BLOCK_SIZE,
+        mesh: Optional[Mesh] = None) -> jax.Array:
   """Squared MMD between two samples, blocked; differentiable in both inputs.
 
   Args:
@@ -87,6 +90,8 @@ def mmd(real: jax.Array, generated: jax.Array, *,
       median-heuristic bandwidth of the pooled sample.
     estimator: 'unbiased' (default), 'biased' or 'linear' (see module doc).
     block_size: rows per block; memory is block_size x max(n, m) floats.
+    mesh: shard both sets by rows over this mesh's devices (see
+      `gendiag.ops.distances`); the linear estimator ignores it.
 
   Returns:
     Scalar MMD^2 estimate (may be slightly negative unless 'biased').
@@ -94,7 +99,7 @@ def mmd(real: jax.Array, generated: jax.Array, *,
   _check_estimator(estimator)
   _checks.check_pair(real, generated, min_rows=_MIN_ROWS[estimator])
   kernel = _default_kernel(real, generated, kernel)
-  return _mmd2_jit(real, generated, kernel, estimator, block_size)
+  return _mmd2_jit(real, generated, kernel, estimator, block_size, mesh)
 
 
 @_results.result(static=("num_subsets", "subset_size"))
@@ -118,10 +123,9 @@ class KIDResult:
   subset_size: int
 
 
-@functools.partial(jax.jit, static_argnames=("num_subsets", "subset_size",
-                                             "block_size"))
-def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
-                block_size):
+def _subset_values(real, generated, kernel, keys, subset_size, block_size):
+  """Unbiased MMD^2 of one random subset pair per key, one after another."""
+
   def one_subset(subset_key):
     key_real, key_gen = jax.random.split(subset_key)
     x = real[jax.random.choice(key_real, real.shape[0], (subset_size,),
@@ -130,13 +134,38 @@ def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
                                     (subset_size,), replace=False)]
     return _mmd2(x, y, kernel, "unbiased", block_size)
 
-  return jax.lax.map(one_subset, jax.random.split(key, num_subsets))
+  return jax.lax.map(one_subset, keys)
+
+
+@functools.partial(jax.jit, static_argnames=("num_subsets", "subset_size",
+                                             "block_size", "mesh"))
+def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
+                block_size, mesh=None):
+  keys = jax.random.split(key, num_subsets)
+  if mesh is None:
+    return _subset_values(real, generated, kernel, keys, subset_size,
+                          block_size)
+  # Subsets are independent: each device computes its share of them, with
+  # both sets replicated (KID subsets are small by design).
+  axes = tuple(mesh.axis_names)
+  pad = (-num_subsets) % mesh.size
+  keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+  spec = PartitionSpec(axes)
+  keys = distances.constrain(keys, mesh, spec)
+  values = jax.shard_map(
+      functools.partial(_subset_values, subset_size=subset_size,
+                        block_size=block_size),
+      mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(),
+                           spec),
+      out_specs=spec)(real, generated, kernel, keys)
+  return distances.unshard_rows(values, num_subsets, mesh)
 
 
 def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
         num_subsets: int = 100, subset_size: int = 1000,
         kernel: Optional[distances.Kernel] = None,
-        block_size: int = distances.DEFAULT_BLOCK_SIZE) -> KIDResult:
+        block_size: int = distances.DEFAULT_BLOCK_SIZE,
+        mesh: Optional[Mesh] = None) -> KIDResult:
   """Kernel Inception Distance (Binkowski et al. 2018).
 
   For each of `num_subsets` subsets, `subset_size` rows are drawn without
@@ -158,6 +187,7 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     subset_size: rows per subset from each side (1000 by convention).
     kernel: default `Polynomial()` (degree 3, gamma 1/d, coef0 1).
     block_size: rows per block inside a subset.
+    mesh: split the subsets over this mesh's devices (same values as without).
 
   Returns:
     A `KIDResult` (mean, std over subsets, standard error, per-subset values).
@@ -172,7 +202,7 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
         f"rows); pass subset_size<={smallest} or more samples.")
   kernel = kernels.Polynomial() if kernel is None else kernel
   values = _kid_values(real, generated, kernel, key, num_subsets, subset_size,
-                       block_size)
+                       block_size, mesh)
   stderr = (jnp.std(values, ddof=1) / jnp.sqrt(num_subsets)
             if num_subsets > 1 else jnp.asarray(jnp.nan, values.dtype))
   return KIDResult(mean=jnp.mean(values), std=jnp.std(values), stderr=stderr,
@@ -180,18 +210,20 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
                    subset_size=subset_size)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size",))
-def _witness(real, generated, points, kernel, block_size):
-  mean_real = distances.kernel_row_sums(kernel, points, real,
-                                        block_size=block_size) / real.shape[0]
+@functools.partial(jax.jit, static_argnames=("block_size", "mesh"))
+def _witness(real, generated, points, kernel, block_size, mesh=None):
+  mean_real = distances.kernel_row_sums(
+      kernel, points, real, block_size=block_size, mesh=mesh) / real.shape[0]
   mean_gen = distances.kernel_row_sums(
-      kernel, points, generated, block_size=block_size) / generated.shape[0]
+      kernel, points, generated, block_size=block_size,
+      mesh=mesh) / generated.shape[0]
   return mean_real - mean_gen
 
 
 def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
             kernel: Optional[distances.Kernel] = None,
-            block_size: int = distances.DEFAULT_BLOCK_SIZE) -> jax.Array:
+            block_size: int = distances.DEFAULT_BLOCK_SIZE,
+            mesh: Optional[Mesh] = None) -> jax.Array:
   """The (unnormalised) MMD witness function evaluated at `points`.
 
   f(t) = mean_i k(x_i, t) - mean_j k(y_j, t). Positive where the real
@@ -205,6 +237,7 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
     points: (p, d) where to evaluate f.
     kernel: default a Gaussian with the pooled median-heuristic bandwidth.
     block_size: rows of `points` per block.
+    mesh: shard the sets by rows over this mesh's devices.
 
   Returns:
     (p,) witness values.
@@ -212,7 +245,7 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
   _checks.check_pair(real, generated)
   _checks.check_features(points, "points", dim=real.shape[1])
   kernel = _default_kernel(real, generated, kernel)
-  return _witness(real, generated, points, kernel, block_size)
+  return _witness(real, generated, points, kernel, block_size, mesh)
 
 
 @_results.result(static=("num_permutations",))
@@ -231,9 +264,9 @@ class MMDTestResult:
 
 
 @functools.partial(jax.jit, static_argnames=("n", "num_permutations",
-                                             "estimator", "block_size"))
+                                             "estimator", "block_size", "mesh"))
 def _permutation_statistics(pooled, kernel, key, n, num_permutations,
-                            estimator, block_size):
+                            estimator, block_size, mesh=None):
   """MMD^2 of the identity split (column 0) and of random relabellings.
 
   With u the 0/1 indicator of "real" rows and K0 the pooled Gram matrix with
@@ -248,10 +281,11 @@ def _permutation_statistics(pooled, kernel, key, n, num_permutations,
   shuffled = jax.vmap(lambda k: jax.random.permutation(k, observed))(keys)
   u = jnp.concatenate([observed[None, :], shuffled], axis=0).T  # (N, P + 1)
   ku = distances.kernel_matvec(kernel, pooled, pooled, u,
-                               exclude_diagonal=True, block_size=block_size)
+                               exclude_diagonal=True, block_size=block_size,
+                               mesh=mesh)
   row_sums = distances.kernel_row_sums(kernel, pooled, pooled,
                                        exclude_diagonal=True,
-                                       block_size=block_size)
+                                       block_size=block_size, mesh=mesh)
   s_xx = jnp.sum(u * ku, axis=0)
   u_r = u.T @ row_sums
   s_xy = u_r - s_xx
@@ -268,7 +302,8 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
              kernel: Optional[distances.Kernel] = None,
              num_permutations: int = 1000,
              estimator: str = "unbiased",
-             block_size: int = distances.DEFAULT_BLOCK_SIZE) -> MMDTestResult:
+             block_size: int = distances.DEFAULT_BLOCK_SIZE,
+             mesh: Optional[Mesh] = None) -> MMDTestResult:
   """Permutation test of P = Q (Gretton et al. 2012, section 5).
 
   The pooled sample is relabelled `num_permutations` times (permutations
@@ -285,6 +320,7 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     num_permutations: relabellings drawn.
     estimator: 'unbiased' or 'biased'.
     block_size: rows per block.
+    mesh: shard the pooled sample (and the indicators) over this mesh.
 
   Returns:
     An `MMDTestResult`.
@@ -297,7 +333,8 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   kernel = _default_kernel(real, generated, kernel)
   pooled = jnp.concatenate([real, generated], axis=0)
   stats = _permutation_statistics(pooled, kernel, key, real.shape[0],
-                                  num_permutations, estimator, block_size)
+                                  num_permutations, estimator, block_size,
+                                  mesh)
   observed, null = stats[0], stats[1:]
   p_value = (1.0 + jnp.sum(null >= observed)) / (1.0 + num_permutations)
   return MMDTestResult(statistic=observed, p_value=p_value,

@@ -6,17 +6,29 @@ time; k-NN search also walks the columns, so it holds `block_size x
 col_block_size`. Results never depend on the block sizes beyond float32
 summation order.
 
+Sharding: pass `mesh=` (a `jax.sharding.Mesh`) and both sets are split by
+rows across all of its devices. Each device keeps its row shard of x and
+passes its shard of y around a ring (`shard_map` + `ppermute`), so after D
+steps every block pair has met once; row sums and K v accumulate locally and
+k-NN candidates merge into a running top-k. No device ever holds more than
+n/D + 2 m/D rows, so a reference set larger than one device fits. Results
+(per-row vectors, small) come back replicated and equal the single-device
+ones.
+
 Matrix products run at `Precision.HIGHEST`: TPU (bf16) and Ampere/Hopper GPU
 (TF32) defaults would otherwise corrupt distances between nearby points.
 """
 
 import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import jax
 from jax import lax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import NamedSharding
+from jax.sharding import PartitionSpec
 
 DEFAULT_BLOCK_SIZE = 1024
 DEFAULT_COL_BLOCK_SIZE = 8192
@@ -71,73 +83,35 @@ def map_row_blocks(fn: Callable, x: jax.Array, *,
       lambda a: a.reshape((num_blocks * block_size,) + a.shape[2:])[:n], out)
 
 
-def _mask_diagonal(block: jax.Array, start) -> jax.Array:
-  """Zeroes entries (i, start + i) of a (b, m) row block of a square matrix."""
-  rows = start + jnp.arange(block.shape[0])[:, None]
-  cols = jnp.arange(block.shape[1])[None, :]
-  return jnp.where(rows == cols, 0.0, block)
+# --------------------------------------------------------------------------
+# Local (one-device) building blocks. Rows and columns carry global offsets
+# and columns a validity mask, so the same code serves each ring step.
 
 
-def kernel_row_sums(kernel: Kernel, x: jax.Array, y: jax.Array, *,
-                    exclude_diagonal: bool = False,
-                    block_size: int = DEFAULT_BLOCK_SIZE) -> jax.Array:
-  """Row sums r_i = sum_j k(x_i, y_j), blocked over the rows of x.
-
-  Args:
-    kernel: maps (b, d) and (m, d) arrays to the (b, m) Gram block.
-    x: (n, d) array.
-    y: (m, d) array.
-    exclude_diagonal: drop the terms j = i (x and y must be the same set).
-    block_size: rows of x per block.
-
-  Returns:
-    (n,) array of row sums.
-  """
-  if exclude_diagonal and x.shape[0] != y.shape[0]:
-    raise ValueError("exclude_diagonal needs x and y to be the same set; got "
-                     f"{x.shape[0]} and {y.shape[0]} rows.")
-
-  def block_sums(xb, start):
-    k = kernel(xb, y)
-    if exclude_diagonal:
-      k = _mask_diagonal(k, start)
-    return jnp.sum(k, axis=1)
-
-  return map_row_blocks(block_sums, x, block_size=block_size)
+def _gram(kernel, xb, y, row_start, col_start, col_valid, exclude_diagonal):
+  """Kernel block with invalid columns and (optionally) i == j zeroed."""
+  k = kernel(xb, y)
+  if col_valid is not None:
+    k = jnp.where(col_valid[None, :], k, 0.0)
+  if exclude_diagonal:
+    rows = row_start + jnp.arange(xb.shape[0])[:, None]
+    cols = col_start + jnp.arange(y.shape[0])[None, :]
+    k = jnp.where(rows == cols, 0.0, k)
+  return k
 
 
-def kernel_sum(kernel: Kernel, x: jax.Array, y: jax.Array, *,
-               exclude_diagonal: bool = False,
-               block_size: int = DEFAULT_BLOCK_SIZE) -> jax.Array:
-  """Total sum_ij k(x_i, y_j) (optionally i != j), blocked over rows of x."""
-  return jnp.sum(kernel_row_sums(kernel, x, y, exclude_diagonal=exclude_diagonal,
-                                 block_size=block_size))
+def _local_matvec(kernel, x, y, v, *, row_start=0, col_start=0,
+                  col_valid=None, exclude_diagonal=False, block_size):
+  """K v (v (m,) or (m, p)), or row sums when v is None, over rows of x."""
 
-
-def kernel_matvec(kernel: Kernel, x: jax.Array, y: jax.Array, v: jax.Array, *,
-                  exclude_diagonal: bool = False,
-                  block_size: int = DEFAULT_BLOCK_SIZE) -> jax.Array:
-  """K v for the Gram matrix K_ij = k(x_i, y_j), blocked over rows of x.
-
-  Args:
-    kernel: the kernel.
-    x: (n, d) array.
-    y: (m, d) array.
-    v: (m,) or (m, p) array.
-    exclude_diagonal: use K with its diagonal zeroed (x and y the same set).
-    block_size: rows of x per block.
-
-  Returns:
-    (n,) or (n, p) array.
-  """
-
-  def block_product(xb, start):
-    k = kernel(xb, y)
-    if exclude_diagonal:
-      k = _mask_diagonal(k, start)
+  def block(xb, start):
+    k = _gram(kernel, xb, y, row_start + start, col_start, col_valid,
+              exclude_diagonal)
+    if v is None:
+      return jnp.sum(k, axis=1)
     return jnp.matmul(k, v, precision=HIGHEST)
 
-  return map_row_blocks(block_product, x, block_size=block_size)
+  return map_row_blocks(block, x, block_size=block_size)
 
 
 def _merge_smallest(best_d, best_i, new_d, new_start, k):
@@ -151,19 +125,258 @@ def _merge_smallest(best_d, best_i, new_d, new_start, k):
   return -neg_d, jnp.where(pos < k, from_best, new_start + pos - k)
 
 
+def _local_knn_update(best, queries, refs, *, k, exclude_self, row_start,
+                      col_start, num_valid_cols, block_size, col_block_size):
+  """Merges the squared distances to `refs` into the running (best_d, best_i).
+
+  Reference j of `refs` has global index col_start + j and counts only if
+  col_start + j < num_valid_cols (padding is skipped).
+  """
+  m, d = refs.shape
+  num_col_blocks = math.ceil(m / col_block_size)
+  cb = min(col_block_size, m)
+  ref_blocks = jnp.pad(refs, ((0, num_col_blocks * cb - m), (0, 0))).reshape(
+      num_col_blocks, cb, d)
+  col_starts = col_start + jnp.arange(num_col_blocks, dtype=jnp.int32) * cb
+  limit = jnp.minimum(num_valid_cols, col_start + m)
+
+  def block_update(args, start):
+    qb, best_d, best_i = args
+    rows = row_start + start + jnp.arange(qb.shape[0], dtype=jnp.int32)
+
+    def step(carry, blk):
+      rb, c0 = blk
+      cols = c0 + jnp.arange(cb, dtype=jnp.int32)
+      dist = sq_distances(qb, rb)
+      invalid = cols[None, :] >= limit
+      if exclude_self:
+        invalid = invalid | (cols[None, :] == rows[:, None])
+      dist = jnp.where(invalid, jnp.inf, dist)
+      return _merge_smallest(*carry, dist, c0, k), None
+
+    (best_d, best_i), _ = lax.scan(step, (best_d, best_i),
+                                   (ref_blocks, col_starts))
+    return best_d, best_i
+
+  best_d, best_i = best
+  n = queries.shape[0]
+  if n <= block_size:
+    return block_update((queries, best_d, best_i), jnp.int32(0))
+  # Row-block the queries together with their running lists.
+  num_blocks = math.ceil(n / block_size)
+  pad = num_blocks * block_size - n
+  padded = [jnp.pad(a, ((0, pad), (0, 0))).reshape(
+      (num_blocks, block_size) + a.shape[1:]) for a in (queries, best_d,
+                                                        best_i)]
+  starts = jnp.arange(num_blocks, dtype=jnp.int32) * block_size
+  out = lax.map(lambda a: block_update(a[:3], a[3]), (*padded, starts))
+  return tuple(a.reshape((num_blocks * block_size, k))[:n] for a in out)
+
+
+def _init_best(n, k, dtype):
+  return (jnp.full((n, k), jnp.inf, dtype), jnp.full((n, k), -1, jnp.int32))
+
+
+# --------------------------------------------------------------------------
+# Sharding: rows of both sets split over every device of the mesh, a ring.
+
+
+def _axes(mesh: Mesh):
+  return tuple(mesh.axis_names)
+
+
+def constrain(a, mesh, spec):
+  """Constrains `a` to `spec` on `mesh` (Explicit and Auto meshes alike)."""
+  sharding = NamedSharding(mesh, spec)
+  if all(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return jax.reshard(a, sharding)
+  return lax.with_sharding_constraint(a, sharding)
+
+
+def _shard_rows(a, mesh):
+  """Zero-pads rows to a multiple of the device count and shards them.
+
+  The padding happens on a replicated copy, so its transpose (a slice) never
+  meets a sharded dimension under `grad` on Explicit meshes.
+  """
+  pad = (-a.shape[0]) % mesh.size
+  if pad:
+    a = constrain(a, mesh, PartitionSpec())
+    a = jnp.pad(a, ((0, pad),) + ((0, 0),) * (a.ndim - 1))
+  return constrain(a, mesh, PartitionSpec(_axes(mesh)))
+
+
+def unshard_rows(a, n, mesh):
+  """Replicates a small per-row result on `mesh` and drops padding rows."""
+  return constrain(a, mesh, PartitionSpec())[:n]
+
+
+def _ring(mesh, local_step, carry, x, ys):
+  """Runs `local_step(carry, x_shard, y_shards, owner)` over a ring of D steps.
+
+  Inside `shard_map`: device i holds row shard i of x and, at step s, the
+  shards of `ys` that started on device (i - s) mod D (`owner`), then passes
+  them on to device i + 1.
+  """
+  axes = _axes(mesh)
+  size = mesh.size
+  perm = [(j, (j + 1) % size) for j in range(size)]
+  me = lax.axis_index(axes)
+  # The initial carry is the same on every device; mark it per-device.
+  carry = jax.tree.map(lambda c: lax.pcast(c, axes, to="varying"), carry)
+
+  def body(s, state):
+    c, shards = state
+    c = local_step(c, x, shards, (me - s) % size)
+    return c, lax.ppermute(shards, axes, perm)
+
+  carry, _ = lax.fori_loop(0, size, body, (carry, ys))
+  return carry
+
+
+def _sharded_matvec(kernel, x, y, v, *, exclude_diagonal, block_size, mesh):
+  axes = _axes(mesh)
+  n, m = x.shape[0], y.shape[0]
+  xs, ys = _shard_rows(x, mesh), _shard_rows(y, mesh)
+  valid = _shard_rows(jnp.arange(ys.shape[0]) < m, mesh)
+  vs = None if v is None else _shard_rows(v, mesh)
+  n_local, m_local = xs.shape[0] // mesh.size, ys.shape[0] // mesh.size
+
+  def shard_fn(kern, x_shard, y_shard, valid_shard, v_shard):
+    row_start = lax.axis_index(axes) * n_local
+
+    def step(acc, xl, shards, owner):
+      yl, ok, vl = shards
+      return acc + _local_matvec(
+          kern, xl, yl, vl, row_start=row_start, col_start=owner * m_local,
+          col_valid=ok, exclude_diagonal=exclude_diagonal,
+          block_size=block_size)
+
+    out_shape = (n_local,) if v_shard is None else (n_local,) + v.shape[1:]
+    acc = jnp.zeros(out_shape, x_shard.dtype)
+    return _ring(mesh, step, acc, x_shard, (y_shard, valid_shard, v_shard))
+
+  spec = PartitionSpec(axes)
+  out = jax.shard_map(
+      shard_fn, mesh=mesh,
+      in_specs=(PartitionSpec(), spec, spec, spec,
+                None if vs is None else spec),
+      out_specs=spec)(kernel, xs, ys, valid, vs)
+  return unshard_rows(out, n, mesh)
+
+
+def _sharded_knn(queries, refs, *, k, exclude_self, block_size,
+                 col_block_size, mesh):
+  axes = _axes(mesh)
+  spec = PartitionSpec(axes)
+  n, m = queries.shape[0], refs.shape[0]
+  qs, rs = _shard_rows(queries, mesh), _shard_rows(refs, mesh)
+  n_local, m_local = qs.shape[0] // mesh.size, rs.shape[0] // mesh.size
+
+  def shard_fn(q_shard, r_shard):
+    row_start = lax.axis_index(axes) * n_local
+
+    def step(best, ql, rl, owner):
+      return _local_knn_update(
+          best, ql, rl, k=k, exclude_self=exclude_self, row_start=row_start,
+          col_start=owner * m_local, num_valid_cols=m, block_size=block_size,
+          col_block_size=col_block_size)
+
+    best = _init_best(n_local, k, q_shard.dtype)
+    return _ring(mesh, step, best, q_shard, r_shard)
+
+  best_d, best_i = jax.shard_map(shard_fn, mesh=mesh, in_specs=(spec, spec),
+                                 out_specs=(spec, spec))(qs, rs)
+  return unshard_rows(best_d, n, mesh), unshard_rows(best_i, n, mesh)
+
+
+# --------------------------------------------------------------------------
+# Public API.
+
+
+def kernel_matvec(kernel: Kernel, x: jax.Array, y: jax.Array, v: jax.Array, *,
+                  exclude_diagonal: bool = False,
+                  block_size: int = DEFAULT_BLOCK_SIZE,
+                  mesh: Optional[Mesh] = None) -> jax.Array:
+  """K v for the Gram matrix K_ij = k(x_i, y_j), blocked over rows of x.
+
+  Args:
+    kernel: the kernel.
+    x: (n, d) array.
+    y: (m, d) array.
+    v: (m,) or (m, p) array.
+    exclude_diagonal: use K with its diagonal zeroed (x and y the same set).
+    block_size: rows of x per block.
+    mesh: shard x, y and v by rows over this mesh's devices (a ring).
+
+  Returns:
+    (n,) or (n, p) array.
+  """
+  _check_square(exclude_diagonal, x, y)
+  if mesh is not None:
+    return _sharded_matvec(kernel, x, y, v, exclude_diagonal=exclude_diagonal,
+                           block_size=block_size, mesh=mesh)
+  return _local_matvec(kernel, x, y, v, exclude_diagonal=exclude_diagonal,
+                       block_size=block_size)
+
+
+def kernel_row_sums(kernel: Kernel, x: jax.Array, y: jax.Array, *,
+                    exclude_diagonal: bool = False,
+                    block_size: int = DEFAULT_BLOCK_SIZE,
+                    mesh: Optional[Mesh] = None) -> jax.Array:
+  """Row sums r_i = sum_j k(x_i, y_j), blocked over the rows of x.
+
+  Args:
+    kernel: maps (b, d) and (m, d) arrays to the (b, m) Gram block.
+    x: (n, d) array.
+    y: (m, d) array.
+    exclude_diagonal: drop the terms j = i (x and y must be the same set).
+    block_size: rows of x per block.
+    mesh: shard x and y by rows over this mesh's devices (a ring).
+
+  Returns:
+    (n,) array of row sums.
+  """
+  _check_square(exclude_diagonal, x, y)
+  if mesh is not None:
+    return _sharded_matvec(kernel, x, y, None,
+                           exclude_diagonal=exclude_diagonal,
+                           block_size=block_size, mesh=mesh)
+  return _local_matvec(kernel, x, y, None, exclude_diagonal=exclude_diagonal,
+                       block_size=block_size)
+
+
+def kernel_sum(kernel: Kernel, x: jax.Array, y: jax.Array, *,
+               exclude_diagonal: bool = False,
+               block_size: int = DEFAULT_BLOCK_SIZE,
+               mesh: Optional[Mesh] = None) -> jax.Array:
+  """Total sum_ij k(x_i, y_j) (optionally i != j), blocked over rows of x."""
+  return jnp.sum(kernel_row_sums(kernel, x, y,
+                                 exclude_diagonal=exclude_diagonal,
+                                 block_size=block_size, mesh=mesh))
+
+
+def _check_square(exclude_diagonal, x, y):
+  if exclude_diagonal and x.shape[0] != y.shape[0]:
+    raise ValueError("exclude_diagonal needs x and y to be the same set; got "
+                     f"{x.shape[0]} and {y.shape[0]} rows.")
+
+
 @functools.partial(
     jax.jit, static_argnames=("k", "exclude_self", "block_size",
-                              "col_block_size"))
+                              "col_block_size", "mesh"))
 def knn(queries: jax.Array, refs: jax.Array, *, k: int,
         exclude_self: bool = False,
         block_size: int = DEFAULT_BLOCK_SIZE,
-        col_block_size: int = DEFAULT_COL_BLOCK_SIZE):
+        col_block_size: int = DEFAULT_COL_BLOCK_SIZE,
+        mesh: Optional[Mesh] = None):
   """The k nearest references of each query by a running top-k.
 
   Rows of `queries` are processed in blocks; for each block the columns of
   `refs` are scanned in blocks of `col_block_size`, merging each block's
   candidates into the running k smallest, so memory is block_size x
-  col_block_size whatever the size of `refs`.
+  col_block_size whatever the size of `refs`. With a mesh, the reference
+  shards travel around the ring and merge into the same running top-k.
 
   Args:
     queries: (n, d) array.
@@ -173,42 +386,29 @@ def knn(queries: jax.Array, refs: jax.Array, *, k: int,
       Duplicated points still count as neighbours at distance 0.
     block_size: query rows per block.
     col_block_size: reference rows per scan step.
+    mesh: shard both sets by rows over this mesh's devices.
 
   Returns:
     (distances, indices): (n, k) Euclidean distances sorted ascending and the
     (n, k) int32 indices into `refs`; ties go to the lower index.
   """
-  m, d = refs.shape
-  num_col_blocks = math.ceil(m / col_block_size)
-  cb = min(col_block_size, m)
-  ref_blocks = jnp.pad(refs, ((0, num_col_blocks * cb - m), (0, 0))).reshape(
-      num_col_blocks, cb, d)
-  col_starts = jnp.arange(num_col_blocks, dtype=jnp.int32) * cb
-
-  def block_knn(qb, start):
-    rows = start + jnp.arange(qb.shape[0], dtype=jnp.int32)
-
-    def step(carry, args):
-      rb, col_start = args
-      cols = col_start + jnp.arange(cb, dtype=jnp.int32)
-      dist = sq_distances(qb, rb)
-      invalid = cols[None, :] >= m
-      if exclude_self:
-        invalid = invalid | (cols[None, :] == rows[:, None])
-      dist = jnp.where(invalid, jnp.inf, dist)
-      return _merge_smallest(*carry, dist, col_start, k), None
-
-    init = (jnp.full((qb.shape[0], k), jnp.inf, queries.dtype),
-            jnp.full((qb.shape[0], k), -1, jnp.int32))
-    (best_d, best_i), _ = lax.scan(step, init, (ref_blocks, col_starts))
-    return jnp.sqrt(best_d), best_i
-
-  return map_row_blocks(block_knn, queries, block_size=block_size)
+  if mesh is not None:
+    best_d, best_i = _sharded_knn(queries, refs, k=k, exclude_self=exclude_self,
+                                  block_size=block_size,
+                                  col_block_size=col_block_size, mesh=mesh)
+  else:
+    best_d, best_i = _local_knn_update(
+        _init_best(queries.shape[0], k, queries.dtype), queries, refs, k=k,
+        exclude_self=exclude_self, row_start=0, col_start=0,
+        num_valid_cols=refs.shape[0], block_size=block_size,
+        col_block_size=col_block_size)
+  return jnp.sqrt(best_d), best_i
 
 
 def knn_radii(x: jax.Array, ks: Sequence[int], *,
               block_size: int = DEFAULT_BLOCK_SIZE,
-              col_block_size: int = DEFAULT_COL_BLOCK_SIZE) -> jax.Array:
+              col_block_size: int = DEFAULT_COL_BLOCK_SIZE,
+              mesh: Optional[Mesh] = None) -> jax.Array:
   """Distance from each point to its k-th nearest other point, for several k.
 
   One distance pass serves every k: the running top-k keeps max(ks)
@@ -221,6 +421,7 @@ def knn_radii(x: jax.Array, ks: Sequence[int], *,
     ks: neighbour counts, each in [1, n - 1].
     block_size: rows per block.
     col_block_size: columns per scan step.
+    mesh: shard x by rows over this mesh's devices.
 
   Returns:
     (n, len(ks)) array of Euclidean radii.
@@ -230,14 +431,15 @@ def knn_radii(x: jax.Array, ks: Sequence[int], *,
   if not ks or min(ks) < 1 or max(ks) > n - 1:
     raise ValueError(f"every k must lie in [1, n - 1] = [1, {n - 1}]; got {ks}.")
   dist, _ = knn(x, x, k=max(ks), exclude_self=True, block_size=block_size,
-                col_block_size=col_block_size)
+                col_block_size=col_block_size, mesh=mesh)
   return dist[:, [k - 1 for k in ks]]
 
 
 def nearest_neighbor(queries: jax.Array, refs: jax.Array, *,
                      block_size: int = DEFAULT_BLOCK_SIZE,
-                     col_block_size: int = DEFAULT_COL_BLOCK_SIZE):
+                     col_block_size: int = DEFAULT_COL_BLOCK_SIZE,
+                     mesh: Optional[Mesh] = None):
   """Nearest reference of each query: ((n,) distances, (n,) indices)."""
   dist, idx = knn(queries, refs, k=1, block_size=block_size,
-                  col_block_size=col_block_size)
+                  col_block_size=col_block_size, mesh=mesh)
   return dist[:, 0], idx[:, 0]

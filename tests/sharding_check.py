@@ -1,0 +1,71 @@
+"""Sharded vs single-device results; run by test_sharding.py in a subprocess.
+
+It must start with XLA_FLAGS=--xla_force_host_platform_device_count=4, which
+only takes effect before JAX initialises, hence the separate process.
+"""
+
+import jax
+import numpy as np
+
+from gendiag.metrics import mmd as mmd_lib
+from gendiag.ops import distances
+from gendiag.ops import kernels
+
+
+def check(mesh):
+  rng = np.random.default_rng(0)
+  x = np.float32(rng.normal(size=(37, 5)))
+  y = np.float32(rng.normal(size=(23, 5)) + 0.3)
+  k = kernels.Gaussian(1.3)
+  for exclude, a, b in [(False, x, y), (True, x, x)]:
+    np.testing.assert_allclose(
+        distances.kernel_row_sums(k, a, b, exclude_diagonal=exclude,
+                                  block_size=8, mesh=mesh),
+        distances.kernel_row_sums(k, a, b, exclude_diagonal=exclude,
+                                  block_size=8), rtol=1e-5)
+  v = np.float32(rng.normal(size=(37, 3)))
+  np.testing.assert_allclose(
+      distances.kernel_matvec(k, x, x, v, exclude_diagonal=True, block_size=5,
+                              mesh=mesh),
+      distances.kernel_matvec(k, x, x, v, exclude_diagonal=True, block_size=5),
+      rtol=1e-4, atol=1e-5)
+  d1, i1 = distances.knn(x, y, k=4, block_size=8, col_block_size=3, mesh=mesh)
+  d0, i0 = distances.knn(x, y, k=4, block_size=8, col_block_size=3)
+  np.testing.assert_allclose(d1, d0, rtol=1e-5)
+  np.testing.assert_array_equal(i1, i0)
+  np.testing.assert_allclose(distances.knn_radii(x, [1, 3], mesh=mesh),
+                             distances.knn_radii(x, [1, 3]), rtol=1e-5)
+  for estimator in ["biased", "unbiased"]:
+    np.testing.assert_allclose(
+        mmd_lib.mmd(x, y, kernel=k, estimator=estimator, mesh=mesh),
+        mmd_lib.mmd(x, y, kernel=k, estimator=estimator), rtol=1e-5)
+  key = jax.random.key(0)
+  kid_sharded = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
+                            mesh=mesh)
+  kid_local = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
+  np.testing.assert_allclose(kid_sharded.values, kid_local.values, rtol=1e-5)
+  t1 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20,
+                        mesh=mesh)
+  t0 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20)
+  np.testing.assert_allclose(t1.null_statistics, t0.null_statistics,
+                             rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(
+      mmd_lib.witness(x, y, x[:7], kernel=k, mesh=mesh),
+      mmd_lib.witness(x, y, x[:7], kernel=k), rtol=1e-5, atol=1e-7)
+  with jax.set_mesh(mesh):
+    grad = jax.grad(lambda a: mmd_lib.mmd(a, y, kernel=k, mesh=mesh))(x)
+  np.testing.assert_allclose(
+      grad, jax.grad(lambda a: mmd_lib.mmd(a, y, kernel=k))(x),
+      rtol=1e-4, atol=1e-6)
+
+
+def main():
+  assert jax.device_count() == 4, jax.devices()
+  check(jax.make_mesh((4,), ("data",)))  # Explicit axes (jax default)
+  check(jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2),
+                          ("a", "b")))  # Auto axes, two mesh dimensions
+  print("sharding checks passed")
+
+
+if __name__ == "__main__":
+  main()
