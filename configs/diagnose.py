@@ -32,16 +32,18 @@ def get_config(arg: str = ""):
       num_train=2000, num_per_model=2000, dropped_classes=(3, 8),
       noise_std=0.5, copy_fraction=0.5, shrink_factor=0.5))
 
-  config.kid = ml_collections.ConfigDict(dict(num_subsets=100,
-                                              subset_size=1000))
-  config.mmd = ml_collections.ConfigDict(dict(num_permutations=200,
-                                              max_samples=2000))
+  config.fid = ml_collections.ConfigDict(dict(num_resamples=50))
+  config.kid = ml_collections.ConfigDict(dict(
+      num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
+  config.mmd = ml_collections.ConfigDict(dict(
+      num_permutations=200, num_resamples=200, max_samples=2000))
 
   if arg == "smoke":
     config.default.update(num_real=300, num_pool=1000, num_train=300,
                           num_per_model=300)
-    config.kid.update(num_subsets=10, subset_size=200)
-    config.mmd.update(num_permutations=50)
+    config.fid.update(num_resamples=10)
+    config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
+    config.mmd.update(num_permutations=50, num_resamples=20)
   elif arg:
     raise ValueError(f"unknown config variant {arg!r}; use '' or 'smoke'.")
   return config

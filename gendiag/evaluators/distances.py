@@ -1,4 +1,10 @@
-"""Report families for the distribution distances FID, KID and MMD."""
+"""Report families for the distribution distances FID, KID and MMD.
+
+Intervals: FID's from `fid_bootstrap` (estimate -+ z * bootstrap std); KID's
+and MMD's from `mmd_bootstrap` (percentile; for KID, of the full-sample
+unbiased MMD^2 with KID's kernel, which estimates the same population value
+as the subset average).
+"""
 
 import jax
 import numpy as np
@@ -11,20 +17,28 @@ from gendiag.ops import kernels
 
 @report.register(
     "fid", description=(
-        "Frechet distance between Gaussian fits (lower is better). One number "
-        "for everything: it cannot say whether a model drops modes, blurs or "
-        "copies."))
+        "Frechet distance between Gaussian fits (lower is better; intervals "
+        "are 95% bootstrap intervals). One number for everything: it cannot "
+        "say whether a model drops modes, blurs or copies."))
 def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
-  del key  # deterministic
-  real_stats = frechet.frechet_stats(inputs.real)
+  cfg = report.family_config(inputs, "fid", num_resamples=50)
   out = report.FamilyOutput()
-  for name, features in inputs.generated.items():
+  real_stats = frechet.frechet_stats(inputs.real)
+  values, errors = [], []
+  for i, (name, features) in enumerate(inputs.generated.items()):
     res = frechet.fid_from_stats(real_stats, frechet.frechet_stats(features))
+    boot = frechet.fid_bootstrap(inputs.real, features,
+                                 key=jax.random.fold_in(key, i),
+                                 num_resamples=cfg["num_resamples"])
     out.metrics[name] = {
-        "fid": report.entry(res.fid),
+        "fid": report.entry(res.fid, ci=(boot.ci_low, boot.ci_high)),
         "fid_mean_term": report.entry(res.mean_term),
         "fid_trace_term": report.entry(res.trace_term),
     }
+    values.append(float(res.fid))
+    errors.append(float(boot.ci_high - res.fid))
+  out.figures["fid.png"] = report.bar_chart(
+      "FID (95% bootstrap interval)", list(inputs.generated), values, errors)
   return out
 
 
@@ -34,7 +48,8 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         "kernel, averaged over random subsets (lower is better; about 0 for a "
         "perfect model, and can be slightly negative)."))
 def kid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
-  cfg = report.family_config(inputs, "kid", num_subsets=100, subset_size=1000)
+  cfg = report.family_config(inputs, "kid", num_subsets=100, subset_size=1000,
+                             num_resamples=100, max_samples=5000)
   out = report.FamilyOutput()
   smallest = min([inputs.real.shape[0]]
                  + [g.shape[0] for g in inputs.generated.values()])
@@ -42,44 +57,62 @@ def kid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   if subset_size < cfg["subset_size"]:
     out.notes.append(f"subset_size lowered to {subset_size}, the smallest "
                      "sample.")
-  means, stds = [], []
+  out.notes.append("KID intervals: 95% bootstrap percentile interval of the "
+                   "full-sample unbiased MMD^2 with KID's kernel (first "
+                   f"{cfg['max_samples']} rows of each set).")
+  cap = cfg["max_samples"]
+  means, lows, highs = [], [], []
   for i, (name, features) in enumerate(inputs.generated.items()):
-    res = mmd_lib.kid(inputs.real, features, key=jax.random.fold_in(key, i),
+    key_kid, key_boot = jax.random.split(jax.random.fold_in(key, i))
+    res = mmd_lib.kid(inputs.real, features, key=key_kid,
                       num_subsets=cfg["num_subsets"], subset_size=subset_size)
-    out.metrics[name] = {"kid": report.entry(res.mean, std=res.std,
-                                             stderr=res.stderr)}
+    boot = mmd_lib.mmd_bootstrap(inputs.real[:cap], features[:cap],
+                                 key=key_boot, kernel=kernels.Polynomial(),
+                                 num_resamples=cfg["num_resamples"])
+    out.metrics[name] = {"kid": report.entry(
+        res.mean, ci=(boot.ci_low, boot.ci_high), std=res.std,
+        stderr=res.stderr)}
     means.append(float(res.mean))
-    stds.append(float(res.std))
+    lows.append(float(res.mean - boot.ci_low))
+    highs.append(float(boot.ci_high - res.mean))
   out.figures["kid.png"] = report.bar_chart(
-      "KID (mean +- std over subsets)", list(inputs.generated), means, stds)
+      "KID (95% bootstrap interval)", list(inputs.generated), means,
+      np.maximum(np.array([lows, highs]), 0.0))
   return out
 
 
 @report.register(
     "mmd", description=(
         "MMD^2 (unbiased) with a Gaussian kernel whose bandwidth is the "
-        "median distance within the real set, and a permutation test of "
-        "P = Q (p < 0.05: the model's distribution differs detectably)."))
+        "median distance within the real set, its 95% bootstrap interval, and "
+        "a permutation test of P = Q (p < 0.05: the model's distribution "
+        "differs detectably)."))
 def mmd_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   cfg = report.family_config(inputs, "mmd", num_permutations=200,
-                             max_samples=2000)
+                             num_resamples=200, max_samples=2000)
   kernel = kernels.Gaussian(kernels.median_heuristic(inputs.real))
   out = report.FamilyOutput()
   cap = cfg["max_samples"]
   real = inputs.real[:cap]
   if inputs.real.shape[0] > cap or any(
       g.shape[0] > cap for g in inputs.generated.values()):
-    out.notes.append(f"the permutation test uses the first {cap} samples of "
-                     "each set.")
-  values = []
+    out.notes.append(f"MMD uses the first {cap} samples of each set.")
+  values, lows, highs = [], [], []
   for i, (name, features) in enumerate(inputs.generated.items()):
-    res = mmd_lib.mmd_test(real, features[:cap], key=jax.random.fold_in(key, i),
-                           kernel=kernel,
+    key_test, key_boot = jax.random.split(jax.random.fold_in(key, i))
+    res = mmd_lib.mmd_test(real, features[:cap], key=key_test, kernel=kernel,
                            num_permutations=cfg["num_permutations"])
-    out.metrics[name] = {"mmd2": report.entry(res.statistic),
-                         "mmd_p_value": report.entry(res.p_value)}
+    boot = mmd_lib.mmd_bootstrap(real, features[:cap], key=key_boot,
+                                 kernel=kernel,
+                                 num_resamples=cfg["num_resamples"])
+    out.metrics[name] = {
+        "mmd2": report.entry(res.statistic, ci=(boot.ci_low, boot.ci_high)),
+        "mmd_p_value": report.entry(res.p_value)}
     values.append(float(res.statistic))
+    lows.append(float(res.statistic - boot.ci_low))
+    highs.append(float(boot.ci_high - res.statistic))
   out.figures["mmd.png"] = report.bar_chart(
-      "MMD^2 (Gaussian kernel, median bandwidth)", list(inputs.generated),
-      np.asarray(values))
+      "MMD^2 (Gaussian kernel, median bandwidth; 95% bootstrap interval)",
+      list(inputs.generated), values,
+      np.maximum(np.array([lows, highs]), 0.0))
   return out
