@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "absl-py>=2.1,<3",
     "matplotlib>=3.9,<4",
     "scikit-learn>=1.5,<2",
+    "markdown>=3.5,<4",
 ]
 
 TEST_REQUIRES = [

@@ -36,7 +36,7 @@ def get_config(arg: str = ""):
   config.kid = ml_collections.ConfigDict(dict(
       num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
   config.mmd = ml_collections.ConfigDict(dict(
-      num_permutations=200, num_resamples=200, max_samples=2000))
+      num_permutations=200, num_resamples=200, max_samples=2000, alpha=0.05))
 
   if arg == "smoke":
     config.default.update(num_real=300, num_pool=1000, num_train=300,

@@ -1,4 +1,5 @@
-"""The metric-family registry and the writers of metrics.json, report.md, PNGs.
+"""The metric-family registry and the writers of metrics.json, report.md,
+index.html and PNG figures.
 
 A metric family registers one function
 
@@ -11,7 +12,14 @@ and returns, per model, a dict {metric_name: entry} where an entry is
 A family whose `needs` are missing from the inputs is skipped with a note.
 Adding a family = one module in `gendiag/evaluators/` that calls `register`.
 
+Verdicts: a family may add plain-language findings per model
+(`out.findings[model] = ["drops classes 3 and 8"]`), each derived from its
+metrics with a threshold stated in the family's description or notes. A
+model's verdict is its findings from every family, or "no failure detected"
+when there are none.
+
 metrics.json: {"meta": {...}, "models": {model: {metric: entry}},
+               "verdicts": {model: str},
                "families": {family: {"notes": [...], "figures": [...]}}}
 """
 
@@ -25,6 +33,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence
 
 from absl import logging
 import jax
+import markdown
 from matplotlib.figure import Figure
 import numpy as np
 
@@ -75,11 +84,13 @@ class FamilyOutput:
     figures: file name (e.g. 'kid.png') -> matplotlib Figure.
     notes: sentences shown under the family's table.
     sections: markdown blocks shown after the table (e.g. ranked lists).
+    findings: model -> short plain-language findings for its verdict.
   """
   metrics: Dict[str, Dict[str, dict]] = dataclasses.field(default_factory=dict)
   figures: Dict[str, Figure] = dataclasses.field(default_factory=dict)
   notes: List[str] = dataclasses.field(default_factory=list)
   sections: List[str] = dataclasses.field(default_factory=list)
+  findings: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,9 +197,9 @@ def _cell(e: Optional[dict]) -> str:
   return text
 
 
-def markdown_table(models: Sequence[str], metrics: Dict[str, Dict[str, dict]],
-                   failures: Dict[str, str]) -> str:
-  """A models x metrics markdown table; CIs in brackets."""
+def markdown_table(models: Sequence[str],
+                   metrics: Dict[str, Dict[str, dict]]) -> str:
+  """A models x metrics markdown table; intervals in brackets."""
   columns = []
   for model in models:
     for name in metrics.get(model, {}):
@@ -196,46 +207,48 @@ def markdown_table(models: Sequence[str], metrics: Dict[str, Dict[str, dict]],
         columns.append(name)
   if not columns:
     return ""
-  with_failure = any(failures.get(m) for m in models)
-  head = ["model"] + (["simulated failure"] if with_failure else []) + columns
+  head = ["model"] + columns
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for model in models:
-    row = [model] + ([failures.get(model, "")] if with_failure else [])
-    row += [_cell(metrics.get(model, {}).get(c)) for c in columns]
+    row = [model] + [_cell(metrics.get(model, {}).get(c)) for c in columns]
     lines.append("| " + " | ".join(row) + " |")
   return "\n".join(lines)
 
 
-def write_report(workdir: str, inputs: EvalInputs,
-                 outputs: Dict[str, FamilyOutput], meta: dict):
-  """Writes metrics.json, report.md and each family's PNG figures."""
-  os.makedirs(workdir, exist_ok=True)
-  models = list(inputs.generated)
-  merged = {m: {} for m in models}
-  families = {}
-  for name, out in outputs.items():
-    for model, values in out.metrics.items():
-      merged.setdefault(model, {}).update(values)
-    figure_files = []
-    for filename, fig in out.figures.items():
-      fig.savefig(os.path.join(workdir, filename), dpi=110,
-                  bbox_inches="tight")
-      figure_files.append(filename)
-    families[name] = {"notes": out.notes, "figures": figure_files}
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
-    json.dump({"meta": _jsonable(meta), "models": merged,
-               "families": families}, f, indent=2, allow_nan=False)
+def verdicts(models: Sequence[str], outputs: Dict[str, FamilyOutput]
+             ) -> Dict[str, str]:
+  """One sentence per model joining every family's findings."""
+  out = {}
+  for model in models:
+    found = [f"{text} ({name})" for name, fam in outputs.items()
+             for text in fam.findings.get(model, [])]
+    out[model] = ("; ".join(found) + ".") if found else (
+        "no failure detected by the metrics that ran.")
+  return out
 
-  lines = ["# gendiag report", ""]
-  lines.append(f"Real set: {inputs.real.shape[0]} samples x "
-               f"{inputs.real.shape[1]} features. Models: {', '.join(models)}.")
+
+def render_markdown(inputs: EvalInputs, outputs: Dict[str, FamilyOutput],
+                    figure_files: Dict[str, List[str]],
+                    model_verdicts: Dict[str, str]) -> str:
+  """The report as markdown: verdicts first, then one section per family."""
+  models = list(inputs.generated)
+  lines = ["# gendiag report", "",
+           f"Real set: {inputs.real.shape[0]} samples x "
+           f"{inputs.real.shape[1]} features. Models: {', '.join(models)}.",
+           "", "## Verdicts", ""]
+  simulated = any(inputs.failures.get(m) for m in models)
+  head = ["model"] + (["simulated failure"] if simulated else []) + ["verdict"]
+  lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+  for model in models:
+    row = [model] + ([inputs.failures.get(model, "")] if simulated else [])
+    lines.append("| " + " | ".join(row + [model_verdicts[model]]) + " |")
   lines.append("")
   for name, out in outputs.items():
     family = REGISTRY.get(name)
     lines += [f"## {name}", ""]
     if family is not None and family.description:
       lines += [family.description, ""]
-    table = markdown_table(models, out.metrics, inputs.failures)
+    table = markdown_table(models, out.metrics)
     if table:
       lines += [table, ""]
     lines += [f"- {note}" for note in out.notes]
@@ -243,10 +256,55 @@ def write_report(workdir: str, inputs: EvalInputs,
       lines.append("")
     for section in out.sections:
       lines += [section, ""]
-    for filename in families[name]["figures"]:
+    for filename in figure_files.get(name, []):
       lines += [f"![{name}]({filename})", ""]
+  return "\n".join(lines)
+
+
+_HTML = """<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8">
+<title>gendiag report</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto;
+       padding: 0 1em; color: #222; }}
+table {{ border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }}
+th, td {{ border: 1px solid #ccc; padding: 0.3em 0.6em; text-align: left; }}
+th {{ background: #f2f2f2; }}
+img {{ max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }}
+h2 {{ border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.6em; }}
+</style></head><body>
+{body}
+</body></html>
+"""
+
+
+def write_report(workdir: str, inputs: EvalInputs,
+                 outputs: Dict[str, FamilyOutput], meta: dict):
+  """Writes metrics.json, report.md, index.html and the families' PNGs."""
+  os.makedirs(workdir, exist_ok=True)
+  models = list(inputs.generated)
+  merged = {m: {} for m in models}
+  families, figure_files = {}, {}
+  for name, out in outputs.items():
+    for model, values in out.metrics.items():
+      merged.setdefault(model, {}).update(values)
+    figure_files[name] = []
+    for filename, fig in out.figures.items():
+      fig.savefig(os.path.join(workdir, filename), dpi=110,
+                  bbox_inches="tight")
+      figure_files[name].append(filename)
+    families[name] = {"notes": out.notes, "figures": figure_files[name]}
+  model_verdicts = verdicts(models, outputs)
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump({"meta": _jsonable(meta), "models": merged,
+               "verdicts": model_verdicts, "families": families}, f,
+              indent=2, allow_nan=False)
+  text = render_markdown(inputs, outputs, figure_files, model_verdicts)
   with open(os.path.join(workdir, "report.md"), "w") as f:
-    f.write("\n".join(lines))
+    f.write(text)
+  body = markdown.markdown(text, extensions=["tables"])
+  with open(os.path.join(workdir, "index.html"), "w") as f:
+    f.write(_HTML.format(body=body))
 
 
 def bar_chart(title: str, models: Sequence[str], values: Sequence[float],

@@ -85,11 +85,12 @@ def kid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     "mmd", description=(
         "MMD^2 (unbiased) with a Gaussian kernel whose bandwidth is the "
         "median distance within the real set, its 95% bootstrap interval, and "
-        "a permutation test of P = Q (p < 0.05: the model's distribution "
-        "differs detectably)."))
+        "a permutation test of P = Q. Verdict rule: p < alpha (default 0.05, "
+        "not corrected for the number of models) reports that the model's "
+        "samples differ detectably from the real ones."))
 def mmd_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   cfg = report.family_config(inputs, "mmd", num_permutations=200,
-                             num_resamples=200, max_samples=2000)
+                             num_resamples=200, max_samples=2000, alpha=0.05)
   kernel = kernels.Gaussian(kernels.median_heuristic(inputs.real))
   out = report.FamilyOutput()
   cap = cfg["max_samples"]
@@ -108,6 +109,10 @@ def mmd_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     out.metrics[name] = {
         "mmd2": report.entry(res.statistic, ci=(boot.ci_low, boot.ci_high)),
         "mmd_p_value": report.entry(res.p_value)}
+    if float(res.p_value) < cfg["alpha"]:
+      out.findings[name] = [
+          f"differs detectably from the real samples (MMD test p = "
+          f"{float(res.p_value):.2g})"]
     values.append(float(res.statistic))
     lows.append(float(res.statistic - boot.ci_low))
     highs.append(float(boot.ci_high - res.statistic))
