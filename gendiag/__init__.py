@@ -21,6 +21,8 @@ from gendiag.ops.kernels import InverseMultiquadric
 from gendiag.ops.kernels import Laplace
 from gendiag.ops.kernels import median_heuristic
 from gendiag.ops.kernels import Polynomial
+from gendiag.ops.fdiv import pr_curve
+from gendiag.ops.fdiv import pr_divergence
 
 __version__ = "0.1.0"
 
@@ -41,4 +43,6 @@ __all__ = (
     "Laplace",
     "median_heuristic",
     "Polynomial",
+    "pr_curve",
+    "pr_divergence",
 )
