@@ -1,0 +1,211 @@
+"""A small classifier probe separating real (label 1) from generated (label 0).
+
+The probe is logistic regression (`hidden_sizes=()`) or an MLP with ReLU
+hidden layers (flax linen), on features standardised by the training split's
+mean and standard deviation, trained with optax AdamW on the binary
+cross-entropy for a fixed number of steps (full batch, or random minibatches
+drawn with replacement). Everything is seeded by the explicit key, so
+`jax.vmap(lambda k: fit_probe(real, generated, key=k))(keys)` trains an
+ensemble in one program.
+
+Its logit estimates the log-odds of "real". With N_r real and N_g generated
+training samples (class priors N_r / (N_r + N_g)), Bayes' rule gives the
+density ratio
+
+  dP/dQ(x) = exp(logit(x)) * N_g / N_r,
+
+which `log_density_ratio` returns in log space. Used by classifier PR curves
+(Simon et al. 2019) and as a density-ratio estimator elsewhere.
+"""
+
+import functools
+from typing import Optional, Sequence, Tuple
+
+from flax import linen as nn
+import jax
+from jax import lax
+import jax.numpy as jnp
+import optax
+
+from gendiag import _checks
+from gendiag import _results
+
+
+class _MLP(nn.Module):
+  """Dense-ReLU layers of `hidden_sizes`, then one output logit."""
+  hidden_sizes: Tuple[int, ...] = ()
+
+  @nn.compact
+  def __call__(self, x):
+    for width in self.hidden_sizes:
+      x = nn.relu(nn.Dense(width, precision=lax.Precision.HIGHEST)(x))
+    return nn.Dense(1, precision=lax.Precision.HIGHEST)(x)[..., 0]
+
+
+@_results.result(static=("hidden_sizes", "num_real", "num_generated"))
+class Probe:
+  """A fitted probe.
+
+  Attributes:
+    params: the flax parameter pytree.
+    mean: (D,) feature mean of the training split.
+    scale: (D,) feature standard deviation of the training split (1 where a
+      feature is constant).
+    train_loss: () final training cross-entropy (nats; log 2 = chance).
+    grad_norm: () final gradient norm of the training objective; large
+      values mean the fixed step budget stopped before convergence.
+    hidden_sizes: hidden layer widths; () is logistic regression.
+    num_real: real training samples.
+    num_generated: generated training samples.
+  """
+  params: dict
+  mean: jax.Array
+  scale: jax.Array
+  train_loss: jax.Array
+  grad_norm: jax.Array
+  hidden_sizes: Tuple[int, ...] = ()
+  num_real: int = 0
+  num_generated: int = 0
+
+
+def _logits(params, hidden_sizes, mean, scale, x):
+  return _MLP(tuple(hidden_sizes)).apply({"params": params},
+                                         (x - mean) / scale)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "hidden_sizes", "num_steps", "batch_size"))
+def _fit(real, generated, key, learning_rate, weight_decay, *, hidden_sizes,
+         num_steps, batch_size):
+  x = jnp.concatenate([real, generated], axis=0)
+  y = jnp.concatenate([jnp.ones(real.shape[0]), jnp.zeros(generated.shape[0])])
+  mean = jnp.mean(x, axis=0)
+  std = jnp.std(x, axis=0)
+  scale = jnp.where(std > 0, std, 1.0)
+  z = (x - mean) / scale
+  model = _MLP(hidden_sizes)
+  key_init, key_batch = jax.random.split(key)
+  params = model.init(key_init, z[:1])["params"]
+  # Decay the weight matrices only, not the biases.
+  opt = optax.adamw(learning_rate, weight_decay=weight_decay,
+                    mask=lambda p: jax.tree.map(lambda a: a.ndim > 1, p))
+
+  def loss_fn(p, zb, yb):
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(
+        model.apply({"params": p}, zb), yb))
+
+  def step(carry, i):
+    p, state = carry
+    if batch_size is None:
+      zb, yb = z, y
+    else:
+      idx = jax.random.randint(jax.random.fold_in(key_batch, i),
+                               (batch_size,), 0, z.shape[0])
+      zb, yb = z[idx], y[idx]
+    grads = jax.grad(loss_fn)(p, zb, yb)
+    updates, state = opt.update(grads, state, p)
+    return (optax.apply_updates(p, updates), state), None
+
+  (params, _), _ = lax.scan(step, (params, opt.init(params)),
+                            jnp.arange(num_steps))
+  loss, grads = jax.value_and_grad(loss_fn)(params, z, y)
+  return params, mean, scale, loss, optax.tree.norm(grads)
+
+
+def fit_probe(real: jax.Array, generated: jax.Array, *, key: jax.Array,
+              hidden_sizes: Sequence[int] = (), num_steps: int = 500,
+              learning_rate: float = 1e-2, weight_decay: float = 1e-4,
+              batch_size: Optional[int] = None) -> Probe:
+  """Trains a probe to tell real (label 1) from generated (label 0) features.
+
+  Minimises mean_i BCE(logit(z_i), y_i) over the pooled set with AdamW
+  (decoupled weight decay on the weight matrices), z = (x - mean) / scale.
+
+  Args:
+    real: (N, D) real training features.
+    generated: (M, D) generated training features.
+    key: PRNG key (initialisation and minibatches).
+    hidden_sizes: hidden widths; () is logistic regression.
+    num_steps: optimiser steps.
+    learning_rate: AdamW learning rate.
+    weight_decay: AdamW decoupled weight decay.
+    batch_size: minibatch size (drawn with replacement); None = full batch.
+
+  Returns:
+    Probe (vmappable over `key`).
+  """
+  _checks.check_pair(real, generated, min_rows=1)
+  _checks.check_positive_int(num_steps, "num_steps")
+  if batch_size is not None:
+    _checks.check_positive_int(batch_size, "batch_size")
+  hidden_sizes = tuple(int(h) for h in hidden_sizes)
+  for h in hidden_sizes:
+    _checks.check_positive_int(h, "hidden_sizes")
+  real, generated = jnp.asarray(real), jnp.asarray(generated)
+  params, mean, scale, loss, gnorm = _fit(
+      real, generated, key, learning_rate, weight_decay,
+      hidden_sizes=hidden_sizes, num_steps=int(num_steps),
+      batch_size=None if batch_size is None else int(batch_size))
+  return Probe(params=params, mean=mean, scale=scale, train_loss=loss,
+               grad_norm=gnorm, hidden_sizes=hidden_sizes,
+               num_real=real.shape[0], num_generated=generated.shape[0])
+
+
+def probe_logits(probe: Probe, x: jax.Array) -> jax.Array:
+  """(n,) log-odds that each row of x (n, D) is real."""
+  return _logits(probe.params, probe.hidden_sizes, probe.mean, probe.scale,
+                 jnp.asarray(x))
+
+
+def log_density_ratio(probe: Probe, x: jax.Array) -> jax.Array:
+  """(n,) estimate of log dP/dQ(x) = logit(x) + log(N_g / N_r)."""
+  return probe_logits(probe, x) + jnp.log(probe.num_generated /
+                                          probe.num_real)
+
+
+def train_test_split(real: jax.Array, generated: jax.Array, *,
+                     key: jax.Array, test_fraction: float = 0.5):
+  """Seeded random split of each set into train and test rows.
+
+  Each set is permuted independently; round(n * test_fraction) rows (at
+  least 1, at most n - 1) go to the test part.
+
+  Returns:
+    (real_train, real_test, generated_train, generated_test).
+  """
+  if not 0.0 < test_fraction < 1.0:
+    raise ValueError(f"`test_fraction` must lie in (0, 1); got "
+                     f"{test_fraction}.")
+  key_r, key_g = jax.random.split(key)
+  out = []
+  for k, x, name in ((key_r, real, "real"), (key_g, generated, "generated")):
+    n = x.shape[0]
+    if n < 2:
+      raise ValueError(f"`{name}` needs at least 2 samples to split; got {n}.")
+    n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
+    perm = jax.random.permutation(k, n)
+    out += [jnp.asarray(x)[perm[n_test:]], jnp.asarray(x)[perm[:n_test]]]
+  return tuple(out)
+
+
+def heldout_logits(real: jax.Array, generated: jax.Array, *, key: jax.Array,
+                   test_fraction: float = 0.5, **fit_kwargs):
+  """Fits a probe on a seeded split and returns its held-out logits.
+
+  Args:
+    real: (N, D) real features.
+    generated: (M, D) generated features.
+    key: PRNG key (split and fit).
+    test_fraction: fraction of each set held out.
+    **fit_kwargs: `fit_probe` hyperparameters.
+
+  Returns:
+    (logits_real (N_test,), logits_generated (M_test,)): log-odds of "real"
+    on the held-out rows of each set.
+  """
+  _checks.check_pair(real, generated, min_rows=2)
+  key_split, key_fit = jax.random.split(key)
+  r_tr, r_te, g_tr, g_te = train_test_split(
+      real, generated, key=key_split, test_fraction=test_fraction)
+  probe = fit_probe(r_tr, g_tr, key=key_fit, **fit_kwargs)
+  return probe_logits(probe, r_te), probe_logits(probe, g_te)
