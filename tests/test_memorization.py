@@ -1,0 +1,159 @@
+"""Copy flags, AuthPct and C_T: reference values, float64 numpy, invariances."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from gendiag.metrics import memorization
+
+DATA = os.path.join(os.path.dirname(__file__), "data")
+KEY = jax.random.key(0)
+
+
+@pytest.fixture(scope="module")
+def fixture():
+  arrays = np.load(os.path.join(DATA, "fld_inputs.npz"))
+  with open(os.path.join(DATA, "fld_reference.json")) as f:
+    ref = json.load(f)
+  return arrays, ref
+
+
+def _np_dist(a, b):
+  a, b = np.float64(a), np.float64(b)
+  return np.sqrt(((a[:, None, :] - b[None, :, :]) ** 2).sum(-1))
+
+
+def _blobs(seed, n, d=6):
+  rng = np.random.default_rng(seed)
+  centres = np.random.default_rng(99).normal(size=(3, d)) * 4
+  return np.float32(centres[rng.integers(0, 3, n)] + rng.normal(size=(n, d)))
+
+
+# --------------------------------------------------------------------------
+# AuthPct.
+
+
+@pytest.mark.parametrize("name", ["gen_good", "gen_copy", "gen_drop"])
+def test_auth_pct_matches_reference_package(fixture, name):
+  arrays, ref = fixture
+  res = memorization.auth_pct(arrays["train"], arrays[name])
+  want = ref["results"][name]["authpct"]
+  assert abs(float(res.auth_pct) - want) < ref["tolerances"]["authpct_abs"]
+  # Sets below 10k rows are used whole, so only round-off could differ.
+  assert abs(float(res.auth_pct) - want) < 0.5
+
+
+def test_auth_pct_matches_float64_numpy():
+  train, gen = _blobs(0, 150), _blobs(1, 80)
+  res = memorization.auth_pct(train, gen)
+  tt = _np_dist(train, train)
+  np.fill_diagonal(tt, np.inf)
+  gt = _np_dist(gen, train)
+  idx = gt.argmin(1)
+  authentic = tt.min(1)[idx] < gt.min(1)
+  np.testing.assert_array_equal(np.asarray(res.authentic), authentic)
+  np.testing.assert_array_equal(np.asarray(res.train_index), idx)
+  np.testing.assert_allclose(np.asarray(res.distance), gt.min(1), rtol=1e-5)
+  np.testing.assert_allclose(float(res.auth_pct),
+                             100 * authentic.mean() - 50, atol=1e-4)
+
+
+def test_auth_pct_copies_scale_and_permutation():
+  train, gen = _blobs(2, 120), _blobs(3, 60)
+  copies = memorization.auth_pct(train, train[:40])
+  assert float(copies.auth_pct) == -50.0
+  np.testing.assert_array_equal(np.asarray(copies.distance), 0.0)
+  a = memorization.auth_pct(train, gen)
+  scaled = memorization.auth_pct(train * 7.5, gen * 7.5)
+  assert float(scaled.auth_pct) == float(a.auth_pct)
+  perm = np.random.default_rng(0).permutation(60)
+  permuted = memorization.auth_pct(train, gen[perm])
+  assert float(permuted.auth_pct) == float(a.auth_pct)
+  np.testing.assert_array_equal(np.asarray(permuted.authentic),
+                                np.asarray(a.authentic)[perm])
+
+
+def test_auth_pct_subsamples_with_a_key():
+  train, gen = _blobs(4, 90), _blobs(5, 70)
+  with pytest.raises(ValueError, match="key"):
+    memorization.auth_pct(train, gen, max_samples=50)
+  res = memorization.auth_pct(train, gen, key=KEY, max_samples=50)
+  assert res.authentic.shape == (50,)
+  assert len(np.unique(np.asarray(res.generated_index))) == 50
+  again = memorization.auth_pct(train, gen, key=KEY, max_samples=50)
+  assert float(again.auth_pct) == float(res.auth_pct)
+
+
+# --------------------------------------------------------------------------
+# Copy flags.
+
+
+def test_copy_flags_exact_and_near_copies(fixture):
+  arrays, _ = fixture
+  train, copy = arrays["train"], arrays["gen_copy"]
+  flags = memorization.copy_flags(train, copy)
+  # gen_copy = exact copies of train[:250], then 250 fresh samples.
+  np.testing.assert_array_equal(np.asarray(flags.flagged),
+                                np.arange(500) < 250)
+  np.testing.assert_array_equal(np.asarray(flags.train_index[:250]),
+                                np.arange(250))
+  np.testing.assert_array_equal(np.asarray(flags.distance[:250]), 0.0)
+  assert int(flags.num_flagged) == 250
+  assert float(flags.fraction) == 0.5
+  # Jitter at 5% of the typical nearest-neighbour distance: still copies.
+  rng = np.random.default_rng(0)
+  nn = float(np.median(np.asarray(flags.second_distance[250:])))
+  near = train[:100] + np.float32(0.05 * nn / np.sqrt(train.shape[1])
+                                  * rng.normal(size=(100, train.shape[1])))
+  near_flags = memorization.copy_flags(train, near)
+  assert bool(np.all(np.asarray(near_flags.flagged)))
+  np.testing.assert_array_equal(np.asarray(near_flags.train_index),
+                                np.arange(100))
+  fresh = memorization.copy_flags(train, arrays["gen_good"])
+  assert int(fresh.num_flagged) == 0
+
+
+def test_copy_flags_match_float64_numpy():
+  train, gen = _blobs(6, 130), _blobs(7, 50)
+  gen[:5] = train[10:15] + 0.01
+  res = memorization.copy_flags(train, gen, threshold=0.5)
+  dist = _np_dist(gen, train)
+  order = np.argsort(dist, axis=1)
+  d1 = np.take_along_axis(dist, order[:, :1], 1)[:, 0]
+  d2 = np.take_along_axis(dist, order[:, 1:2], 1)[:, 0]
+  np.testing.assert_array_equal(np.asarray(res.train_index), order[:, 0])
+  np.testing.assert_allclose(np.asarray(res.ratio), d1 / d2, rtol=1e-5)
+  np.testing.assert_array_equal(np.asarray(res.flagged), d1 / d2 < 0.5)
+  assert res.threshold == 0.5
+
+
+def test_copy_flags_duplicate_training_points_and_scale():
+  train = _blobs(8, 60)
+  train[1] = train[0]
+  res = memorization.copy_flags(train, train[:1])
+  assert bool(res.flagged[0]) and float(res.ratio[0]) == 0.0
+  assert int(res.train_index[0]) in (0, 1)
+  gen = _blobs(9, 40)
+  a = memorization.copy_flags(train, gen)
+  b = memorization.copy_flags(train * 3.0, gen * 3.0)
+  np.testing.assert_allclose(np.asarray(a.ratio), np.asarray(b.ratio),
+                             rtol=1e-5)
+
+
+def test_bad_inputs_raise():
+  train, gen = _blobs(10, 30), _blobs(11, 20)
+  with pytest.raises(ValueError, match="generated"):
+    memorization.copy_flags(train, gen[:, :2])
+  with pytest.raises(ValueError, match="train"):
+    memorization.copy_flags(train[:1], gen)
+  with pytest.raises(ValueError, match="threshold"):
+    memorization.copy_flags(train, gen, threshold=0.0)
+  with pytest.raises(ValueError, match="NaN"):
+    memorization.auth_pct(train, np.where(gen > 2, np.inf, gen))
+  with pytest.raises(ValueError, match="train"):
+    memorization.auth_pct(train[:1], gen)
+  with pytest.raises(ValueError, match="max_samples"):
+    memorization.auth_pct(train, gen, max_samples=1)
