@@ -1,0 +1,127 @@
+"""PR curves from features: classifier-based (Simon et al.) and PRD."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from scipy import stats
+
+from gendiag.metrics import prd
+from gendiag.ops import fdiv
+
+
+def _bayes_scores(p_counts, q_counts):
+  """Samples with exactly these state counts, scored by log(p/q)."""
+  p_counts, q_counts = np.asarray(p_counts), np.asarray(q_counts)
+  p, q = p_counts / p_counts.sum(), q_counts / q_counts.sum()
+  score = np.log(p / q).astype(np.float32)
+  states_r = np.repeat(np.arange(p.size), p_counts)
+  states_g = np.repeat(np.arange(q.size), q_counts)
+  return score[states_r], score[states_g], p, q
+
+
+# --------------------------------------------------------------------------
+# From scores to curves.
+
+
+def test_simon_closed_form():
+  # P = (.1, .2, .3, .4), Q = (.4, .3, .2, .1): alpha = .25, .6, .9 at
+  # lam = .25, 1, 3 (min over sets A of lam P(A) + Q(A^c)).
+  sr, sg, _, _ = _bayes_scores([10, 20, 30, 40], [40, 30, 20, 10])
+  alpha = prd._alpha_from_scores(jnp.asarray(sr), jnp.asarray(sg),
+                                 jnp.array([0.25, 1.0, 3.0]))
+  np.testing.assert_allclose(alpha, [0.25, 0.6, 0.9], atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_bayes_scores_give_the_exact_discrete_curve(seed):
+  rng = np.random.default_rng(seed)
+  p_counts = rng.integers(1, 40, size=7)
+  q_counts = rng.integers(1, 40, size=7)
+  sr, sg, p, q = _bayes_scores(p_counts, q_counts)
+  got = prd.pr_curve_from_scores(sr, sg)
+  want = fdiv.pr_curve(p.astype(np.float32), q.astype(np.float32))
+  np.testing.assert_allclose(got.precision, want.precision, atol=1e-5)
+  np.testing.assert_allclose(got.recall, want.recall, atol=1e-5)
+  assert float(got.f_beta) == pytest.approx(float(want.f_beta), abs=1e-5)
+  # Any increasing transform of the score gives the same curve.
+  again = prd.pr_curve_from_scores(np.exp(sr) * 3 + 1, np.exp(sg) * 3 + 1)
+  np.testing.assert_allclose(again.precision, got.precision, atol=1e-6)
+  # A worse classifier (a wrong score per state) can only overestimate alpha.
+  # (Noise per sample would not do: it separates identically distributed
+  # samples of the finite sets, which is over-fitting, not a worse test.)
+  bad_score = np.log(p / q) + rng.normal(size=p.size)
+  states_r = np.repeat(np.arange(p.size), p_counts)
+  states_g = np.repeat(np.arange(p.size), q_counts)
+  noisy = prd.pr_curve_from_scores(bad_score[states_r].astype(np.float32),
+                                   bad_score[states_g].astype(np.float32))
+  assert np.all(np.asarray(noisy.precision) >= np.asarray(got.precision)
+                - 1e-6)
+
+
+def test_scores_curve_endpoints_and_jit():
+  sr = np.linspace(0, 1, 50).astype(np.float32)
+  far = prd.pr_curve_from_scores(sr, sr - 10)  # perfectly separated
+  np.testing.assert_allclose(far.precision, 0, atol=1e-6)
+  same = jax.jit(lambda a, b: prd.pr_curve_from_scores(a, b).precision)(sr, sr)
+  np.testing.assert_allclose(same, np.minimum(fdiv.angle_slopes(1001), 1),
+                             rtol=1e-6)
+
+
+def test_scores_validation():
+  with pytest.raises(ValueError, match="1-D"):
+    prd.pr_curve_from_scores(np.ones((3, 2)), np.ones(3))
+  with pytest.raises(ValueError, match="1-D"):
+    prd.pr_curve_from_scores(np.ones(3), np.ones(0))
+  with pytest.raises(ValueError, match="NaN"):
+    prd.pr_curve_from_scores(np.array([1.0, np.nan]), np.ones(3))
+
+
+# --------------------------------------------------------------------------
+# The probe ensemble end to end (one compile: every call shares shapes).
+
+N = 3000
+
+
+def _classifier(real, gen, seed=0):
+  return prd.classifier_pr_curve(real, gen, key=jax.random.key(seed),
+                                 num_runs=3, num_steps=300,
+                                 learning_rate=0.05)
+
+
+def test_classifier_curve_of_gaussians_matches_closed_form():
+  rng = np.random.default_rng(0)
+  real = rng.normal(size=(N, 1)).astype(np.float32)
+  gen = (rng.normal(size=(N, 1)) + 1.0).astype(np.float32)
+  res = _classifier(real, gen)
+  lam = np.asarray(res.slopes, np.float64)
+  x = np.log(lam) + 0.5  # P = N(0,1), Q = N(1,1)
+  alpha = stats.norm.cdf(x - 1) + lam * (1 - stats.norm.cdf(x))
+  # Sup deviation of an empirical ROC with 1500 + 1500 test rows: ~0.05.
+  np.testing.assert_allclose(res.precision, np.minimum(alpha, 1), atol=0.08)
+  assert res.logits_real.shape == (N // 2,)
+  assert res.train_loss.shape == (3,)
+  assert 0.6 < float(res.heldout_accuracy) < 0.75  # Bayes: Phi(1/2) = .69
+
+
+def test_classifier_curve_sees_mode_dropping_and_identity():
+  rng = np.random.default_rng(1)
+  real = (rng.normal(size=(N, 1)) + rng.choice([-4.0, 4.0], size=(N, 1))
+          ).astype(np.float32)
+  dropped = (rng.normal(size=(N, 1)) + 4.0).astype(np.float32)
+  res = _classifier(real, dropped)
+  assert float(res.f_beta) < 0.6       # recall-like: half the modes missing
+  assert float(res.f_inv_beta) > 0.9   # precision-like: samples are fine
+  same = (rng.normal(size=(N, 1)) + rng.choice([-4.0, 4.0], size=(N, 1))
+          ).astype(np.float32)
+  res = _classifier(real, same)
+  assert float(res.f_beta) > 0.9 and float(res.f_inv_beta) > 0.9
+
+
+def test_classifier_validation():
+  x = np.zeros((3, 2), np.float32)
+  with pytest.raises(ValueError, match="at least 4"):
+    prd.classifier_pr_curve(x, x, key=jax.random.key(0))
+  y = np.zeros((8, 2), np.float32)
+  with pytest.raises(ValueError, match="num_runs"):
+    prd.classifier_pr_curve(y, y, key=jax.random.key(0), num_runs=0)
