@@ -38,11 +38,18 @@ def get_config(arg: str = ""):
   config.mmd = ml_collections.ConfigDict(dict(
       num_permutations=200, num_resamples=200, max_samples=2000, alpha=0.05))
 
+  config.fld = ml_collections.ConfigDict(dict(
+      max_generated=10_000, max_epochs=50, copy_threshold=1.0 / 3.0,
+      copy_finding_fraction=0.01, gap_threshold=-20.0, fld_threshold=10.0,
+      auth_max_samples=10_000, data_copying=True, num_cells=3, top_k=5,
+      grid_pairs=6))
+
   if arg == "smoke":
     config.default.update(num_real=300, num_pool=1000, num_train=300,
                           num_per_model=300)
     config.fid.update(num_resamples=10)
     config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
+    config.fld.update(top_k=3)
     config.mmd.update(num_permutations=50, num_resamples=20)
   elif arg:
     raise ValueError(f"unknown config variant {arg!r}; use '' or 'smoke'.")

@@ -4,3 +4,4 @@ Each module registers its families with `gendiag.report.register`.
 """
 
 from gendiag.evaluators import distances  # noqa: F401  (fid, kid, mmd)
+from gendiag.evaluators import fld  # noqa: F401  (fld)

@@ -169,7 +169,8 @@ def _auth(train, generated, train_rows, gen_rows, block_size):
   dg = _exact_distance(g, t[g_idx])
   authentic = t_nn[g_idx] < dg
   return AuthPctResult(
-      auth_pct=100.0 * jnp.mean(authentic.astype(jnp.float32)) - 50.0,
+      auth_pct=100.0 * jnp.sum(authentic).astype(jnp.float32)
+      / authentic.shape[0] - 50.0,
       authentic=authentic, generated_index=gen_rows.astype(jnp.int32),
       train_index=train_rows[g_idx].astype(jnp.int32), distance=dg,
       train_nn_distance=t_nn[g_idx])

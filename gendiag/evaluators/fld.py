@@ -1,0 +1,409 @@
+"""Report family "fld": FLD, its generalisation gap and memorised copies.
+
+Per model: FLD (test likelihood under a mixture on the generated samples
+fitted to `train`, against a fresh-real-sample baseline), the gap (train vs
+test likelihood; strongly negative = memorisation), the number of generated
+samples flagged as copies of a training sample (nearest / second-nearest
+training distance < 1/3), AuthPct and C_T. One baseline C is fitted per
+generated-set size and shared by the models of that size.
+
+`inputs.test` is the held-out real set when given. Without it, FLD needs
+real data the generator never saw besides `train`: the even rows of
+`inputs.real` are used as the test set (a deterministic half; the note says
+so), which assumes `real` is disjoint from `train`.
+
+`experiment(config, workdir)` is the library side of
+experiments/fld_memorization.py: a growing fraction of exact and noisy
+copies, mode dropping and blur, with FLD, the gap, AuthPct, C_T, FID and
+improved precision/recall side by side.
+"""
+
+import json
+import os
+from typing import Dict, List, Optional
+
+from absl import logging
+import jax
+from matplotlib.figure import Figure
+import numpy as np
+
+from gendiag import report
+from gendiag.metrics import fld as fld_lib
+from gendiag.metrics import memorization
+
+DEFAULTS = dict(
+    max_generated=10_000,     # FLD's cap on centres (the reference's)
+    max_epochs=50,            # bandwidth fit epochs (reference: 50)
+    copy_threshold=1.0 / 3.0,  # NN1/NN2 distance ratio flagging a copy
+    copy_finding_fraction=0.01,  # finding when >= 1% of samples are copies
+    gap_threshold=-20.0,      # finding when gap < this
+    fld_threshold=10.0,       # finding when FLD > this
+    auth_max_samples=10_000,  # AuthPct subsets (the reference's)
+    data_copying=True,        # C_T (needs gendiag.ops.quantize)
+    num_cells=3,              # C_T's k-means cells (the reference's)
+    top_k=5,                  # suspicious samples listed per model
+    grid_pairs=6,             # image pairs per model in the copies figure
+)
+
+DESCRIPTION = (
+    "Feature Likelihood Divergence (Jiralerspong et al. 2023): a Gaussian per "
+    "generated sample, bandwidths fitted to the training set, scored on "
+    "held-out real data; `fld` is 100 x (test NLL per dimension - that of a "
+    "fresh real sample of the same size), lower is better, ~0 = as good as "
+    "real data. `fld_gap` = 100 x (train NLL - test NLL): strongly negative "
+    "means the model reproduces its training set. `copies` counts generated "
+    "samples whose nearest training sample is < 1/3 of the distance to the "
+    "second nearest (a copy of it); `auth_pct` is the FLD package's AuthPct "
+    "(-50 = all copies, higher = more novel); `c_t` is the data-copying test "
+    "of Meehan et al. 2020 (< 0: copying, > 0: underfitting). Verdict rules "
+    "(config `fld`): copies >= 1% of samples, fld_gap < -20, fld > 10.")
+
+
+def test_set(inputs: report.EvalInputs):
+  """(test features, note or None): inputs.test, else even rows of real."""
+  if inputs.test is not None:
+    return np.asarray(inputs.test), None
+  real = np.asarray(inputs.real)
+  return real[::2], (
+      f"no held-out test set was given: FLD and C_T use the even rows of the "
+      f"real set ({len(real[::2])} of {len(real)}) as the test set, assuming "
+      "the real set is disjoint from the training set.")
+
+
+def _data_copying(train, test, gen, key, cfg):
+  """C_T, or (None, reason) when it cannot run."""
+  fn = getattr(memorization, "data_copying_test", None)
+  if fn is None:
+    return None, "C_T is not available in this build."
+  try:
+    return fn(train, test, gen, key=key, num_cells=cfg["num_cells"]), None
+  except ValueError as e:   # e.g. a cell without test samples
+    return None, f"C_T skipped: {e}"
+
+
+def _suspicious_table(name, res, flags, top_k) -> List[str]:
+  """Markdown rows of the top_k generated samples by FLD's O_j."""
+  scores = np.asarray(res.memorization_scores)
+  order = np.argsort(-scores)[:top_k]
+  gen_index = np.asarray(res.generated_index)
+  lines = [f"**{name}**: {int(flags.num_flagged)} of {len(flags.flagged)} "
+           "samples flagged as copies.", "",
+           "| rank | generated sample | O_j (FLD memorisation score) | "
+           "nearest training sample | distance | NN1/NN2 ratio | copy |",
+           "|---|---|---|---|---|---|---|"]
+  for rank, j in enumerate(order, 1):
+    g = int(gen_index[j])
+    lines.append(
+        f"| {rank} | {g} | {scores[j]:.3g} | {int(flags.train_index[g])} | "
+        f"{float(flags.distance[g]):.3g} | {float(flags.ratio[g]):.3f} | "
+        f"{'yes' if bool(flags.flagged[g]) else 'no'} |")
+  return lines
+
+
+def _pairs_figure(pairs: Dict[str, list], images, train_images) -> Figure:
+  """Rows of (generated | copied training sample) image pairs per model."""
+  models = list(pairs)
+  cols = max(len(p) for p in pairs.values())
+  fig = Figure(figsize=(1.3 * 2 * cols, 1.5 * len(models) + 0.4))
+  axes = fig.subplots(len(models), 2 * cols, squeeze=False)
+  for r, model in enumerate(models):
+    for c in range(cols):
+      for s, ax in enumerate(axes[r, 2 * c:2 * c + 2]):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if c >= len(pairs[model]):
+          ax.axis("off")
+          continue
+        g, t = pairs[model][c]
+        img = images[model][g] if s == 0 else train_images[t]
+        ax.imshow(np.asarray(img), cmap="gray_r", vmin=0.0, vmax=1.0)
+        ax.set_title(f"gen {g}" if s == 0 else f"train {t}", fontsize=7)
+    axes[r, 0].set_ylabel(model, fontsize=8)
+  fig.suptitle("Most suspicious generated samples (left) and the training "
+               "samples they copy (right)", fontsize=9)
+  return fig
+
+
+def _bars_figure(models, fld_values, gap_values) -> Figure:
+  fig = Figure(figsize=(2.0 + 1.6 * len(models), 3.2))
+  ax_fld, ax_gap = fig.subplots(1, 2)
+  for ax, values, title in ((ax_fld, fld_values, "FLD (lower is better)"),
+                            (ax_gap, gap_values,
+                             "gap = train - test NLL (x100)")):
+    ax.bar(range(len(models)), values, color="#4c72b0")
+    ax.set_xticks(range(len(models)), models, rotation=30, ha="right")
+    ax.axhline(0.0, color="black", linewidth=0.6)
+    ax.set_title(title, fontsize=9)
+  fig.tight_layout()
+  return fig
+
+
+@report.register("fld", needs=("train",), description=DESCRIPTION)
+def fld_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
+  cfg = report.family_config(inputs, "fld", **DEFAULTS)
+  out = report.FamilyOutput()
+  train = np.asarray(inputs.train)
+  test, note = test_set(inputs)
+  if note:
+    out.notes.append(note)
+  key_base, key_models = jax.random.split(key)
+  baselines: Dict[int, fld_lib.BaselineResult] = {}
+  fld_values, gap_values, pairs, sections = [], [], {}, []
+  ct_notes, small_baseline = set(), []
+  for i, (name, gen) in enumerate(inputs.generated.items()):
+    gen = np.asarray(gen)
+    k_fld, k_auth, k_ct = jax.random.split(jax.random.fold_in(key_models, i),
+                                           3)
+    size = fld_lib.default_baseline_size(len(train), len(gen),
+                                         cfg["max_generated"])
+    if size not in baselines:
+      baselines[size] = fld_lib.fld_baseline(train, test, key=key_base,
+                                             size=size,
+                                             max_epochs=cfg["max_epochs"])
+    base = baselines[size]
+    if size < min(len(gen), cfg["max_generated"]):
+      small_baseline.append(name)
+    res = fld_lib.fld(train, test, gen, key=k_fld,
+                      max_generated=cfg["max_generated"],
+                      baseline_nll=float(base.nll),
+                      max_epochs=cfg["max_epochs"])
+    flags = memorization.copy_flags(train, gen,
+                                    threshold=cfg["copy_threshold"])
+    auth = memorization.auth_pct(train, gen, key=k_auth,
+                                 max_samples=cfg["auth_max_samples"])
+    n_used = len(np.asarray(res.generated_index))
+    metrics = {
+        "fld": report.entry(res.fld, baseline_nll=float(base.nll),
+                            baseline_size=size,
+                            fit_epochs=int(res.fit_epochs),
+                            fit_converged=bool(res.fit_converged),
+                            num_generated_used=n_used),
+        "fld_gap": report.entry(res.gap, nll_train=float(res.nll_train),
+                                nll_test=float(res.nll_test)),
+        "copies": report.entry(flags.num_flagged,
+                               fraction=float(flags.fraction),
+                               threshold=flags.threshold),
+        "auth_pct": report.entry(auth.auth_pct),
+    }
+    if cfg["data_copying"]:
+      ct, why = _data_copying(train, test, gen, k_ct, cfg)
+      if ct is not None:
+        metrics["c_t"] = report.entry(ct.c_t)
+      elif why:
+        ct_notes.add(why)
+    out.metrics[name] = metrics
+    fld_values.append(float(res.fld))
+    gap_values.append(float(res.gap))
+
+    findings = []
+    if float(flags.fraction) >= cfg["copy_finding_fraction"]:
+      findings.append(
+          f"{int(flags.num_flagged)} of {len(gen)} samples "
+          f"({100 * float(flags.fraction):.0f}%) copy training samples")
+    if float(res.gap) < cfg["gap_threshold"]:
+      findings.append(f"training data far likelier than held-out data under "
+                      f"its samples (FLD gap {float(res.gap):.3g})")
+    if float(res.fld) > cfg["fld_threshold"]:
+      findings.append(f"held-out real data less likely than under a real "
+                      f"sample (FLD {float(res.fld):.3g})")
+    if findings:
+      out.findings[name] = findings
+    if not bool(res.fit_converged) and int(flags.num_flagged) == 0:
+      out.notes.append(f"{name}: the bandwidth fit stopped at max_epochs="
+                       f"{cfg['max_epochs']} without converging.")
+    if int(flags.num_flagged) > 0:
+      sections += _suspicious_table(name, res, flags, cfg["top_k"]) + [""]
+      order = np.argsort(-np.asarray(res.memorization_scores))
+      gen_index = np.asarray(res.generated_index)
+      pairs[name] = [(int(gen_index[j]), int(flags.train_index[gen_index[j]]))
+                     for j in order[:cfg["grid_pairs"]]]
+
+  out.notes += sorted(ct_notes)
+  if small_baseline:
+    out.notes.append(
+        f"the baseline has min(N, n_train / 2) = {sorted(baselines)} centres "
+        f"for {len(train)} training samples, fewer than the N generated "
+        "samples of " + ", ".join(small_baseline) + ": FLD of a model as good "
+        "as real data is then slightly below 0 (the reference package's "
+        "convention); compare models of equal N.")
+  header = ["### Most suspicious generated samples", "",
+            "Ranked by FLD's per-sample memorisation score O_j = max over "
+            "training samples of log N(x; g_j, v_j I) / d; a sample is a copy "
+            f"when its NN1/NN2 training distance ratio is below "
+            f"{cfg['copy_threshold']:.3g}."]
+  if sections:
+    out.sections.append("\n".join(header + [""] + sections))
+  else:
+    out.sections.append("\n".join(header + ["", "No model has samples "
+                                             "flagged as copies."]))
+  models = list(inputs.generated)
+  out.figures["fld.png"] = _bars_figure(models, fld_values, gap_values)
+  if pairs and "train" in inputs.images and all(
+      m in inputs.images for m in pairs):
+    out.figures["fld_copies.png"] = _pairs_figure(
+        pairs, inputs.images, inputs.images["train"])
+  return out
+
+
+# --------------------------------------------------------------------------
+# The memorisation experiment (experiments/fld_memorization.py).
+
+
+def _scenarios(cfg, key):
+  """Train/test split of a labelled mixture and the simulated models."""
+  from gendiag.data import synthetic  # pylint: disable=g-import-not-at-top
+  keys = jax.random.split(key, 8)
+  mixture = synthetic.make_mixture(keys[0], num_classes=cfg.num_classes,
+                                   dim=cfg.dim, separation=cfg.separation)
+  total = cfg.num_train + cfg.num_test
+  real, labels = synthetic.sample_mixture(keys[1], mixture, total)
+  train, test = np.asarray(real[:cfg.num_train]), np.asarray(
+      real[cfg.num_train:])
+  fresh, fresh_labels = synthetic.sample_mixture(keys[2], mixture,
+                                                 cfg.num_generated)
+  models = {}
+  for f in cfg.copy_fractions:
+    x, _ = synthetic.memorize(keys[3], fresh, train, fraction=float(f))
+    models[f"copy_{f:g}"] = ("copies", float(f), np.asarray(x))
+  nn = _typical_nn_distance(train)
+  for f in cfg.copy_fractions:
+    if f == 0:
+      continue
+    x, _ = synthetic.memorize(keys[4], fresh, train, fraction=float(f),
+                              noise_std=cfg.noisy_copy_scale * nn / np.sqrt(
+                                  cfg.dim))
+    models[f"noisy_copy_{f:g}"] = ("noisy copies", float(f), np.asarray(x))
+  x, _ = synthetic.drop_classes(keys[5], fresh, fresh_labels,
+                                tuple(cfg.dropped_classes), cfg.num_generated)
+  models["dropped"] = ("dropped classes", 0.0, np.asarray(x))
+  models["blurred"] = ("blur", 0.0, np.asarray(synthetic.shrink(
+      fresh, fresh_labels, factor=cfg.shrink_factor)))
+  models["noisy"] = ("noise", 0.0, np.asarray(synthetic.add_noise(
+      keys[6], fresh, std=cfg.noise_std)))
+  return train, test, models
+
+
+def _typical_nn_distance(train) -> float:
+  from gendiag.ops import distances  # pylint: disable=g-import-not-at-top
+  return float(np.median(np.asarray(distances.knn_radii(
+      np.asarray(train), [1]))[:, 0]))
+
+
+def _precision_recall(train, gen) -> Optional[dict]:
+  try:
+    from gendiag.metrics import precision_recall  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  res = precision_recall.improved_precision_recall(train, gen, k=3)
+  return {"precision": float(res.precision), "recall": float(res.recall)}
+
+
+def experiment(config, workdir: str) -> dict:
+  """FLD, gap, AuthPct, C_T, FID and P/R as the copied fraction grows.
+
+  Writes metrics.jsonl (one JSON line per model), results.json, report.md and
+  fld_memorization.png into `workdir`; returns the results dict.
+  """
+  from gendiag.metrics import frechet  # pylint: disable=g-import-not-at-top
+  os.makedirs(workdir, exist_ok=True)
+  key = jax.random.key(config.seed)
+  data_key, metric_key = jax.random.split(key)
+  train, test, models = _scenarios(config.data, data_key)
+  cfg = dict(DEFAULTS)
+  cfg.update(dict(config.fld))
+  base = fld_lib.fld_baseline(train, test, key=metric_key,
+                              size=fld_lib.default_baseline_size(
+                                  len(train), config.data.num_generated),
+                              max_epochs=cfg["max_epochs"])
+  results = {}
+  with open(os.path.join(workdir, "metrics.jsonl"), "w") as log:
+    for i, (name, (kind, fraction, gen)) in enumerate(models.items()):
+      k = jax.random.fold_in(metric_key, i)
+      res = fld_lib.fld(train, test, gen, key=k, baseline_nll=float(base.nll),
+                        max_epochs=cfg["max_epochs"])
+      flags = memorization.copy_flags(train, gen,
+                                      threshold=cfg["copy_threshold"])
+      row = {
+          "model": name, "kind": kind, "copied_fraction": fraction,
+          "fld": float(res.fld), "fld_gap": float(res.gap),
+          "fld_train": float(res.fld_train),
+          "fit_converged": bool(res.fit_converged),
+          "copies_flagged": int(flags.num_flagged),
+          "auth_pct": float(memorization.auth_pct(train, gen, key=k).auth_pct),
+          "fid_test": float(frechet.fid(test, gen).fid),
+          "fid_train": float(frechet.fid(train, gen).fid),
+      }
+      ct, why = _data_copying(train, test, gen, k, cfg)
+      row["c_t"] = None if ct is None else float(ct.c_t)
+      if why:
+        row["c_t_note"] = why
+      pr = _precision_recall(train, gen)
+      row.update(pr or {"precision": None, "recall": None})
+      results[name] = row
+      log.write(json.dumps(row) + "\n")
+      log.flush()
+      logging.info("%s: FLD %.3g gap %.3g copies %d AuthPct %.3g FID %.3g",
+                   name, row["fld"], row["fld_gap"], row["copies_flagged"],
+                   row["auth_pct"], row["fid_test"])
+  out = {"baseline_nll": float(base.nll), "num_train": len(train),
+         "num_test": len(test), "dim": int(train.shape[1]),
+         "models": results}
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(out, f, indent=2)
+  _experiment_figure(results).savefig(
+      os.path.join(workdir, "fld_memorization.png"), dpi=110,
+      bbox_inches="tight")
+  with open(os.path.join(workdir, "report.md"), "w") as f:
+    f.write(_experiment_markdown(out))
+  return out
+
+
+_COLUMNS = ("fld", "fld_gap", "copies_flagged", "auth_pct", "c_t", "fid_test",
+            "fid_train", "precision", "recall")
+
+
+def _experiment_markdown(out) -> str:
+  lines = ["# FLD and memorisation", "",
+           f"{out['num_train']} training, {out['num_test']} test samples, "
+           f"d = {out['dim']}; baseline C = {out['baseline_nll']:.4f} nats/dim. "
+           "FLD and the gap should react to copying; FID against the training "
+           "set falls as copies grow (it rewards them).", "",
+           "| model | " + " | ".join(_COLUMNS) + " |",
+           "|---|" + "---|" * len(_COLUMNS)]
+  for name, row in out["models"].items():
+    cells = ["n/a" if row.get(c) is None else f"{row[c]:.4g}"
+             for c in _COLUMNS]
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  lines += ["", "![FLD and memorisation](fld_memorization.png)", ""]
+  return "\n".join(lines)
+
+
+def _experiment_figure(results) -> Figure:
+  panels = [("fld", "FLD"), ("fld_gap", "FLD gap"), ("auth_pct", "AuthPct"),
+            ("c_t", "C_T"), ("fid_test", "FID vs test"),
+            ("fid_train", "FID vs train"), ("precision", "precision"),
+            ("recall", "recall")]
+  fig = Figure(figsize=(13, 6))
+  axes = fig.subplots(2, 4).ravel()
+  for ax, (metric, title) in zip(axes, panels):
+    for kind, style in (("copies", "o-"), ("noisy copies", "s--")):
+      rows = sorted((r for r in results.values()
+                     if r["kind"] == kind or (kind == "noisy copies"
+                                              and r["copied_fraction"] == 0
+                                              and r["kind"] == "copies")),
+                    key=lambda r: r["copied_fraction"])
+      xs = [r["copied_fraction"] for r in rows if r.get(metric) is not None]
+      ys = [r[metric] for r in rows if r.get(metric) is not None]
+      if xs:
+        ax.plot(xs, ys, style, label=kind, markersize=4)
+    for r in results.values():
+      if r["kind"] not in ("copies", "noisy copies") and r.get(
+          metric) is not None:
+        ax.axhline(r[metric], linestyle=":", linewidth=0.8, color="gray")
+        ax.annotate(r["model"], (1.0, r[metric]), fontsize=6, color="gray",
+                    ha="right", va="bottom")
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("copied fraction", fontsize=8)
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  return fig
