@@ -433,3 +433,39 @@ def test_bad_inputs_raise():
     fld_lib.fld_baseline(train, test, key=KEY, size=0)
   with pytest.raises(ValueError, match="log_variances"):
     fld_lib.mixture_nll(train, gen, jnp.zeros(3))
+
+
+# --------------------------------------------------------------------------
+# The report family.
+
+
+def test_report_family_flags_the_memorizing_model():
+  from gendiag import report  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  train, real_half, good = _mixture_sets(20)
+  _, other_half, _ = _mixture_sets(21)
+  real = np.empty((200, 8), np.float32)
+  real[::2], real[1::2] = real_half, other_half
+  memorized = good.copy()
+  memorized[:50] = train[10:60]
+  inputs = report.EvalInputs(real=real, generated={
+      "good": good, "memorized": memorized}, train=train)
+  out = fld_family.fld_family(inputs, KEY)
+  good_m, mem_m = out.metrics["good"], out.metrics["memorized"]
+  assert good_m["copies"]["value"] == 0 and mem_m["copies"]["value"] == 50
+  assert mem_m["fld_gap"]["value"] < -20 < good_m["fld_gap"]["value"]
+  assert good_m["fld"]["baseline_size"] == 100
+  assert mem_m["auth_pct"]["value"] < good_m["auth_pct"]["value"]
+  assert any("copy training samples" in f for f in out.findings["memorized"])
+  assert not any("copy" in f for f in out.findings.get("good", []))
+  assert any("even rows" in n for n in out.notes)
+  section = "\n".join(out.sections)
+  assert "**memorized**: 50 of 100" in section and "**good**" not in section
+  assert "fld.png" in out.figures
+  # The test half is exactly the even rows: same numbers as calling fld.
+  direct = fld_lib.fld(train, real_half, good,
+                       key=jax.random.split(jax.random.fold_in(
+                           jax.random.split(KEY)[1], 0), 3)[0],
+                       baseline_nll=good_m["fld"]["baseline_nll"])
+  np.testing.assert_allclose(good_m["fld"]["value"], float(direct.fld),
+                             atol=1e-3)

@@ -157,3 +157,32 @@ def test_bad_inputs_raise():
     memorization.auth_pct(train[:1], gen)
   with pytest.raises(ValueError, match="max_samples"):
     memorization.auth_pct(train, gen, max_samples=1)
+
+
+# --------------------------------------------------------------------------
+# The experiment binary's library side, smoke config end to end.
+
+
+def test_fld_memorization_experiment_smoke(tmp_path):
+  from configs import fld_memorization as config_lib  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  config = config_lib.get_config("smoke")
+  out = fld_family.experiment(config, str(tmp_path))
+  for name in ("metrics.jsonl", "results.json", "report.md",
+               "fld_memorization.png"):
+    assert os.path.getsize(tmp_path / name) > 100
+  m = out["models"]
+  n = config.data.num_generated
+  assert [m[f"copy_{f:g}"]["copies_flagged"] for f in (0, 0.5, 1)] == [
+      0, n // 2, n]
+  # The gap falls with copying and FLD rises; FID against the training set
+  # rewards copying instead.
+  assert m["copy_0"]["fld_gap"] > m["copy_0.5"]["fld_gap"] > m["copy_1"][
+      "fld_gap"]
+  assert m["copy_1"]["fld"] > m["copy_0.5"]["fld"] > m["copy_0"]["fld"]
+  assert m["copy_1"]["fid_train"] < m["copy_0"]["fid_train"]
+  assert m["noisy_copy_0.5"]["fld_gap"] < -20
+  assert m["copy_1"]["auth_pct"] == -50
+  assert m["dropped"]["recall"] < m["copy_0"]["recall"]
+  lines = open(tmp_path / "metrics.jsonl").read().splitlines()
+  assert len(lines) == len(m)

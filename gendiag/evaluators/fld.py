@@ -266,9 +266,7 @@ def _scenarios(cfg, key):
     x, _ = synthetic.memorize(keys[3], fresh, train, fraction=float(f))
     models[f"copy_{f:g}"] = ("copies", float(f), np.asarray(x))
   nn = _typical_nn_distance(train)
-  for f in cfg.copy_fractions:
-    if f == 0:
-      continue
+  for f in cfg.noisy_copy_fractions:
     x, _ = synthetic.memorize(keys[4], fresh, train, fraction=float(f),
                               noise_std=cfg.noisy_copy_scale * nn / np.sqrt(
                                   cfg.dim))
@@ -289,12 +287,12 @@ def _typical_nn_distance(train) -> float:
       np.asarray(train), [1]))[:, 0]))
 
 
-def _precision_recall(train, gen) -> Optional[dict]:
+def _precision_recall(real, gen) -> Optional[dict]:
   try:
     from gendiag.metrics import precision_recall  # pylint: disable=g-import-not-at-top
   except ImportError:
     return None
-  res = precision_recall.improved_precision_recall(train, gen, k=3)
+  res = precision_recall.improved_precision_recall(real, gen, k=3)
   return {"precision": float(res.precision), "recall": float(res.recall)}
 
 
@@ -337,7 +335,7 @@ def experiment(config, workdir: str) -> dict:
       row["c_t"] = None if ct is None else float(ct.c_t)
       if why:
         row["c_t_note"] = why
-      pr = _precision_recall(train, gen)
+      pr = _precision_recall(test, gen)
       row.update(pr or {"precision": None, "recall": None})
       results[name] = row
       log.write(json.dumps(row) + "\n")
@@ -402,6 +400,8 @@ def _experiment_figure(results) -> Figure:
         ax.axhline(r[metric], linestyle=":", linewidth=0.8, color="gray")
         ax.annotate(r["model"], (1.0, r[metric]), fontsize=6, color="gray",
                     ha="right", va="bottom")
+    if metric in ("fld", "fld_gap"):   # a copycat sends them to ~1e16
+      ax.set_yscale("symlog", linthresh=10.0)
     ax.set_title(title, fontsize=9)
     ax.set_xlabel("copied fraction", fontsize=8)
   axes[0].legend(fontsize=7)
