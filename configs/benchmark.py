@@ -21,6 +21,8 @@ def get_config(arg: str = ""):
       "kid": dict(big, num_subsets=100, subset_size=1000),
       "fid": dict(big),
       "knn_radii": dict(n=10_000, d=2048, k=5),
+      "prdc_two_k": dict(big),
+      "prdc_one_k": dict(big),
   })
   if arg == "smoke":
     for name in config.sizes:

@@ -10,6 +10,7 @@ import prdc as prdc_package
 import pytest
 
 from gendiag.metrics import precision_recall as pr
+from gendiag.ops import distances
 from tests.conftest import np_sq_distances
 
 
@@ -165,9 +166,18 @@ def test_per_sample_outputs_are_consistent(clouds, multi_k):
                                 d.min(axis=1) < np.asarray(res.real_radii))
 
 
+def test_radii_equal_the_knn_helper(rng):
+  x = rng.normal(size=(45, 5)).astype(np.float32)
+  x[7] = x[3]  # a duplicate counts as a neighbour at distance 0
+  got = pr._radii(jnp.asarray(x), ks=(1, 2, 4), block_size=8)
+  np.testing.assert_allclose(got, distances.knn_radii(x, (1, 2, 4)),
+                             rtol=1e-5, atol=1e-6)
+  assert float(got[7, 0]) == 0.0
+
+
 def test_block_sizes_do_not_change_results(clouds, multi_k):
   real, fake = clouds
-  a = pr.prdc(real, fake, k=(1, 3, 5), block_size=4096, col_block_size=16)
+  a = pr.prdc(real, fake, k=(1, 3, 5), block_size=4096)
   for name in ("precision", "recall", "density", "coverage",
                "real_covered", "generated_neighbor_counts"):
     np.testing.assert_array_equal(getattr(a, name), getattr(multi_k, name))
