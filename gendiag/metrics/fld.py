@@ -304,6 +304,14 @@ def _batch_layout(n, batch_size, block_size):
           valid.reshape(num_batches, blocks, b))
 
 
+def _scan(f, init, xs):
+  """`lax.scan`, unrolled when there is one step (less to compile)."""
+  if xs.shape[0] == 1:
+    carry, y = f(init, xs[0])
+    return carry, jax.tree.map(lambda a: a[None], y)
+  return lax.scan(f, init, xs)
+
+
 def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
          block_size, max_cache_bytes):
   """Fits the centres' log-variances to x (already standardised).
@@ -315,8 +323,10 @@ def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
   pos, valid = _batch_layout(n, batch_size, block_size)
   num_batches, blocks, b = pos.shape
   num_blocks = num_batches * blocks
-  perm = jax.random.permutation(key, n)
-  rows = perm[pos].reshape(num_blocks, b)
+  if num_batches > 1:
+    rows = jax.random.permutation(key, n)[pos].reshape(num_blocks, b)
+  else:   # one full batch per step: the row order cannot matter
+    rows = jnp.asarray(pos.reshape(num_blocks, b))
   valid = jnp.asarray(valid.reshape(num_blocks, b))
   mean_x = jnp.mean(x, axis=0)
   origin_d2 = jnp.sum(jnp.square(x - mean_x), axis=1)[rows]
@@ -341,7 +351,7 @@ def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
 
   init_carry = (jnp.full((n_comp,), jnp.inf, x.dtype),
                 jnp.zeros((n_comp,), jnp.int32))
-  (_, best_slot), cached = lax.scan(first, init_carry,
+  (_, best_slot), cached = _scan(first, init_carry,
                                     jnp.arange(num_blocks))
   # The matmul formula leaves ~eps |x|^2 of cancellation error, so an exact
   # copy would sit at ~1e-4 instead of 0: recompute each centre's nearest
@@ -379,7 +389,7 @@ def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
 
     zero = (jnp.zeros((), x.dtype), jnp.zeros((n_comp,), x.dtype),
             jnp.zeros((), x.dtype), jnp.zeros((), x.dtype))
-    (ll, g, g0, count), _ = lax.scan(block_step, zero, batch_blocks)
+    (ll, g, g0, count), _ = _scan(block_step, zero, batch_blocks)
     scale = -1.0 / (dim * count)
     grads = (scale * g, scale * g0)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -391,7 +401,7 @@ def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
 
   def epoch(state):
     e, params, opt_state, losses, done = state
-    (params, opt_state), batch_losses = lax.scan(
+    (params, opt_state), batch_losses = _scan(
         batch_step, (params, opt_state), batch_blocks)
     mean_loss = jnp.mean(batch_losses)
     losses = losses.at[e].set(mean_loss)
@@ -418,11 +428,13 @@ def _fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
     ll = _mixture_lls(get_block(k), params[0], dim)
     return jnp.sum(jnp.where(valid[k], ll, 0.0))
 
-  train_nll = -jnp.sum(lax.map(nll_block, jnp.arange(num_blocks))) / (n * dim)
+  _, totals = _scan(lambda c, k: (c, nll_block(k)), 0.0,
+                    jnp.arange(num_blocks))
+  train_nll = -jnp.sum(totals) / (n * dim)
   return fit, train_nll
 
 
-_FIT_STATIC = ("init", "lr", "max_epochs", "batch_size", "tol", "block_size",
+_FIT_STATIC = ("init", "max_epochs", "batch_size", "block_size",
                "max_cache_bytes")
 
 
