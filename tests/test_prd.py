@@ -125,3 +125,80 @@ def test_classifier_validation():
   y = np.zeros((8, 2), np.float32)
   with pytest.raises(ValueError, match="num_runs"):
     prd.classifier_pr_curve(y, y, key=jax.random.key(0), num_runs=0)
+
+
+# --------------------------------------------------------------------------
+# PRD (every call shares shapes and settings: one k-means compile).
+
+CENTRES = np.random.default_rng(10).normal(size=(10, 8)) * 8
+
+
+def _mixture(seed, classes, n=1000):
+  rng = np.random.default_rng(seed)
+  labels = rng.choice(classes, size=n)
+  return (CENTRES[labels] + rng.normal(size=(n, 8))).astype(np.float32)
+
+
+def _prd(real, gen, seed=0):
+  return prd.prd(real, gen, key=jax.random.key(seed), num_runs=4)
+
+
+def test_prd_sees_mode_dropping_like_the_exact_curve():
+  real = _mixture(0, np.arange(10))
+  dropped = _mixture(1, np.arange(5))
+  res = _prd(real, dropped)
+  exact = fdiv.pr_curve(np.full(10, 0.1, np.float32),
+                        np.r_[np.full(5, 0.2), np.zeros(5)].astype(np.float32))
+  assert float(res.f_beta) == pytest.approx(float(exact.f_beta), abs=0.05)
+  assert float(res.f_inv_beta) == pytest.approx(float(exact.f_inv_beta),
+                                                abs=0.05)
+  assert float(res.f_beta) < 0.6 < 0.9 < float(res.f_inv_beta)
+  assert res.real_histograms.shape == (4, 20)
+  np.testing.assert_allclose(jnp.sum(res.real_histograms, axis=1), 1,
+                             rtol=1e-6)
+  assert bool(jnp.all(res.converged))
+  # Mass of the dropped classes' clusters is real only.
+  assert float(jnp.min(jnp.max(res.real_histograms - res.generated_histograms,
+                               axis=1))) > 0.05
+
+
+def test_prd_identical_distributions_and_seeding():
+  real = _mixture(0, np.arange(10))
+  same = _mixture(2, np.arange(10))
+  a, b = _prd(real, same), _prd(real, same)
+  assert float(a.f_beta) > 0.95 and float(a.f_inv_beta) > 0.95
+  np.testing.assert_array_equal(a.precision, b.precision)
+  c = _prd(real, same, seed=1)
+  assert not np.array_equal(a.real_histograms, c.real_histograms)
+
+
+def test_prd_matches_a_scikit_learn_reference():
+  """The reference's pipeline (sklearn k-means of the union, 20 clusters,
+  histograms, averaged curves), with sklearn's KMeans in place of its
+  unseeded MiniBatchKMeans."""
+  from sklearn.cluster import KMeans  # pylint: disable=g-import-not-at-top
+  real = _mixture(0, np.arange(10))
+  gen = _mixture(3, np.r_[np.arange(10), np.arange(4)])  # 0-3 twice as often
+  union = np.concatenate([real, gen])
+  precisions, recalls = [], []
+  for seed in range(4):
+    labels = KMeans(20, n_init=1, random_state=seed).fit_predict(union)
+    p = np.bincount(labels[:1000], minlength=20) / 1000
+    q = np.bincount(labels[1000:], minlength=20) / 1000
+    curve = fdiv.pr_curve(p.astype(np.float32), q.astype(np.float32))
+    precisions.append(curve.precision)
+    recalls.append(curve.recall)
+  f8, f18 = fdiv.max_f_beta(np.mean(precisions, 0), np.mean(recalls, 0))
+  res = _prd(real, gen)
+  assert float(res.f_beta) == pytest.approx(float(f8), abs=0.03)
+  assert float(res.f_inv_beta) == pytest.approx(float(f18), abs=0.03)
+
+
+def test_prd_validation():
+  x = np.zeros((30, 2), np.float32)
+  with pytest.raises(ValueError, match="enforce_balance"):
+    prd.prd(x, x[:25], key=jax.random.key(0))
+  with pytest.raises(ValueError, match="at least 20"):
+    prd.prd(x[:10], x[:10], key=jax.random.key(0))
+  with pytest.raises(ValueError, match="num_runs"):
+    prd.prd(x, x, key=jax.random.key(0), num_runs=0)
