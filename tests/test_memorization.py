@@ -186,3 +186,75 @@ def test_fld_memorization_experiment_smoke(tmp_path):
   assert m["dropped"]["recall"] < m["copy_0"]["recall"]
   lines = open(tmp_path / "metrics.jsonl").read().splitlines()
   assert len(lines) == len(m)
+
+
+# --------------------------------------------------------------------------
+# C_T.
+
+
+def _reference_c_t(train, test, gen, train_cells, test_cells, gen_cells, k,
+                   tau):
+  """The reference's Zu / C_T (casey-meehan/data-copying via marcojira/fld)
+  on given cells, with sklearn's nearest neighbours and scipy's U."""
+  from scipy.stats import mannwhitneyu  # pylint: disable=g-import-not-at-top
+  from sklearn.neighbors import NearestNeighbors  # pylint: disable=g-import-not-at-top
+  zs = np.zeros(k)
+  for c in range(k):
+    t, p, q = (np.float64(a[cells == c]) for a, cells in (
+        (train, train_cells), (test, test_cells), (gen, gen_cells)))
+    if len(q) == 0:
+      continue
+    nn = NearestNeighbors(n_neighbors=1).fit(t)
+    lq, lp = nn.kneighbors(q)[0][:, 0], nn.kneighbors(p)[0][:, 0]
+    u = mannwhitneyu(lq, lp, alternative="less").statistic
+    m, n = len(q), len(p)
+    zs[c] = (u - (n * m / 2 - 0.5)) / np.sqrt(n * m * (n + m + 1) / 12)
+  q_m = np.bincount(gen_cells, minlength=k) / len(gen)
+  p_n = np.bincount(test_cells, minlength=k) / len(test)
+  used = q_m > tau
+  return p_n[used] @ zs[used] / p_n[used].sum(), zs
+
+
+def test_c_t_matches_reference_formula_on_the_same_cells():
+  train, test, gen = _blobs(20, 300), _blobs(21, 150), _blobs(22, 120)
+  gen[:30] = train[:30]                       # some copies
+  res = memorization.data_copying_test(train, test, gen, key=KEY)
+  cells = [np.asarray(c) for c in (res.train_cells, res.test_cells,
+                                   res.generated_cells)]
+  want, zs = _reference_c_t(train, test, gen, *cells, k=3, tau=20 / len(gen))
+  np.testing.assert_allclose(np.asarray(res.cell_z), zs, rtol=1e-4,
+                             atol=1e-4)
+  np.testing.assert_allclose(float(res.c_t), want, rtol=1e-4, atol=1e-4)
+  # Three well-separated blobs: k-means finds them.
+  assert len(np.unique(cells[0])) == 3 and bool(res.kmeans_converged)
+
+
+def test_c_t_sign_for_copies_fresh_and_underfit():
+  train, test = _blobs(23, 400), _blobs(24, 200)
+  fresh = memorization.data_copying_test(train, test, _blobs(25, 200),
+                                         key=KEY)
+  copies = memorization.data_copying_test(train, test, train[:200], key=KEY)
+  rng = np.random.default_rng(0)
+  noisy = _blobs(26, 200) + np.float32(rng.normal(size=(200, 6)))
+  underfit = memorization.data_copying_test(train, test, noisy, key=KEY)
+  assert abs(float(fresh.c_t)) < 3.0
+  assert float(copies.c_t) < -8.0
+  assert float(underfit.c_t) > 3.0
+  np.testing.assert_array_equal(np.asarray(copies.generated_distance), 0.0)
+
+
+def test_c_t_projects_high_dimensions_and_validates():
+  rng = np.random.default_rng(1)
+  train = np.float32(rng.normal(size=(200, 80)))
+  test = np.float32(rng.normal(size=(100, 80)))
+  gen = np.float32(rng.normal(size=(100, 80)))
+  res = memorization.data_copying_test(train, test, gen, key=KEY,
+                                       num_cells=2)
+  assert np.isfinite(float(res.c_t))
+  with pytest.raises(ValueError, match="no test"):
+    memorization.data_copying_test(train, test[:1], gen, key=KEY,
+                                   num_cells=3)
+  with pytest.raises(ValueError, match="min_cell_samples"):
+    memorization.data_copying_test(train, test, gen[:15], key=KEY)
+  with pytest.raises(ValueError, match="generated"):
+    memorization.data_copying_test(train, test, gen[:, :5], key=KEY)
