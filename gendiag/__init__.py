@@ -5,11 +5,20 @@ generated second, with keyword-only hyperparameters and an explicit
 `jax.random` key where they are random.
 """
 
+from gendiag.metrics.fld import fld
+from gendiag.metrics.fld import fld_baseline
+from gendiag.metrics.fld import FLDResult
 from gendiag.metrics.frechet import fid
 from gendiag.metrics.frechet import fid_from_stats
 from gendiag.metrics.frechet import frechet_stats
 from gendiag.metrics.frechet import FrechetResult
 from gendiag.metrics.frechet import FrechetStats
+from gendiag.metrics.memorization import auth_pct
+from gendiag.metrics.memorization import AuthPctResult
+from gendiag.metrics.memorization import copy_flags
+from gendiag.metrics.memorization import CopyFlags
+from gendiag.metrics.memorization import data_copying_test
+from gendiag.metrics.memorization import DataCopyingResult
 from gendiag.metrics.mmd import kid
 from gendiag.metrics.mmd import KIDResult
 from gendiag.metrics.mmd import mmd
@@ -27,11 +36,20 @@ from gendiag.ops.fdiv import pr_divergence
 __version__ = "0.1.0"
 
 __all__ = (
+    "fld",
+    "fld_baseline",
+    "FLDResult",
     "fid",
     "fid_from_stats",
     "frechet_stats",
     "FrechetResult",
     "FrechetStats",
+    "auth_pct",
+    "AuthPctResult",
+    "copy_flags",
+    "CopyFlags",
+    "data_copying_test",
+    "DataCopyingResult",
     "kid",
     "KIDResult",
     "mmd",
