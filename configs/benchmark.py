@@ -23,6 +23,8 @@ def get_config(arg: str = ""):
       "knn_radii": dict(n=10_000, d=2048, k=5),
       "prdc_two_k": dict(big),
       "prdc_one_k": dict(big),
+      "fld": dict(big),
+      "fld_shared_baseline": dict(big),
   })
   if arg == "smoke":
     for name in config.sizes:
