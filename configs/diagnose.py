@@ -37,6 +37,12 @@ def get_config(arg: str = ""):
       num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
   config.mmd = ml_collections.ConfigDict(dict(
       num_permutations=200, num_resamples=200, max_samples=2000, alpha=0.05))
+  config.precision_recall = ml_collections.ConfigDict(dict(
+      ipr_k=3, prdc_k=5, prd_clusters=20, prd_runs=10, classifier_runs=5,
+      classifier_steps=500, classifier_hidden=(),
+      classifier_learning_rate=1e-2, classifier_weight_decay=1e-4,
+      coverage_ratio=0.9, class_coverage_ratio=0.5, low_density=0.7,
+      high_density=1.5))
 
   config.fld = ml_collections.ConfigDict(dict(
       max_generated=10_000, max_epochs=50, copy_threshold=1.0 / 3.0,
@@ -51,6 +57,8 @@ def get_config(arg: str = ""):
     config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
     config.fld.update(top_k=3)
     config.mmd.update(num_permutations=50, num_resamples=20)
+    config.precision_recall.update(prd_runs=2, classifier_runs=2,
+                                   classifier_steps=200)
   elif arg:
     raise ValueError(f"unknown config variant {arg!r}; use '' or 'smoke'.")
   return config

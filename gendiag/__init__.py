@@ -25,6 +25,14 @@ from gendiag.metrics.mmd import mmd
 from gendiag.metrics.mmd import mmd_test
 from gendiag.metrics.mmd import MMDTestResult
 from gendiag.metrics.mmd import witness
+from gendiag.metrics.prd import classifier_pr_curve
+from gendiag.metrics.prd import ClassifierPRCurve
+from gendiag.metrics.prd import prd
+from gendiag.metrics.prd import PRDResult
+from gendiag.metrics.precision_recall import improved_precision_recall
+from gendiag.metrics.precision_recall import ImprovedPRResult
+from gendiag.metrics.precision_recall import prdc
+from gendiag.metrics.precision_recall import PRDCResult
 from gendiag.ops.kernels import Gaussian
 from gendiag.ops.kernels import InverseMultiquadric
 from gendiag.ops.kernels import Laplace
@@ -32,6 +40,7 @@ from gendiag.ops.kernels import median_heuristic
 from gendiag.ops.kernels import Polynomial
 from gendiag.ops.fdiv import pr_curve
 from gendiag.ops.fdiv import pr_divergence
+from gendiag.ops.fdiv import PRCurve
 
 __version__ = "0.1.0"
 
@@ -56,6 +65,14 @@ __all__ = (
     "mmd_test",
     "MMDTestResult",
     "witness",
+    "classifier_pr_curve",
+    "ClassifierPRCurve",
+    "prd",
+    "PRDResult",
+    "improved_precision_recall",
+    "ImprovedPRResult",
+    "prdc",
+    "PRDCResult",
     "Gaussian",
     "InverseMultiquadric",
     "Laplace",
@@ -63,4 +80,5 @@ __all__ = (
     "Polynomial",
     "pr_curve",
     "pr_divergence",
+    "PRCurve",
 )

@@ -202,3 +202,46 @@ def test_prd_validation():
     prd.prd(x[:10], x[:10], key=jax.random.key(0))
   with pytest.raises(ValueError, match="num_runs"):
     prd.prd(x, x, key=jax.random.key(0), num_runs=0)
+
+
+# --------------------------------------------------------------------------
+# The report family.
+
+
+def test_report_family_flags_a_dropped_mode():
+  from gendiag import report  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import precision_recall as family  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(20)
+  labels = rng.integers(0, 5, 300)
+  real = (CENTRES[labels] + rng.normal(size=(300, 8))).astype(np.float32)
+  gen_labels = rng.integers(0, 5, 600)
+  gen = (CENTRES[gen_labels] + rng.normal(size=(600, 8))).astype(np.float32)
+  # Equal sizes: one compile of each metric serves both models.
+  good, dropped = gen[:200], gen[200:][gen_labels[200:] != 2][:200]
+  inputs = report.EvalInputs(
+      real=real, real_labels=labels,
+      generated={"good": good, "dropped": dropped},
+      config={"precision_recall": dict(prd_runs=2, classifier_runs=2,
+                                       classifier_steps=100)})
+  out = family.precision_recall_family(inputs, jax.random.key(0))
+  assert set(out.metrics) == {"good", "dropped"}
+  assert set(out.metrics["good"]) == {
+      "precision", "recall", "density", "coverage", "prd_f8", "prd_f1_8",
+      "clf_f8", "clf_f1_8"}
+  cov = out.metrics["dropped"]["coverage"]
+  assert cov["expected_if_equal"] == pytest.approx(
+      family.expected_coverage(300, 200, 5))
+  assert "good" not in out.findings
+  assert any("does not cover classes 2" in f for f in out.findings["dropped"])
+  assert out.metrics["dropped"]["prd_f8"]["value"] < 0.9
+  assert "precision_recall.png" in out.figures
+  assert any("Coverage by real class" in s for s in out.sections)
+  assert any("subsampled" in n for n in out.notes)
+
+
+def test_expected_coverage_matches_the_notes():
+  from gendiag.evaluators import precision_recall as family  # pylint: disable=g-import-not-at-top
+  assert family.expected_coverage(10_000, 10_000, 3) == pytest.approx(
+      0.875038, abs=1e-6)
+  assert family.expected_coverage(10_000, 10_000, 5) == pytest.approx(
+      0.968773, abs=1e-6)

@@ -1,0 +1,199 @@
+"""Report family "precision_recall": k-NN P/R, density/coverage, PR curves.
+
+Per model: improved precision and recall (k=3, `<=`), density and coverage
+(k=5, `<`, with the coverage expected when P = Q for these sample sizes),
+PRD's F_8 / F_1/8 (k-means histograms of the union; the larger set is
+subsampled to the smaller one's size, as PRD requires equal sizes) and the
+classifier-based curve's F_8 / F_1/8 (held-out logits of a probe ensemble),
+plus one figure with both curves of every model.
+
+With real labels, coverage is also broken down by class: the fraction of
+each class's real samples whose k-NN ball holds a generated sample names
+the modes a model drops.
+
+Verdict rules (thresholds in the config section `precision_recall`):
+  coverage < coverage_ratio x (coverage expected if P = Q)
+      -> "misses part of the real distribution"
+  class coverage < class_coverage_ratio x expected, for some classes
+      -> "does not cover classes ..."
+  density < low_density -> "many samples lie off the real data"
+  density > high_density -> "samples crowd a few real regions"
+"""
+
+import math
+
+import jax
+from matplotlib.figure import Figure
+import numpy as np
+
+from gendiag import report
+from gendiag.metrics import precision_recall as pr_lib
+from gendiag.metrics import prd as prd_lib
+
+DEFAULTS = dict(
+    ipr_k=3,                    # improved P/R neighbourhood (the paper's)
+    prdc_k=5,                   # density/coverage neighbourhood (the paper's)
+    prd_clusters=20,            # PRD (Sajjadi et al.'s defaults)
+    prd_runs=10,
+    classifier_runs=5,          # probes in the ensemble (reference: 10)
+    classifier_steps=500,
+    classifier_hidden=(),       # () = logistic regression (the reference)
+    classifier_learning_rate=1e-2,
+    classifier_weight_decay=1e-4,
+    coverage_ratio=0.9,         # finding: coverage < 0.9 x expected
+    class_coverage_ratio=0.5,   # finding: a class's coverage < 0.5 x expected
+    low_density=0.7,            # finding: density < 0.7
+    high_density=1.5,           # finding: density > 1.5
+)
+
+DESCRIPTION = (
+    "k-NN precision/recall and PR curves. `precision` / `recall`: improved "
+    "P/R (Kynkaanniemi et al. 2019, k=3): the fraction of generated samples "
+    "inside the real k-NN manifold (fidelity) and of real samples inside the "
+    "generated one (diversity); neither is 1 when P = Q in high dimension. "
+    "`density` / `coverage` (Naeem et al. 2020, k=5): density ~1 when P = Q "
+    "(below: samples off the real data; above: crowding), coverage near its "
+    "expected value when P = Q (listed with it; below: real regions the model "
+    "misses). `prd_f8` / `prd_f1_8`: PRD (Sajjadi et al. 2018) F_8 "
+    "(recall-like) and F_1/8 (precision-like) from k-means histograms; "
+    "`clf_f8` / `clf_f1_8`: the same from a real-vs-generated probe's "
+    "held-out ROC (Simon et al. 2019); 1 = indistinguishable. Verdict rules "
+    "(config `precision_recall`): coverage < 0.9 x expected, a class "
+    "covered < 0.5 x expected, density < 0.7 or > 1.5.")
+
+
+def expected_coverage(num_real: int, num_generated: int, k: int) -> float:
+  """E[coverage] when P = Q: 1 - prod_{i<k} (N-1-i) / (N-1+M-i) (Naeem)."""
+  prod = 1.0
+  for i in range(k):
+    prod *= (num_real - 1 - i) / (num_real - 1 + num_generated - i)
+  return 1.0 - prod
+
+
+def _balanced_pair(key, real, generated):
+  """Subsamples the larger set (seeded) so both have the same size."""
+  n = min(len(real), len(generated))
+  key_r, key_g = jax.random.split(key)
+
+  def take(k, x):
+    if len(x) == n:
+      return x
+    return x[np.sort(np.asarray(jax.random.permutation(k, len(x))[:n]))]
+
+  return take(key_r, real), take(key_g, generated)
+
+
+def _curves_figure(curves):
+  """PRD and classifier PR curves of every model, side by side."""
+  fig = Figure(figsize=(10, 4.9))
+  axes = fig.subplots(1, 2)
+  titles = ("PRD (k-means histograms)", "Classifier-based (probe ROC)")
+  for ax, kind, title in zip(axes, ("prd", "clf"), titles):
+    for name, c in curves.items():
+      ax.plot(np.asarray(c[kind].recall), np.asarray(c[kind].precision),
+              label=name, linewidth=1.4)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("recall  beta(lambda)")
+    ax.set_ylabel("precision  alpha(lambda)")
+    ax.set_title(title)
+    ax.set_aspect("equal")
+    ax.grid(alpha=0.3)
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6),
+             fontsize=8, frameon=False)
+  fig.subplots_adjust(bottom=0.2)
+  fig.suptitle("Precision-recall curves (real = P, model = Q; (1, 1) = "
+               "indistinguishable)")
+  return fig
+
+
+def _class_coverage(real_covered, real_labels):
+  classes = np.unique(real_labels)
+  return {int(c): float(np.mean(real_covered[real_labels == c]))
+          for c in classes}
+
+
+@report.register("precision_recall", description=DESCRIPTION)
+def precision_recall_family(inputs: report.EvalInputs,
+                            key) -> report.FamilyOutput:
+  """Improved P/R, density/coverage, PRD and classifier PR curves per model."""
+  cfg = report.family_config(inputs, "precision_recall", **DEFAULTS)
+  out = report.FamilyOutput()
+  real = np.asarray(inputs.real, np.float32)
+  curves, class_rows = {}, []
+  unbalanced = False
+  for i, (name, generated) in enumerate(inputs.generated.items()):
+    generated = np.asarray(generated, np.float32)
+    key_prd, key_clf, key_sub = jax.random.split(jax.random.fold_in(key, i),
+                                                 3)
+    ipr = pr_lib.improved_precision_recall(real, generated, k=cfg["ipr_k"])
+    dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
+    expected = expected_coverage(len(real), len(generated), cfg["prdc_k"])
+    sub_real, sub_gen = _balanced_pair(key_sub, real, generated)
+    unbalanced |= len(real) != len(generated)
+    prd_res = prd_lib.prd(sub_real, sub_gen, key=key_prd,
+                          num_clusters=cfg["prd_clusters"],
+                          num_runs=cfg["prd_runs"])
+    clf = prd_lib.classifier_pr_curve(
+        real, generated, key=key_clf, num_runs=cfg["classifier_runs"],
+        num_steps=cfg["classifier_steps"],
+        hidden_sizes=tuple(cfg["classifier_hidden"]),
+        learning_rate=cfg["classifier_learning_rate"],
+        weight_decay=cfg["classifier_weight_decay"])
+    curves[name] = {"prd": prd_res, "clf": clf}
+    coverage = float(dc.coverage)
+    density = float(dc.density)
+    out.metrics[name] = {
+        "precision": report.entry(ipr.precision, k=cfg["ipr_k"]),
+        "recall": report.entry(ipr.recall, k=cfg["ipr_k"]),
+        "density": report.entry(density, k=cfg["prdc_k"]),
+        "coverage": report.entry(coverage, k=cfg["prdc_k"],
+                                 expected_if_equal=expected),
+        "prd_f8": report.entry(prd_res.f_beta),
+        "prd_f1_8": report.entry(prd_res.f_inv_beta),
+        "clf_f8": report.entry(clf.f_beta),
+        "clf_f1_8": report.entry(clf.f_inv_beta,
+                                 heldout_accuracy=clf.heldout_accuracy),
+    }
+    if not bool(np.all(np.asarray(prd_res.converged))):
+      out.notes.append(f"{name}: k-means did not converge in some PRD runs "
+                       "(max_iters reached); PRD values are approximate.")
+
+    findings = []
+    if coverage < cfg["coverage_ratio"] * expected:
+      findings.append(f"misses part of the real distribution (coverage "
+                      f"{coverage:.2f}, expected {expected:.2f} if equal)")
+    if inputs.real_labels is not None:
+      per_class = _class_coverage(np.asarray(dc.real_covered),
+                                  np.asarray(inputs.real_labels))
+      missed = [c for c, v in per_class.items()
+                if v < cfg["class_coverage_ratio"] * expected]
+      class_rows.append((name, per_class))
+      if missed:
+        findings.append("does not cover classes "
+                        + ", ".join(str(c) for c in missed))
+    if density < cfg["low_density"]:
+      findings.append(f"many samples lie off the real data (density "
+                      f"{density:.2f})")
+    elif density > cfg["high_density"]:
+      findings.append(f"samples crowd a few real regions (density "
+                      f"{density:.2f}; copies or too little diversity)")
+    if findings:
+      out.findings[name] = findings
+
+  if unbalanced:
+    out.notes.append("PRD needs equal sizes: the larger of each real/model "
+                     "pair was subsampled (seeded) to the smaller's size.")
+  if class_rows:
+    classes = sorted({c for _, row in class_rows for c in row})
+    lines = ["Coverage by real class (fraction of the class's real samples "
+             "whose k-NN ball holds a generated sample):", "",
+             "| model | " + " | ".join(str(c) for c in classes) + " |",
+             "|---|" + "---|" * len(classes)]
+    for name, row in class_rows:
+      cells = [f"{row.get(c, math.nan):.2f}" for c in classes]
+      lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    out.sections.append("\n".join(lines))
+  out.figures["precision_recall.png"] = _curves_figure(curves)
+  return out
