@@ -114,7 +114,7 @@ def test_matches_prdc_package(clouds, multi_k):
 
 
 def test_matches_prdc_package_high_dim_and_duplicates(rng):
-  real = rng.uniform(size=(90, 256)).astype(np.float32)
+  real = rng.uniform(size=(100, 256)).astype(np.float32)  # n == m path
   fake = np.concatenate([real[:30], rng.uniform(size=(70, 256)) + 0.05]
                         ).astype(np.float32)
   got = pr.prdc(real, fake, k=(3, 5))
