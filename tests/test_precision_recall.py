@@ -10,7 +10,6 @@ import prdc as prdc_package
 import pytest
 
 from gendiag.metrics import precision_recall as pr
-from gendiag.ops import distances
 from tests.conftest import np_sq_distances
 
 
@@ -164,15 +163,6 @@ def test_per_sample_outputs_are_consistent(clouds, multi_k):
   d = np.sqrt(np_sq_distances(real, fake))
   np.testing.assert_array_equal(res.real_covered,
                                 d.min(axis=1) < np.asarray(res.real_radii))
-
-
-def test_radii_equal_the_knn_helper(rng):
-  x = rng.normal(size=(45, 5)).astype(np.float32)
-  x[7] = x[3]  # a duplicate counts as a neighbour at distance 0
-  got = pr._radii(jnp.asarray(x), ks=(1, 2, 4), block_size=8)
-  np.testing.assert_allclose(got, distances.knn_radii(x, (1, 2, 4)),
-                             rtol=1e-5, atol=1e-6)
-  assert float(got[7, 0]) == 0.0
 
 
 def test_block_sizes_do_not_change_results(clouds, multi_k):

@@ -56,39 +56,6 @@ def _check_inputs(real, generated, ks):
   _checks.check_pair(real, generated, min_rows=need)
 
 
-def _balanced(n: int, block: int) -> int:
-  """The smallest block size giving as many blocks as `block` does.
-
-  Blocks are zero-padded to equal size: 10000 rows in blocks of 8192 would
-  compute 16384; in blocks of 5000, none is wasted.
-  """
-  return math.ceil(n / math.ceil(n / block))
-
-
-def _radii(x, *, ks, block_size):
-  """(n, K) distance from each row of x to its k-th nearest other row.
-
-  The same values as `distances.knn_radii(x, ks)` (self excluded by index,
-  duplicates kept at distance 0), by one `map_row_blocks` pass holding a
-  (block_size, n) block and one `top_k` per block. That is the
-  `knn_radii` pass with a single column block, which here compiles in less
-  than half the time (the column scan and index bookkeeping go) and pads no
-  columns: these metrics are timed first call, compile included.
-  """
-  n = x.shape[0]
-  kmax = max(ks)
-
-  def block(xb, start):
-    d2 = distances.sq_distances(xb, x)
-    rows = start + jnp.arange(xb.shape[0])
-    d2 = jnp.where(rows[:, None] == jnp.arange(n)[None, :], jnp.inf, d2)
-    return -lax.top_k(-d2, kmax)[0]
-
-  smallest = distances.map_row_blocks(block, x,
-                                      block_size=_balanced(n, block_size))
-  return jnp.sqrt(smallest[:, [k - 1 for k in ks]])
-
-
 def _median(x):
   """Column medians of (n, K), as np.percentile(x, 50, axis=0) computes them.
 
@@ -105,7 +72,9 @@ def _manifold_pass(real, generated, *, ks, strict, realism, block_size):
   """The three passes. Leading axis K = len(ks) on every k-dependent output."""
   n, m = real.shape[0], generated.shape[0]
 
-  radii = functools.partial(_radii, ks=ks, block_size=block_size)
+  # One top-k pass per row block over all columns (col_block_size=n or m).
+  radii = lambda x: distances.knn_radii(x, ks, block_size=block_size,  # noqa: E731
+                                        col_block_size=x.shape[0])
   if n == m:  # One compiled radius pass, run on both sets in turn.
     real_radii, gen_radii = lax.map(radii, jnp.stack([real, generated]))
   else:
@@ -115,7 +84,7 @@ def _manifold_pass(real, generated, *, ks, strict, realism, block_size):
   # dropped (radius 0), so outliers of the real set do not vouch for samples.
   pruned = jnp.where(real_radii > _median(real_radii), 0.0, real_radii)
 
-  b = _balanced(m, block_size)
+  b = distances.balanced_block(m, block_size)
   num_blocks = math.ceil(m / b)
   pad = num_blocks * b - m
   gen_blocks = jnp.pad(generated, ((0, pad), (0, 0))).reshape(

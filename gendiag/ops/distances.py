@@ -56,6 +56,11 @@ def sq_distances(x: jax.Array, y: jax.Array) -> jax.Array:
   return jnp.maximum(xx + yy - 2.0 * xy, 0.0)
 
 
+def balanced_block(n: int, block_size: int) -> int:
+  """The smallest block size that needs as many blocks as `block_size` does."""
+  return math.ceil(n / math.ceil(n / block_size))
+
+
 def map_row_blocks(fn: Callable, x: jax.Array, *,
                    block_size: int = DEFAULT_BLOCK_SIZE):
   """Applies `fn(x_block, start)` to row blocks of `x` and concatenates.
@@ -65,7 +70,8 @@ def map_row_blocks(fn: Callable, x: jax.Array, *,
       to a pytree of arrays with leading dimension b.
     x: (n, d) array. The last block is zero-padded; padded rows are dropped
       from the output, so `fn` must not sum across rows.
-    block_size: rows per block.
+    block_size: the most rows per block; blocks are balanced (10000 rows
+      with block_size 8192 run as two blocks of 5000, not 8192 + padding).
 
   Returns:
     The pytree of `fn`'s outputs with leading dimension n.
@@ -74,6 +80,7 @@ def map_row_blocks(fn: Callable, x: jax.Array, *,
   if n <= block_size:
     return fn(x, jnp.int32(0))
   num_blocks = math.ceil(n / block_size)
+  block_size = balanced_block(n, block_size)
   pad = num_blocks * block_size - n
   blocks = jnp.pad(x, ((0, pad), (0, 0))).reshape(
       num_blocks, block_size, x.shape[1])
@@ -130,46 +137,65 @@ def _local_knn_update(best, queries, refs, *, k, exclude_self, row_start,
   """Merges the squared distances to `refs` into the running (best_d, best_i).
 
   Reference j of `refs` has global index col_start + j and counts only if
-  col_start + j < num_valid_cols (padding is skipped).
+  col_start + j < num_valid_cols (padding is skipped). With `best=None` the
+  first column block starts the lists by a plain top-k (no merge), which is
+  all a single-block search needs.
   """
   m, d = refs.shape
+  if best is None:
+    col_block_size = max(col_block_size, k)  # the first block must hold k
   num_col_blocks = math.ceil(m / col_block_size)
-  cb = min(col_block_size, m)
+  cb = balanced_block(m, col_block_size)
   ref_blocks = jnp.pad(refs, ((0, num_col_blocks * cb - m), (0, 0))).reshape(
       num_col_blocks, cb, d)
   col_starts = col_start + jnp.arange(num_col_blocks, dtype=jnp.int32) * cb
   limit = jnp.minimum(num_valid_cols, col_start + m)
 
-  def block_update(args, start):
-    qb, best_d, best_i = args
+  def block_update(qb, start, running):
     rows = row_start + start + jnp.arange(qb.shape[0], dtype=jnp.int32)
 
-    def step(carry, blk):
-      rb, c0 = blk
+    def masked_distances(rb, c0):
       cols = c0 + jnp.arange(cb, dtype=jnp.int32)
       dist = sq_distances(qb, rb)
       invalid = cols[None, :] >= limit
       if exclude_self:
         invalid = invalid | (cols[None, :] == rows[:, None])
-      dist = jnp.where(invalid, jnp.inf, dist)
-      return _merge_smallest(*carry, dist, c0, k), None
+      return jnp.where(invalid, jnp.inf, dist)
 
-    (best_d, best_i), _ = lax.scan(step, (best_d, best_i),
-                                   (ref_blocks, col_starts))
-    return best_d, best_i
+    def step(carry, blk):
+      return _merge_smallest(*carry, masked_distances(*blk), blk[1], k), None
 
-  best_d, best_i = best
+    blocks = (ref_blocks, col_starts)
+    if running is None:
+      neg_d, pos = lax.top_k(-masked_distances(ref_blocks[0], col_starts[0]),
+                             k)
+      running = (-neg_d, col_starts[0] + pos)
+      blocks = (ref_blocks[1:], col_starts[1:])
+    if blocks[0].shape[0] == 0:
+      return running
+    if blocks[0].shape[0] == 1:  # no scan: less to compile
+      return step(running, (blocks[0][0], blocks[1][0]))[0]
+    return lax.scan(step, running, blocks)[0]
+
   n = queries.shape[0]
   if n <= block_size:
-    return block_update((queries, best_d, best_i), jnp.int32(0))
+    return block_update(queries, jnp.int32(0), best)
   # Row-block the queries together with their running lists.
   num_blocks = math.ceil(n / block_size)
+  block_size = balanced_block(n, block_size)
   pad = num_blocks * block_size - n
-  padded = [jnp.pad(a, ((0, pad), (0, 0))).reshape(
-      (num_blocks, block_size) + a.shape[1:]) for a in (queries, best_d,
-                                                        best_i)]
+
+  def split(a):
+    return jnp.pad(a, ((0, pad), (0, 0))).reshape(
+        (num_blocks, block_size) + a.shape[1:])
+
   starts = jnp.arange(num_blocks, dtype=jnp.int32) * block_size
-  out = lax.map(lambda a: block_update(a[:3], a[3]), (*padded, starts))
+  if best is None:
+    out = lax.map(lambda a: block_update(a[0], a[1], None),
+                  (split(queries), starts))
+  else:
+    out = lax.map(lambda a: block_update(a[0], a[1], (a[2], a[3])),
+                  (split(queries), starts, split(best[0]), split(best[1])))
   return tuple(a.reshape((num_blocks * block_size, k))[:n] for a in out)
 
 
@@ -362,6 +388,20 @@ def _check_square(exclude_diagonal, x, y):
                      f"{x.shape[0]} and {y.shape[0]} rows.")
 
 
+def _knn(queries, refs, *, k, exclude_self, block_size, col_block_size,
+         mesh):
+  """Squared distances and indices of the k nearest (unjitted)."""
+  if mesh is not None:
+    return _sharded_knn(queries, refs, k=k, exclude_self=exclude_self,
+                        block_size=block_size, col_block_size=col_block_size,
+                        mesh=mesh)
+  return _local_knn_update(
+      None, queries, refs, k=k,
+      exclude_self=exclude_self, row_start=0, col_start=0,
+      num_valid_cols=refs.shape[0], block_size=block_size,
+      col_block_size=col_block_size)
+
+
 @functools.partial(
     jax.jit, static_argnames=("k", "exclude_self", "block_size",
                               "col_block_size", "mesh"))
@@ -392,17 +432,19 @@ def knn(queries: jax.Array, refs: jax.Array, *, k: int,
     (distances, indices): (n, k) Euclidean distances sorted ascending and the
     (n, k) int32 indices into `refs`; ties go to the lower index.
   """
-  if mesh is not None:
-    best_d, best_i = _sharded_knn(queries, refs, k=k, exclude_self=exclude_self,
-                                  block_size=block_size,
-                                  col_block_size=col_block_size, mesh=mesh)
-  else:
-    best_d, best_i = _local_knn_update(
-        _init_best(queries.shape[0], k, queries.dtype), queries, refs, k=k,
-        exclude_self=exclude_self, row_start=0, col_start=0,
-        num_valid_cols=refs.shape[0], block_size=block_size,
-        col_block_size=col_block_size)
+  best_d, best_i = _knn(queries, refs, k=k, exclude_self=exclude_self,
+                        block_size=block_size, col_block_size=col_block_size,
+                        mesh=mesh)
   return jnp.sqrt(best_d), best_i
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "block_size",
+                                             "col_block_size", "mesh"))
+def _knn_radii(x, ks, block_size, col_block_size, mesh):
+  # Indices are unused here, so XLA drops their bookkeeping.
+  best_d, _ = _knn(x, x, k=max(ks), exclude_self=True, block_size=block_size,
+                   col_block_size=col_block_size, mesh=mesh)
+  return jnp.sqrt(best_d[:, [k - 1 for k in ks]])
 
 
 def knn_radii(x: jax.Array, ks: Sequence[int], *,
@@ -430,9 +472,7 @@ def knn_radii(x: jax.Array, ks: Sequence[int], *,
   n = x.shape[0]
   if not ks or min(ks) < 1 or max(ks) > n - 1:
     raise ValueError(f"every k must lie in [1, n - 1] = [1, {n - 1}]; got {ks}.")
-  dist, _ = knn(x, x, k=max(ks), exclude_self=True, block_size=block_size,
-                col_block_size=col_block_size, mesh=mesh)
-  return dist[:, [k - 1 for k in ks]]
+  return _knn_radii(x, ks, block_size, col_block_size, mesh)
 
 
 def nearest_neighbor(queries: jax.Array, refs: jax.Array, *,
