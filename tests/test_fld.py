@@ -480,3 +480,15 @@ def test_report_family_flags_the_memorizing_model():
                        baseline_nll=good_m["fld"]["baseline_nll"])
   np.testing.assert_allclose(good_m["fld"]["value"], float(direct.fld),
                              atol=1e-3)
+
+
+@pytest.mark.slow
+def test_fld_under_jit_and_vmap_over_keys():
+  train, test, gen = _mixture_sets(3, n_train=60, n_test=30, n_gen=20, d=4)
+  keys = jnp.stack([jax.random.key(0), jax.random.key(1)])
+  direct = [float(fld_lib.fld(train, test, gen, key=k).fld) for k in keys]
+  batched = jax.vmap(lambda k: fld_lib.fld(train, test, gen, key=k).fld)(keys)
+  jitted = jax.jit(lambda k: fld_lib.fld(train, test, gen, key=k).fld)(
+      keys[0])
+  np.testing.assert_allclose(batched, direct, atol=1e-3)
+  np.testing.assert_allclose(float(jitted), direct[0], atol=1e-3)
