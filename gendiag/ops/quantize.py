@@ -173,8 +173,6 @@ def _update(x, labels, sq_dists, k):
   return jnp.where(empty[:, None], x[farthest[rank]], centroids)
 
 
-@functools.partial(jax.jit, static_argnames=("k", "max_iters", "init",
-                                             "block_size"))
 def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
   if init == "k-means++":
     centroids = _init_plus_plus(key, x, k, block_size)
@@ -196,6 +194,20 @@ def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
       cond, body, (centroids, jnp.int32(0), jnp.asarray(jnp.inf, x.dtype)))
   labels, sq = assign(x, centroids, block_size=block_size)
   return centroids, labels, jnp.sum(sq), iters, shift <= threshold
+
+
+@functools.partial(jax.jit, static_argnames=("k", "num_restarts", "max_iters",
+                                             "init", "block_size"))
+def _kmeans_best(key, x, tol, *, k, num_restarts, max_iters, init,
+                 block_size):
+  """Restarts vmapped over keys; the lowest-inertia run, all in one program."""
+  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(
+      jnp.arange(num_restarts))
+  runs = jax.vmap(functools.partial(
+      _kmeans_single, x=x, k=k, max_iters=max_iters, tol=tol, init=init,
+      block_size=block_size))(keys)
+  best = jnp.argmin(runs[2])
+  return jax.tree.map(lambda a: a[best], runs)
 
 
 def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
@@ -224,17 +236,12 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
   _checks.check_features(x, "x", min_rows=num_clusters)
   if init not in INITS:
     raise ValueError(f"init must be one of {INITS}; got {init!r}.")
-  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(
-      jnp.arange(num_restarts))
-  run = functools.partial(_kmeans_single, x=jnp.asarray(x), k=num_clusters,
-                          max_iters=max_iters, tol=tol, init=init,
-                          block_size=block_size)
-  centroids, labels, inertia, iters, converged = jax.vmap(
-      lambda k: run(k))(keys)  # pylint: disable=unnecessary-lambda
-  best = jnp.argmin(inertia)
-  return KMeans(centroids=centroids[best], labels=labels[best],
-                inertia=inertia[best], num_iters=iters[best],
-                converged=converged[best], num_clusters=num_clusters)
+  centroids, labels, inertia, iters, converged = _kmeans_best(
+      key, jnp.asarray(x), tol, k=num_clusters, num_restarts=num_restarts,
+      max_iters=max_iters, init=init, block_size=block_size)
+  return KMeans(centroids=centroids, labels=labels, inertia=inertia,
+                num_iters=iters, converged=converged,
+                num_clusters=num_clusters)
 
 
 def cluster_histograms(real: jax.Array, generated: jax.Array, *,
