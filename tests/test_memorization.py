@@ -230,30 +230,37 @@ def test_c_t_matches_reference_formula_on_the_same_cells():
 
 
 def test_c_t_sign_for_copies_fresh_and_underfit():
-  train, test = _blobs(23, 400), _blobs(24, 200)
-  fresh = memorization.data_copying_test(train, test, _blobs(25, 200),
+  # Same shapes as the test above, so k-means and C_T compile once.
+  train, test = _blobs(23, 300), _blobs(24, 150)
+  fresh = memorization.data_copying_test(train, test, _blobs(25, 120),
                                          key=KEY)
-  copies = memorization.data_copying_test(train, test, train[:200], key=KEY)
+  copies = memorization.data_copying_test(train, test, train[:120], key=KEY)
   rng = np.random.default_rng(0)
-  noisy = _blobs(26, 200) + np.float32(rng.normal(size=(200, 6)))
+  noisy = _blobs(26, 120) + np.float32(rng.normal(size=(120, 6)))
   underfit = memorization.data_copying_test(train, test, noisy, key=KEY)
   assert abs(float(fresh.c_t)) < 3.0
-  assert float(copies.c_t) < -8.0
+  assert float(copies.c_t) < -6.0
   assert float(underfit.c_t) > 3.0
   np.testing.assert_array_equal(np.asarray(copies.generated_distance), 0.0)
 
 
 def test_c_t_projects_high_dimensions_and_validates():
   rng = np.random.default_rng(1)
-  train = np.float32(rng.normal(size=(200, 80)))
-  test = np.float32(rng.normal(size=(100, 80)))
-  gen = np.float32(rng.normal(size=(100, 80)))
-  res = memorization.data_copying_test(train, test, gen, key=KEY,
-                                       num_cells=2)
-  assert np.isfinite(float(res.c_t))
+  # 6-d blobs isometrically embedded in 8-d (orthonormal rows).
+  lift = np.float32(np.linalg.qr(rng.normal(size=(8, 6)))[0].T)
+  train, test, gen = (_blobs(s, n) @ lift for s, n in ((27, 300), (28, 150),
+                                                        (29, 120)))
+  res = memorization.data_copying_test(train, test, gen, key=KEY, max_dim=6)
+  flat = memorization.data_copying_test(_blobs(27, 300), _blobs(28, 150),
+                                        _blobs(29, 120), key=KEY)
+  assert np.isfinite(float(res.c_t)) and abs(float(res.c_t)) < 3.0
+  # PCA recovers the 6-d data up to an isometry: same cells, same C_T.
+  np.testing.assert_array_equal(
+      np.sort(np.bincount(np.asarray(res.train_cells), minlength=3)),
+      np.sort(np.bincount(np.asarray(flat.train_cells), minlength=3)))
+  np.testing.assert_allclose(float(res.c_t), float(flat.c_t), atol=1e-3)
   with pytest.raises(ValueError, match="no test"):
-    memorization.data_copying_test(train, test[:1], gen, key=KEY,
-                                   num_cells=3)
+    memorization.data_copying_test(train, test[:1], gen, key=KEY)
   with pytest.raises(ValueError, match="min_cell_samples"):
     memorization.data_copying_test(train, test, gen[:15], key=KEY)
   with pytest.raises(ValueError, match="generated"):
