@@ -37,9 +37,10 @@ epoch 6 is within 5e-4 of each of the previous four, 10,000 generated
 samples at most (drawn without replacement). Where we differ, on purpose:
   * test dimensions with zero variance are dropped (d counts the rest)
     instead of producing NaN;
-  * the squared distance of each centre to its nearest row of every block is
-    recomputed as an exact difference, so exact copies have distance 0 (the
-    matmul formula leaves ~1e-4 and stops their bandwidth early);
+  * the squared distance of each centre to its nearest training point (and
+    of each scored point to its nearest centre) is recomputed as an exact
+    difference, so exact copies have distance 0 (the matmul formula leaves
+    ~1e-4 and stops their bandwidth early, making O_j ~6 instead of ~17);
   * the train x centres distances are cached only within `max_cache_bytes`
     and recomputed in row blocks otherwise (the reference crashes at
     250,000 training points);
