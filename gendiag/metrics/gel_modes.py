@@ -26,6 +26,7 @@ References:
   `make_mode_probs`, `hellinger_dist`).
 """
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -163,11 +164,10 @@ def _class_divergences(phi_real, phi_gen, real_labels, gen_labels,
 
 
 @functools.partial(jax.jit, static_argnames=gel_lib._STATIC + (
-    "num_classes", "class_moments", "labels_source"))
+    "num_classes", "class_moments"))
 def _modes(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
            scale, drop_threshold, *, objective, moments, kernel,
-           max_iterations, tol, block_size, num_classes, class_moments,
-           labels_source):
+           max_iterations, tol, block_size, num_classes, class_moments):
   phi_real, phi_gen = gel_lib._features(real, generated, witnesses, kernel_obj, scale,
                                 moments, kernel, block_size)
   one = gel_lib._one_sample(phi_real, phi_gen, objective, max_iterations, tol)
@@ -204,7 +204,7 @@ def _modes(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
       two_sample_real_weights=two.real_weights,
       two_sample_generated_weights=two.generated_weights,
       generated_labels=gen_labels, objective=objective,
-      num_classes=num_classes, labels_source=labels_source)
+      num_classes=num_classes, labels_source="given")
 
 
 def _check_labels(labels, name, num_rows, num_classes=None):
@@ -291,9 +291,9 @@ def gel_mode_probabilities(
     source = "given"
   w = gel_lib._pick_witnesses(real, generated, moments, witnesses, num_witnesses, key)
   name, obj = gel_lib._kernel_args(kernel)
-  return _modes(real, generated, jnp.asarray(real_labels),
-                jnp.asarray(generated_labels), w, obj, scale, drop_threshold,
-                objective=objective, moments=moments, kernel=name,
-                max_iterations=max_iterations, tol=tol, block_size=block_size,
-                num_classes=num_classes, class_moments=class_moments,
-                labels_source=source)
+  out = _modes(real, generated, jnp.asarray(real_labels),
+               jnp.asarray(generated_labels), w, obj, scale, drop_threshold,
+               objective=objective, moments=moments, kernel=name,
+               max_iterations=max_iterations, tol=tol, block_size=block_size,
+               num_classes=num_classes, class_moments=class_moments)
+  return dataclasses.replace(out, labels_source=source)

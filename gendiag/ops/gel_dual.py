@@ -49,6 +49,7 @@ References:
   Newton from lambda = 0, fixed 1/2 step for ET, no line search).
 """
 
+import functools
 from typing import Optional
 
 import jax
@@ -179,19 +180,29 @@ def _delta(objective, v, u, t, mask, count, w):
 
 
 def _two_loop(g, s_hist, y_hist, rho, precondition):
-  """L-BFGS two-loop recursion: approximately H^{-1} g (newest pair last)."""
-  q, alphas = g, []
-  for i in reversed(range(s_hist.shape[0])):
-    a = rho[i] * jnp.dot(s_hist[i], q)
-    q = q - a * y_hist[i]
-    alphas.append(a)
-  r = precondition(q)
-  for i, a in zip(range(s_hist.shape[0]), reversed(alphas)):
+  """L-BFGS two-loop recursion: approximately H^{-1} g (newest pair last).
+
+  Empty slots have rho = 0 and drop out.
+  """
+  size = s_hist.shape[0]
+
+  def backward(i, carry):
+    q, alphas = carry
+    j = size - 1 - i
+    a = rho[j] * jnp.dot(s_hist[j], q)
+    return q - a * y_hist[j], alphas.at[j].set(a)
+
+  q, alphas = lax.fori_loop(0, size, backward, (g, jnp.zeros_like(rho)))
+
+  def forward(i, r):
     b = rho[i] * jnp.dot(y_hist[i], r)
-    r = r + (a - b) * s_hist[i]
-  return r
+    return r + (alphas[i] - b) * s_hist[i]
+
+  return lax.fori_loop(0, size, forward, precondition(q))
 
 
+@functools.partial(jax.jit, static_argnames=(
+    "objective", "max_iterations", "tol", "method", "memory", "ridge"))
 def solve(phi: jax.Array, *, objective: str = "et",
           signs: Optional[jax.Array] = None,
           mask: Optional[jax.Array] = None,
@@ -213,8 +224,8 @@ def solve(phi: jax.Array, *, objective: str = "et",
   then the largest t in {1, 1/2, ..., 2^-40} with f(lambda + t d) -
   f(lambda) <= 1e-4 t g.d (Armijo; a step whose predicted and measured
   changes are both at rounding level is accepted, so float32 does not stall
-  at the noise floor). Jit- and vmap-safe (a
-  `lax.while_loop`; the statuses are traced integers).
+  at the noise floor). Jitted (the keyword options are static) and
+  vmap-safe (a `lax.while_loop`; statuses are traced integers).
 
   Args:
     phi: (N, J) moment rows; whitened (identity covariance) rows make `tol`
