@@ -5,6 +5,9 @@ generated second, with keyword-only hyperparameters and an explicit
 `jax.random` key where they are random.
 """
 
+from gendiag.metrics.cas import CASResult
+from gendiag.metrics.cas import classification_accuracy_score
+from gendiag.metrics.cas import Recipe as CASRecipe
 from gendiag.metrics.fld import fld
 from gendiag.metrics.fld import fld_baseline
 from gendiag.metrics.fld import FLDResult
@@ -13,6 +16,11 @@ from gendiag.metrics.frechet import fid_from_stats
 from gendiag.metrics.frechet import frechet_stats
 from gendiag.metrics.frechet import FrechetResult
 from gendiag.metrics.frechet import FrechetStats
+from gendiag.metrics.gel import GELResult
+from gendiag.metrics.gel import gel_test
+from gendiag.metrics.gel import GELTestResult
+from gendiag.metrics.gel_modes import gel_mode_probabilities
+from gendiag.metrics.gel_modes import GELModeResult
 from gendiag.metrics.memorization import auth_pct
 from gendiag.metrics.memorization import AuthPctResult
 from gendiag.metrics.memorization import copy_flags
@@ -45,6 +53,9 @@ from gendiag.ops.fdiv import PRCurve
 __version__ = "0.1.0"
 
 __all__ = (
+    "CASRecipe",
+    "CASResult",
+    "classification_accuracy_score",
     "fld",
     "fld_baseline",
     "FLDResult",
@@ -53,6 +64,11 @@ __all__ = (
     "frechet_stats",
     "FrechetResult",
     "FrechetStats",
+    "GELResult",
+    "gel_test",
+    "GELTestResult",
+    "gel_mode_probabilities",
+    "GELModeResult",
     "auth_pct",
     "AuthPctResult",
     "copy_flags",
