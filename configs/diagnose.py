@@ -49,6 +49,10 @@ def get_config(arg: str = ""):
       copy_finding_fraction=0.01, gap_threshold=-20.0, fld_threshold=10.0,
       auth_max_samples=10_000, data_copying=True, num_cells=3, top_k=5,
       grid_pairs=6))
+  config.gel = ml_collections.ConfigDict(dict(
+      objective="et", kernel="gaussian", num_witnesses=128,
+      num_permutations=200, class_moments=8, max_samples=2000,
+      drop_threshold=0.1))
 
   if arg == "smoke":
     config.default.update(num_real=300, num_pool=1000, num_train=300,
@@ -57,6 +61,7 @@ def get_config(arg: str = ""):
     config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
     config.fld.update(top_k=3)
     config.mmd.update(num_permutations=50, num_resamples=20)
+    config.gel.update(num_witnesses=32, num_permutations=20)
     config.precision_recall.update(prd_runs=2, classifier_runs=2,
                                    classifier_steps=200)
   elif arg:
