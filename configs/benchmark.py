@@ -25,6 +25,9 @@ def get_config(arg: str = ""):
       "prdc_one_k": dict(big),
       "fld": dict(big),
       "fld_shared_baseline": dict(big),
+      **{f"gel_{s}_{o}": dict(n=2000, m=2000, d=32, num_witnesses=256)
+         for s in ("one", "two") for o in ("et", "el")},
+      "gel_test_10k": dict(big, num_witnesses=1024, num_permutations=200),
   })
   if arg == "smoke":
     for name in config.sizes:
@@ -34,6 +37,10 @@ def get_config(arg: str = ""):
       config.sizes[name].d = 64
     config.sizes.kid.subset_size = 100
     config.sizes.kid.num_subsets = 5
+    for name in config.sizes:
+      if name.startswith("gel_"):
+        config.sizes[name].num_witnesses = 32
+    config.sizes.gel_test_10k.num_permutations = 20
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'.")
   return config
