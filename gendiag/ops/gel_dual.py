@@ -22,9 +22,9 @@ changing its minimiser when the problem is feasible. CUE weights can be
 negative (the primal has no w >= 0 constraint).
 
 `solve` runs Newton's method (Cholesky of H + ridge, gradient fallback if it
-fails) or L-BFGS started from a fixed matrix (for many problems that share
-their rows, as permutation replicates do: H at lambda = 0 is the same for
-all of them); both with Armijo backtracking on a cancellation-free form of
+fails) or L-BFGS started from a fixed diagonal matrix (for many problems
+that share their rows, as permutation replicates do: H at lambda = 0 is the
+same for all of them); both with Armijo backtracking on a cancellation-free form of
 f(lambda + t d) - f(lambda). It stops with one of three statuses:
 
   SOLVED         |sum_k w_k z_k| <= tol (the constraint holds: no false
@@ -123,7 +123,7 @@ def _terms(objective, v, mask, count):
   """Dual value, normalised weights and Hessian row weights at v = Z lambda.
 
   Returns (f, w, h, rank_one): H = Z^T diag(h) Z - [rank_one] g g^T and the
-  gradient g = +-Z^T w (its sign is folded into `_grad_sign`).
+  gradient g = c Z^T w (the scalar c is `_gradient`'s).
   """
   if objective == "et":
     logits = jnp.where(mask, v, -jnp.inf)
@@ -201,6 +201,53 @@ def _two_loop(g, s_hist, y_hist, rho, precondition):
   return lax.fori_loop(0, size, forward, precondition(q))
 
 
+def _hessian(objective, lam, phi, signs, mask, count, ridge):
+  """H(lambda) + ridge tr(H)/J I and the gradient g(lambda)."""
+  v = signs * jnp.matmul(phi, lam, precision=HIGHEST)
+  _, w, h, rank_one = _terms(objective, v, mask, count)
+  g = _gradient(objective, jnp.matmul(phi.T, signs * w, precision=HIGHEST), v,
+                mask, count)
+  hess = jnp.matmul(phi.T, phi * h[:, None], precision=HIGHEST)
+  if rank_one:
+    hess = hess - jnp.outer(g, g)
+  num_moments = phi.shape[1]
+  scale = jnp.maximum(jnp.trace(hess) / num_moments, jnp.finfo(phi.dtype).tiny)
+  return hess + ridge * scale * jnp.eye(num_moments, dtype=phi.dtype), g
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
+def _implicit(objective, ridge, lam, phi, signs, mask):
+  """lambda* itself, with implicit gradients: g(lambda*, phi) = 0 gives
+  d lambda* = -H^{-1} (d g / d phi) d phi (the loop is not differentiated)."""
+  del objective, ridge, phi, signs, mask
+  return lam
+
+
+def _implicit_fwd(objective, ridge, lam, phi, signs, mask):
+  return lam, (lam, phi, signs, mask)
+
+
+def _implicit_bwd(objective, ridge, residuals, lam_bar):
+  lam, phi, signs, mask = residuals
+  rows = mask > 0
+  count = jnp.maximum(jnp.sum(rows), 1).astype(phi.dtype)
+
+  def grad_f(p, s):
+    v = s * jnp.matmul(p, lam, precision=HIGHEST)
+    _, w, _, _ = _terms(objective, v, rows, count)
+    return _gradient(objective, jnp.matmul(p.T, s * w, precision=HIGHEST), v,
+                     rows, count)
+
+  hess, _ = _hessian(objective, lam, phi, signs, rows, count, ridge)
+  u = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), lam_bar)
+  _, vjp = jax.vjp(grad_f, phi, signs)
+  phi_bar, signs_bar = vjp(-u)
+  return jnp.zeros_like(lam), phi_bar, signs_bar, jnp.zeros_like(mask)
+
+
+_implicit.defvjp(_implicit_fwd, _implicit_bwd)
+
+
 @functools.partial(jax.jit, static_argnames=(
     "objective", "max_iterations", "tol", "method", "memory", "ridge"))
 def solve(phi: jax.Array, *, objective: str = "et",
@@ -225,7 +272,9 @@ def solve(phi: jax.Array, *, objective: str = "et",
   f(lambda) <= 1e-4 t g.d (Armijo; a step whose predicted and measured
   changes are both at rounding level is accepted, so float32 does not stall
   at the noise floor). Jitted (the keyword options are static) and
-  vmap-safe (a `lax.while_loop`; statuses are traced integers).
+  vmap-safe (a `lax.while_loop`; statuses are traced integers). Reverse-mode
+  differentiable in phi and signs by the implicit function theorem at the
+  returned lambda (H^{-1} applied once; the iterations are not unrolled).
 
   Args:
     phi: (N, J) moment rows; whitened (identity covariance) rows make `tol`
@@ -257,6 +306,14 @@ def solve(phi: jax.Array, *, objective: str = "et",
   ridge = default_ridge(dtype) if ridge is None else ridge
   signs = jnp.ones((n,), dtype) if signs is None else signs.astype(dtype)
   mask = jnp.ones((n,), bool) if mask is None else mask.astype(bool)
+  # Reverse-mode cannot cross a while_loop: the loop runs on constants and
+  # lambda* gets implicit gradients afterwards (`_implicit`).
+  phi_in, signs_in = phi, signs
+  phi, signs = lax.stop_gradient(phi), lax.stop_gradient(signs)
+  if preconditioner is not None:
+    preconditioner = lax.stop_gradient(preconditioner)
+  if init is not None:
+    init = lax.stop_gradient(init)
   count = jnp.maximum(jnp.sum(mask), 1).astype(dtype)
   row_norm = jnp.max(jnp.where(mask, jnp.linalg.norm(phi, axis=1), 0.0))
   slack = 64.0 * jnp.finfo(dtype).eps * row_norm
@@ -289,14 +346,10 @@ def solve(phi: jax.Array, *, objective: str = "et",
     g = state["g"]
     if method == "lbfgs":
       return -_two_loop(g, state["s"], state["y"], state["rho"], precondition)
-    _, _, h, rank_one = _terms(objective, state["v"], mask, count)
-    hess = jnp.matmul(phi.T, phi * h[:, None], precision=HIGHEST)
-    if rank_one:
-      hess = hess - jnp.outer(g, g)
-    scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
-    hess = hess + ridge * scale * jnp.eye(num_moments, dtype=dtype)
+    hess, _ = _hessian(objective, state["lam"], phi, signs, mask, count, ridge)
     d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
     ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d) < 0)
+    scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
     return jnp.where(ok, d, -g / scale)
 
   def step(state):
@@ -349,7 +402,11 @@ def solve(phi: jax.Array, *, objective: str = "et",
       state["v"])
   state["status"] = status_of(state["lam"], state["v"], state["residual"])
   state = lax.while_loop(keep_going, step, state)
-  return DualSolution(lam=state["lam"], weights=state["w"], value=state["f"],
+  lam = _implicit(objective, ridge, state["lam"], phi_in, signs_in,
+                  mask.astype(dtype))
+  v = signs_in * jnp.matmul(phi_in, lam, precision=HIGHEST)
+  f, w, _, _ = _terms(objective, v, mask, count)
+  return DualSolution(lam=lam, weights=w, value=f,
                       residual=state["residual"], iterations=state["it"],
                       status=state["status"], objective=objective)
 

@@ -41,8 +41,8 @@ def _kernel_features(pooled, witnesses, kernel, scale, block_size):
         lambda xb, _: factor * jnp.matmul(xb, witnesses.T, precision=HIGHEST),
         pooled, block_size=block_size)
     # exp(logit - max over rows) per witness: a per-column rescaling, which
-    # GEL ignores, that keeps every feature in (0, 1].
-    return jnp.exp(logits - jnp.max(logits, axis=0))
+    # GEL ignores (so it carries no gradient), keeps every feature in (0, 1].
+    return jnp.exp(logits - lax.stop_gradient(jnp.max(logits, axis=0)))
   if isinstance(kernel, str):
     kernel = _RADIAL[kernel](kernels.median_heuristic(pooled))
   return distances.map_row_blocks(lambda xb, _: kernel(xb, witnesses), pooled,
@@ -82,7 +82,10 @@ def whitening(phi: jax.Array, mask: Optional[jax.Array] = None):
 
   C is the (masked) covariance of the rows. Eigenvalues below 100 eps
   lambda_max are floored there, so W stays invertible (GEL is unchanged)
-  and those directions keep variance lambda / floor < 1.
+  and those directions keep variance lambda / floor < 1. Mean and W carry
+  no gradient: GEL is invariant to any invertible affine map of the
+  moments, so holding them fixed gives its exact gradient (and avoids
+  eigh's unstable one at repeated eigenvalues).
 
   Args:
     phi: (N, J) rows.
@@ -102,7 +105,9 @@ def whitening(phi: jax.Array, mask: Optional[jax.Array] = None):
   floor = 100.0 * jnp.finfo(phi.dtype).eps * top
   kept = jnp.maximum(evals, floor)
   rank = jnp.sum(evals > floor)
-  return mean, evecs / jnp.sqrt(kept), rank, jnp.maximum(evals, 0.0) / kept
+  white = lax.stop_gradient(evecs / jnp.sqrt(kept))
+  return (lax.stop_gradient(mean), white, rank,
+          lax.stop_gradient(jnp.maximum(evals, 0.0) / kept))
 
 
 def stacked(phi_real: jax.Array, phi_gen: jax.Array):
