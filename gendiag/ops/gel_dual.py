@@ -424,12 +424,15 @@ def divergence(weights: jax.Array, objective: str, *,
   if objective == "et":
     pos = mask & (weights > 0)
     safe = jnp.where(pos, weights, 1.0)
-    return jnp.sum(jnp.where(pos, safe * jnp.log(n * safe), 0.0))
+    # KL >= 0: clip the -1e-8 that rounding leaves at uniform weights.
+    return jnp.maximum(jnp.sum(jnp.where(pos, safe * jnp.log(n * safe), 0.0)),
+                       0.0)
   if objective == "el":
     pos = weights > 0
     safe = jnp.where(pos, weights, 1.0)
     terms = jnp.where(mask, -jnp.log(n * safe), 0.0)
-    return jnp.where(jnp.all(pos | ~mask), jnp.sum(terms) / n, jnp.inf)
+    return jnp.where(jnp.all(pos | ~mask), jnp.maximum(jnp.sum(terms) / n, 0.0),
+                     jnp.inf)
   if objective == "cue":
     return n * jnp.sum(jnp.where(mask, (weights - 1.0 / n) ** 2, 0.0))
   raise ValueError(f"objective must be one of {OBJECTIVES}; got {objective!r}.")
