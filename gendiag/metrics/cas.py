@@ -1,0 +1,473 @@
+"""Classification Accuracy Score (Ravuri & Vinyals, 2019).
+
+Train a fixed classifier recipe only on a class-conditional model's labelled
+samples, test it on real held-out data, and compare with the same recipe
+trained on real data:
+
+  CAS      = acc_test(f_generated),   f_generated trained on x, y ~ p_theta
+  Real     = acc_test(f_real),        f_real trained on the real training set
+  gap      = Real - CAS               (0 for a model whose p(y|x) is right)
+  NAS(f)   = acc_test(f_real+f)       real + f * n_real generated samples
+
+Per-class accuracies say WHICH classes the model gets wrong: a class the
+model never generates (or generates unrecognisably) scores 0%.
+
+The generated training set follows the paper: "each example from the
+original training set is replaced with a model sample from the same class",
+so its label histogram is exactly the real one (classes the model has no
+samples of are left empty, and reported in `missing_classes`).
+
+Several seeds run at once under `vmap` (the same seed gives every training
+set the same initialisation and minibatch stream, so differences between
+rows are paired), and all training sets (real, generated, NAS) of a seed
+train in the same `vmap`: one jit-compiled program per call.
+"""
+
+import dataclasses
+import functools
+from typing import Sequence, Tuple
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gendiag import _checks
+from gendiag import _results
+from gendiag.features import digits_net
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+  """The fixed classifier recipe (hashable: a static argument of jit).
+
+  Attributes:
+    architecture: "mlp" (flattens any input, e.g. images or features) or
+      "cnn" (inputs (n, H, W) or (n, H, W, C), H and W even: two 3x3
+      'SAME' conv layers with GELU, each followed by 2x2 average pooling,
+      then a linear classifier on the flattened maps).
+    hidden: MLP hidden widths, or the two CNN channel counts.
+    steps: AdamW steps (minibatches drawn with replacement, so every
+      training set gets the same number of steps whatever its size).
+    batch_size: examples per step.
+    learning_rate: peak rate of a cosine decay to 0.
+    weight_decay: AdamW decoupled weight decay.
+  """
+  architecture: str = "mlp"
+  hidden: Tuple[int, ...] = (128,)
+  steps: int = 400
+  batch_size: int = 64
+  learning_rate: float = 3e-3
+  weight_decay: float = 1e-4
+
+  def __post_init__(self):
+    if self.architecture not in ("mlp", "cnn"):
+      raise ValueError(f"Recipe.architecture must be 'mlp' or 'cnn'; got "
+                       f"{self.architecture!r}.")
+    if self.architecture == "cnn" and len(self.hidden) != 2:
+      raise ValueError("the cnn recipe takes two channel counts in `hidden`.")
+    _checks.check_positive_int(self.steps, "Recipe.steps")
+    _checks.check_positive_int(self.batch_size, "Recipe.batch_size")
+
+
+class _MLP(nn.Module):
+  hidden: Tuple[int, ...]
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.gelu(nn.Dense(width, precision=HIGHEST)(x))
+    return nn.Dense(self.num_classes, precision=HIGHEST)(x)
+
+
+class _CNN(nn.Module):
+  hidden: Tuple[int, ...]
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x):
+    if x.ndim == 3:
+      x = x[..., None]
+    x = nn.gelu(digits_net.Conv3x3(self.hidden[0])(x))
+    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = nn.gelu(digits_net.Conv3x3(self.hidden[1])(x))
+    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
+    x = x.reshape(x.shape[0], -1)
+    return nn.Dense(self.num_classes, precision=HIGHEST)(x)
+
+
+def classifier(recipe: Recipe, num_classes: int) -> nn.Module:
+  """The recipe's flax module, mapping a batch of inputs to logits."""
+  cls = _MLP if recipe.architecture == "mlp" else _CNN
+  return cls(tuple(recipe.hidden), num_classes)
+
+
+@_results.result(static=("top_k", "num_classes", "nas_fractions"))
+class CASResult:
+  """Classification Accuracy Score of one model, with its real reference.
+
+  Per-seed arrays have a leading axis of length num_seeds (S); per-class
+  ones a trailing axis of num_classes (C); NAS ones a leading axis over
+  `nas_fractions` (F). Training-set axes (T = 2 + F) are ordered real,
+  generated, then the NAS fractions. Spreads are standard deviations over
+  seeds (ddof=1; 0 with one seed).
+
+  Attributes:
+    cas: mean top-1 test accuracy of classifiers trained on generated data.
+    cas_std: its spread over seeds.
+    cas_topk: mean top-k accuracy (k = `top_k`).
+    real_cas: mean top-1 accuracy of the same recipe trained on real data.
+    real_std: its spread over seeds.
+    real_topk: mean top-k accuracy of the real reference.
+    gap: real_cas - cas (the model's shortfall).
+    gap_std: spread over seeds of the paired per-seed gaps.
+    top1: (S,) generated top-1 per seed.
+    topk: (S,) generated top-k per seed.
+    real_top1: (S,) real top-1 per seed.
+    per_class: (S, C) generated per-class accuracy (recall of each class).
+    real_per_class: (S, C) real per-class accuracy.
+    per_class_gap: (C,) mean real minus mean generated per-class accuracy.
+    zero_classes: (C,) bool, classes at 0% accuracy in every seed.
+    missing_classes: (C,) bool, classes with no generated samples.
+    nas: (F,) mean top-1 of real + fraction generated (naive augmentation).
+    nas_std: (F,) its spread over seeds.
+    nas_top1: (F, S) per seed.
+    train_accuracy: (T, S) each classifier's accuracy on its own training
+      set (low values: the recipe could not fit that data).
+    final_loss: (T, S) mean training loss over the last 10% of steps.
+    converged: bool, every loss finite and below its initial value.
+    num_train: (T,) training-set sizes.
+    top_k: k of the top-k accuracies.
+    num_classes: C.
+    nas_fractions: the fractions of the NAS rows.
+  """
+  cas: jax.Array
+  cas_std: jax.Array
+  cas_topk: jax.Array
+  real_cas: jax.Array
+  real_std: jax.Array
+  real_topk: jax.Array
+  gap: jax.Array
+  gap_std: jax.Array
+  top1: jax.Array
+  topk: jax.Array
+  real_top1: jax.Array
+  per_class: jax.Array
+  real_per_class: jax.Array
+  per_class_gap: jax.Array
+  zero_classes: jax.Array
+  missing_classes: jax.Array
+  nas: jax.Array
+  nas_std: jax.Array
+  nas_top1: jax.Array
+  train_accuracy: jax.Array
+  final_loss: jax.Array
+  converged: jax.Array
+  num_train: jax.Array
+  top_k: int
+  num_classes: int
+  nas_fractions: Tuple[float, ...]
+
+
+def scores(logits: jax.Array, labels: jax.Array, *, top_k: int,
+           num_classes: int):
+  """Top-1, top-k and per-class accuracy of (n, C) logits.
+
+  per_class[c] = mean over rows with label c of [argmax logits == c].
+  Rows whose label is absent give NaN for that class (callers check first).
+
+  Returns:
+    (top1 scalar, topk scalar, per_class (C,)).
+  """
+  pred = jnp.argmax(logits, axis=-1)
+  correct = (pred == labels).astype(jnp.float32)
+  _, best = jax.lax.top_k(logits, top_k)
+  in_topk = jnp.any(best == labels[:, None], axis=-1).astype(jnp.float32)
+  one_hot = jax.nn.one_hot(labels, num_classes)
+  per_class = jnp.sum(one_hot * correct[:, None], 0) / one_hot.sum(0)
+  return correct.mean(), in_topk.mean(), per_class
+
+
+def _bucket(n: int, size: int = 256) -> int:
+  """n rounded up to a multiple of `size`, so similar calls share programs."""
+  return max(size, -(-n // size) * size)
+
+
+def init_params(recipe: Recipe, num_classes: int, input_shape, rngs):
+  """Initial classifier parameters, one set per numpy Generator, stacked.
+
+  LeCun-normal kernels and zero biases drawn on the host
+  (`digits_net.init_params`): compiling jax's truncated normal costs
+  seconds on CPU, longer than training the recipe.
+  """
+  return digits_net.init_params(classifier(recipe, num_classes),
+                                input_shape, rngs)
+
+
+@functools.partial(jax.jit, static_argnames=("recipe", "num_classes",
+                                             "top_k"))
+def _run(params, inputs, labels, test, test_labels, batches, train_rows,
+         counts, *, recipe: Recipe, num_classes: int, top_k: int):
+  """Trains and scores (T, S) classifiers (T sets x S seeds) under vmap.
+
+  No randomness on the device: seeds enter through `params` (initial
+  weights) and `batches` (minibatch rows drawn on the host from the key).
+
+  Args:
+    params: (S, ...) initial parameters, shared by every training set.
+    inputs: (N, ...) the pool every training set indexes into.
+    labels: (N,) their labels.
+    test: (n_t, ...) real test inputs; test_labels (n_t,).
+    batches: (T, S, steps, batch_size) rows of `inputs` for each step.
+    train_rows: (T, S, N_max) each training set's rows (padded);
+      counts (T, S) their valid lengths.
+  """
+  model = classifier(recipe, num_classes)
+  tx = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate,
+                                               recipe.steps),
+                   weight_decay=recipe.weight_decay)
+
+  def loss_fn(p, x, y):
+    logits = model.apply({"params": p}, x)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
+
+  def step(carry, rows):
+    p, s = carry
+    loss, grads = jax.value_and_grad(loss_fn)(p, inputs[rows], labels[rows])
+    updates, s = tx.update(grads, s, p)
+    return (optax.apply_updates(p, updates), s), loss
+
+  def one(p0, steps_rows, rows, count):
+    (p, _), losses = jax.lax.scan(step, (p0, tx.init(p0)), steps_rows)
+    top1, topk, per_class = scores(model.apply({"params": p}, test),
+                                   test_labels, top_k=top_k,
+                                   num_classes=num_classes)
+    train_pred = jnp.argmax(model.apply({"params": p}, inputs[rows]), -1)
+    valid = jnp.arange(rows.shape[0]) < count
+    train_acc = jnp.sum((train_pred == labels[rows]) & valid) / count
+    tail = max(1, recipe.steps // 10)
+    final, initial = jnp.mean(losses[-tail:]), jnp.mean(losses[:tail])
+    ok = jnp.isfinite(losses).all() & (final < initial)
+    return top1, topk, per_class, train_acc, final, ok
+
+  # One flat vmap over the T x S runs (compiles about twice as fast as
+  # nested vmaps over sets and seeds).
+  num_sets, num_seeds = counts.shape
+  flat = lambda a: a.reshape((num_sets * num_seeds,) + a.shape[2:])
+  params = jax.tree.map(
+      lambda a: flat(jnp.broadcast_to(a, (num_sets,) + a.shape)), params)
+  outs = jax.vmap(one)(params, flat(batches), flat(train_rows), flat(counts))
+  return jax.tree.map(lambda a: a.reshape((num_sets, num_seeds) + a.shape[1:]),
+                      outs)
+
+
+def match_labels(rng: np.random.Generator, wanted: np.ndarray,
+                 available: np.ndarray) -> np.ndarray:
+  """For each wanted label, a row of `available` with that label.
+
+  Rows of a class are used without replacement while they last (a fresh
+  permutation each pass), so a model with at least as many samples of a
+  class as wanted contributes distinct samples. Wanted labels with no
+  available row are skipped.
+
+  Args:
+    rng: numpy Generator.
+    wanted: (m,) labels to match.
+    available: (n,) labels of the candidate rows.
+
+  Returns:
+    int indices into `available`, grouped by class in increasing order.
+  """
+  out = []
+  for c in np.unique(wanted):
+    need = int(np.sum(wanted == c))
+    rows = np.flatnonzero(available == c)
+    if rows.size == 0:
+      continue
+    passes = -(-need // rows.size)
+    order = np.concatenate([rng.permutation(rows.size)
+                            for _ in range(passes)])[:need]
+    out.append(rows[order])
+  return np.concatenate(out) if out else np.zeros((0,), int)
+
+
+def _check_labels(labels, n, name, num_classes):
+  labels = np.asarray(labels)
+  if labels.shape != (n,):
+    raise ValueError(f"`{name}` must have shape ({n},), one label per row; "
+                     f"got {labels.shape}.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"`{name}` must hold integer class labels; got dtype "
+                     f"{labels.dtype} (cast with .astype(int)).")
+  labels = labels.astype(np.int64)
+  bad = (labels < 0) | (labels >= num_classes)
+  if bad.any():
+    raise ValueError(
+        f"`{name}` has {bad.sum()} labels outside [0, {num_classes}) (e.g. "
+        f"{labels[bad][:3].tolist()}); pass num_classes= covering every class "
+        "or fix the labels.")
+  return labels.astype(np.int32)
+
+
+def _check_inputs(x, name, shape, recipe):
+  x_shape = np.shape(x)
+  if len(x_shape) < 2:
+    raise ValueError(f"`{name}` must be (n, ...) inputs (images or "
+                     f"features); got shape {x_shape}.")
+  if shape is not None and tuple(x_shape[1:]) != tuple(shape):
+    raise ValueError(
+        f"`{name}` has inputs of shape {tuple(x_shape[1:])} but `real` has "
+        f"{tuple(shape)}; the classifier needs one input shape: embed or "
+        "resize every set the same way.")
+  if recipe.architecture == "cnn" and len(x_shape) not in (3, 4):
+    raise ValueError(
+        f"the cnn recipe takes images (n, H, W) or (n, H, W, C); `{name}` "
+        f"has shape {x_shape}. Reshape them or use Recipe('mlp').")
+  _checks.check_features(np.reshape(np.asarray(x, np.float32),
+                                    (x_shape[0], -1)), name)
+
+
+def classification_accuracy_score(
+    real, real_labels, generated, generated_labels, *, test, test_labels,
+    key: jax.Array, num_classes: int = 0, num_seeds: int = 3, top_k: int = 2,
+    nas_fractions: Sequence[float] = (0.25, 0.5, 1.0),
+    recipe: Recipe = Recipe()) -> CASResult:
+  """Classification Accuracy Score of labelled generated samples.
+
+  CAS = acc(f_gen on real test), f_gen trained by `recipe` on a generated
+  set that replaces each real training example by a generated sample of the
+  same class; reported with Real = acc(f_real) of the same recipe trained on
+  `real`, gap = Real - CAS, top-k, per-class accuracies (classes at 0%
+  flagged) and the naive augmentation score NAS(f) = acc(f trained on real
+  plus generated samples matched to a random f-share of the real examples).
+  Test accuracy is plain accuracy over the test rows (the paper's
+  top-1/top-5); top-k with k=2 suits 10 classes.
+
+  Host side (numpy, seeded from `key`): validation, the label-matched
+  training sets and every minibatch's rows; device side: one jit-compiled
+  program, free of RNG, that trains all (2 + len(nas_fractions)) x num_seeds
+  classifiers under `vmap` (sizes are padded to multiples of 256 so calls of
+  similar size reuse the compiled program).
+
+  Args:
+    real: (n_r, ...) real training inputs (images (n, H, W) or features).
+    real_labels: (n_r,) int labels in [0, num_classes).
+    generated: (n_g, ...) generated inputs, same trailing shape as `real`.
+    generated_labels: (n_g,) the classes they were generated for.
+    test: (n_t, ...) real held-out inputs, never seen by the generator or
+      by `real`'s classifier.
+    test_labels: (n_t,) their labels; every class must occur.
+    key: jax.random key (label matching, initialisation, minibatches).
+    num_classes: C; 0 infers max(real_labels, test_labels) + 1.
+    num_seeds: classifiers per training set, trained in one vmap.
+    top_k: k of the top-k accuracy, < C.
+    nas_fractions: generated share (of n_r) added for each NAS row;
+      () skips NAS.
+    recipe: the classifier recipe, identical for every training set.
+
+  Returns:
+    A `CASResult`.
+
+  Raises:
+    ValueError: mismatched input shapes, labels out of range, a class
+      absent from `real` or `test`, non-finite inputs, bad hyperparameters.
+
+  References:
+    Ravuri & Vinyals, "Classification Accuracy Score for Conditional
+    Generative Models", NeurIPS 2019 (arXiv 1905.10887): label-matched
+    synthetic training set, same recipe as Real, top-1/top-5, per-class
+    accuracy, NAS. Differences: a small MLP/CNN trained for a fixed number
+    of steps instead of ResNet-50 for 90 epochs, several seeds for error
+    bars, top-2 by default.
+  """
+  _checks.check_positive_int(num_seeds, "num_seeds")
+  _check_inputs(real, "real", None, recipe)
+  shape = np.shape(real)[1:]
+  _check_inputs(generated, "generated", shape, recipe)
+  _check_inputs(test, "test", shape, recipe)
+  num_classes = int(num_classes) or int(max(np.max(real_labels),
+                                            np.max(test_labels))) + 1
+  if num_classes < 2:
+    raise ValueError(f"`num_classes` must be at least 2; got {num_classes}.")
+  real_labels = _check_labels(real_labels, len(real), "real_labels",
+                              num_classes)
+  generated_labels = _check_labels(generated_labels, len(generated),
+                                   "generated_labels", num_classes)
+  test_labels = _check_labels(test_labels, len(test), "test_labels",
+                              num_classes)
+  for name, labels in (("real_labels", real_labels),
+                       ("test_labels", test_labels)):
+    empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)
+    if empty.size:
+      raise ValueError(f"classes {empty.tolist()} are empty in `{name}`; "
+                       "every class needs real training and test examples "
+                       "(or lower num_classes).")
+  if not 1 <= top_k < num_classes:
+    raise ValueError(f"`top_k` must be in [1, {num_classes}); got {top_k}.")
+  nas_fractions = tuple(float(f) for f in nas_fractions)
+  if any(f <= 0 for f in nas_fractions):
+    raise ValueError(f"`nas_fractions` must be > 0; got {nas_fractions}.")
+  missing = np.bincount(generated_labels, minlength=num_classes) == 0
+  if missing.all():
+    raise ValueError("`generated` has no sample of any class.")
+
+  n_r = len(real)
+  real_rows = np.arange(n_r)
+  sets = [[] for _ in range(2 + len(nas_fractions))]
+  for s in range(num_seeds):
+    rng = digits_net.host_rng(key, s)
+    sets[0].append(real_rows)
+    sets[1].append(n_r + match_labels(rng, real_labels, generated_labels))
+    for i, f in enumerate(nas_fractions):
+      chosen = rng.choice(n_r, size=min(int(round(f * n_r)), n_r),
+                          replace=int(round(f * n_r)) > n_r)
+      extra = match_labels(rng, real_labels[chosen], generated_labels)
+      sets[2 + i].append(np.concatenate([real_rows, n_r + extra]))
+  counts = np.array([[len(r) for r in rows] for rows in sets], np.int32)
+  train_rows = np.zeros(counts.shape + (_bucket(counts.max()),), np.int32)
+  batches = np.zeros(counts.shape + (recipe.steps, recipe.batch_size),
+                     np.int32)
+  for t, rows in enumerate(sets):
+    for s, r in enumerate(rows):
+      train_rows[t, s, :len(r)] = r
+      # The same positions for every set of a seed: paired minibatch streams.
+      pos = digits_net.host_rng(key, s, 1).random((recipe.steps,
+                                                   recipe.batch_size))
+      batches[t, s] = r[np.minimum((pos * len(r)).astype(int), len(r) - 1)]
+
+  n_pool = _bucket(n_r + len(generated))
+  pool = np.zeros((n_pool,) + tuple(shape), np.float32)
+  pool[:n_r], pool[n_r:n_r + len(generated)] = real, generated
+  pool_labels = np.zeros((n_pool,), np.int32)
+  pool_labels[:n_r] = real_labels
+  pool_labels[n_r:n_r + len(generated)] = generated_labels
+  params = init_params(recipe, num_classes, shape,
+                       [digits_net.host_rng(key, s, 2)
+                        for s in range(num_seeds)])
+  top1, topk, per_class, train_acc, final, ok = _run(
+      params, jnp.asarray(pool), jnp.asarray(pool_labels),
+      jnp.asarray(test, jnp.float32), jnp.asarray(test_labels),
+      jnp.asarray(batches), jnp.asarray(train_rows), jnp.asarray(counts),
+      recipe=recipe, num_classes=num_classes, top_k=int(top_k))
+
+  ddof = 1 if num_seeds > 1 else 0
+  std = lambda a: jnp.std(a, axis=-1, ddof=ddof)
+  gaps = top1[0] - top1[1]
+  return CASResult(
+      cas=top1[1].mean(), cas_std=std(top1[1]), cas_topk=topk[1].mean(),
+      real_cas=top1[0].mean(), real_std=std(top1[0]),
+      real_topk=topk[0].mean(), gap=gaps.mean(), gap_std=std(gaps),
+      top1=top1[1], topk=topk[1], real_top1=top1[0],
+      per_class=per_class[1], real_per_class=per_class[0],
+      per_class_gap=per_class[0].mean(0) - per_class[1].mean(0),
+      zero_classes=jnp.all(per_class[1] == 0, axis=0),
+      missing_classes=jnp.asarray(missing),
+      nas=top1[2:].mean(-1), nas_std=std(top1[2:]), nas_top1=top1[2:],
+      train_accuracy=train_acc, final_loss=final, converged=jnp.all(ok),
+      num_train=jnp.asarray(counts[:, 0]), top_k=int(top_k),
+      num_classes=num_classes, nas_fractions=nas_fractions)
