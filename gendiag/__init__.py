@@ -5,6 +5,9 @@ generated second, with keyword-only hyperparameters and an explicit
 `jax.random` key where they are random.
 """
 
+from gendiag.metrics.cas import CASResult
+from gendiag.metrics.cas import classification_accuracy_score
+from gendiag.metrics.cas import Recipe as CASRecipe
 from gendiag.metrics.fld import fld
 from gendiag.metrics.fld import fld_baseline
 from gendiag.metrics.fld import FLDResult
@@ -50,6 +53,9 @@ from gendiag.ops.fdiv import PRCurve
 __version__ = "0.1.0"
 
 __all__ = (
+    "CASRecipe",
+    "CASResult",
+    "classification_accuracy_score",
     "fld",
     "fld_baseline",
     "FLDResult",

@@ -16,8 +16,10 @@ import jax
 import numpy as np
 
 from gendiag import evaluators  # noqa: F401  (registers the metric families)
+from gendiag import features
 from gendiag import io
 from gendiag import report
+from gendiag.data import digits
 from gendiag.data import synthetic
 
 
@@ -29,6 +31,58 @@ def _version(package: str) -> str:
 
 
 def embedded_default(config, key) -> report.EvalInputs:
+  """The embedded default: `config.default.data` is "digits" or "mixture"."""
+  data = config.default.get("data", "digits")
+  if data == "digits":
+    return digits_default(config, key)
+  if data == "mixture":
+    return mixture_default(config, key)
+  raise ValueError(f"config.default.data must be 'digits' or 'mixture'; got "
+                   f"{data!r}.")
+
+
+def digits_default(config, key) -> report.EvalInputs:
+  """sklearn's digits as 'real', embedded, and one model per failure mode.
+
+  The 1,797 digits are split (stratified by class and by the feature
+  network's own train/test membership, so every part looks alike to it) into
+  `real` (the reference), `train` (the generators' training set: memorised
+  copies come from it), `test` (held out from everything) and `pool`, from
+  which `gendiag.data.digits.simulate_models` builds the models in image
+  space (good, dropped, imbalanced, blurred, memorized, shrunk). Every set is
+  embedded by `config.default.extractor` (the shipped digits network by
+  default); `images` keeps the pixels for CAS and image grids.
+  """
+  cfg = config.default
+  dcfg = cfg.digits
+  data = digits.load()
+  _, net_test = digits.train_test()
+  strata = 2 * data.labels.astype(np.int64)
+  strata[net_test] += 1
+  split_key, model_key = jax.random.split(key)
+  parts = digits.split(strata, dict(dcfg.fractions), key=split_key)
+  sets = {name: data.take(idx) for name, idx in parts.items()}
+  models = digits.simulate_models(
+      model_key, sets["pool"], sets["train"], n=dcfg.num_per_model,
+      dropped=tuple(cfg.dropped_classes), imbalance=dcfg.imbalance,
+      blur_sigma=dcfg.blur_sigma, copy_fraction=cfg.copy_fraction,
+      typical_fraction=dcfg.typical_fraction)
+  extractor = features.get(cfg.get("extractor", "digits_net"))
+  embed = lambda images, name: features.embed(extractor, images, name=name)
+  images = {name: np.asarray(sets[name].images)
+            for name in ("real", "train", "test")}
+  images.update({m.name: m.images for m in models})
+  return report.EvalInputs(
+      real=embed(images["real"], "real digits"),
+      real_labels=np.asarray(sets["real"].labels),
+      generated={m.name: embed(m.images, f"{m.name} digits") for m in models},
+      generated_labels={m.name: np.asarray(m.labels) for m in models},
+      train=embed(images["train"], "train digits"),
+      test=embed(images["test"], "test digits"), images=images,
+      failures={m.name: m.failure for m in models}, config=config)
+
+
+def mixture_default(config, key) -> report.EvalInputs:
   """A labelled Gaussian mixture as 'real' and one model per failure mode.
 
   The reference set, the pool the models are drawn from and the models'
@@ -112,7 +166,11 @@ def diagnose(config, workdir: str) -> dict:
       "devices": [str(d) for d in jax.devices()],
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
       "seed": config.seed,
-      "data": "files" if config.real else "embedded default (mixture)",
+      "data": "files" if config.real else (
+          f"embedded default ({config.default.get('data', 'digits')}, "
+          f"{config.default.get('extractor', 'digits_net')} features)"
+          if config.default.get("data", "digits") == "digits" else
+          "embedded default (mixture)"),
       "config": config.to_dict(),
       "seconds": round(time.perf_counter() - start, 2),
   }

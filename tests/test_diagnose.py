@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import jax
 import numpy as np
 import pytest
 
@@ -27,7 +28,8 @@ def test_writes_schema_and_files(smoke_run):
   assert set(metrics) >= {"meta", "models", "families"}
   assert metrics["meta"]["seed"] == 0
   assert set(metrics["models"]) == {"good", "dropped", "imbalanced",
-                                    "memorized", "noisy", "shrunk"}
+                                    "memorized", "blurred", "shrunk"}
+  assert metrics["meta"]["data"].startswith("embedded default (digits")
   for model in metrics["models"].values():
     for e in model.values():
       assert set(e) >= {"value", "ci"}
@@ -48,6 +50,53 @@ def test_failures_separate_from_the_control(smoke_run):
     assert m[bad]["kid"]["value"] > m["good"]["kid"]["value"]
     assert m[bad]["mmd2"]["value"] > m["good"]["mmd2"]["value"]
   assert m["shrunk"]["fid"]["value"] > m["good"]["fid"]["value"]
+  assert m["blurred"]["fid"]["value"] > m["good"]["fid"]["value"]
+
+
+def test_digits_default_inputs_follow_eval_inputs_semantics():
+  config = diagnose_config.get_config("smoke")
+  inputs = diagnose.build_inputs(config, jax.random.key(0))
+  n_real, n_train, n_test = (len(inputs.real), len(inputs.train),
+                             len(inputs.test))
+  assert n_real + n_train + n_test < 1797 and inputs.real.shape[1] == 64
+  assert inputs.images["real"].shape == (n_real, 8, 8)
+  assert inputs.images["train"].shape == (n_train, 8, 8)
+  for name, feats in inputs.generated.items():
+    assert inputs.images[name].shape == (len(feats), 8, 8)
+    assert inputs.generated_labels[name].shape == (len(feats),)
+    assert inputs.failures[name]
+  # No digit is in two of real / train / test (pixels identify rows; sklearn
+  # digits has a few exact duplicates, hence the small tolerance).
+  as_set = lambda x: {r.tobytes() for r in x}
+  real, train, test = (as_set(inputs.images[k])
+                       for k in ("real", "train", "test"))
+  assert len(real & train) + len(real & test) + len(train & test) <= 3
+  good = as_set(inputs.images["good"])
+  assert len(good & (real | train | test)) <= 3
+  mem = as_set(inputs.images["memorized"])
+  assert len(mem & train) >= 0.45 * len(inputs.generated["memorized"])
+
+
+def test_cas_in_the_report_catches_dropped_classes(smoke_run):
+  workdir, metrics = smoke_run
+  m = metrics["models"]
+  assert m["dropped"]["cas"]["zero_classes"] == [3, 8]
+  assert m["good"]["cas"]["zero_classes"] == []
+  assert "never recognises classes 3, 8" in metrics["verdicts"]["dropped"]
+  assert os.path.getsize(os.path.join(workdir, "cas_samples.png")) > 1000
+
+
+def test_mixture_default_is_still_available(tmp_path):
+  config = diagnose_config.get_config("smoke")
+  config.default.data = "mixture"
+  config.metrics = "fid,cas"
+  out = diagnose.diagnose(config, str(tmp_path))
+  assert set(out["models"]) == {"good", "dropped", "imbalanced",
+                                "memorized", "noisy", "shrunk"}
+  assert out["models"]["dropped"]["cas"]["zero_classes"] == [3, 8]
+  config.default.data = "cifar"
+  with pytest.raises(ValueError, match="digits' or 'mixture"):
+    diagnose.diagnose(config, str(tmp_path / "w"))
 
 
 def test_reproducible_for_a_seed(tmp_path, smoke_run):

@@ -7,3 +7,4 @@ from gendiag.evaluators import distances  # noqa: F401  (fid, kid, mmd)
 from gendiag.evaluators import fld  # noqa: F401  (fld)
 from gendiag.evaluators import gel  # noqa: F401  (gel)
 from gendiag.evaluators import precision_recall  # noqa: F401
+from gendiag.evaluators import cas  # noqa: F401  (cas)
