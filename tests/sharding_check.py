@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from gendiag.metrics import mmd as mmd_lib
+from gendiag.metrics import precision_recall
 from gendiag.ops import distances
 from gendiag.ops import kernels
 
@@ -59,11 +60,35 @@ def check(mesh):
       rtol=1e-4, atol=1e-6)
 
 
+def assert_trees_close(a, b, **tolerances):
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, **tolerances),
+               a, b)
+
+
+def check_precision_recall(mesh):
+  """Radii, memberships, counts, realism and nearest distances, padded rows."""
+  rng = np.random.default_rng(1)
+  x = np.float32(rng.normal(size=(37, 5)))
+  y = np.float32(rng.normal(size=(23, 5)) + 0.3)
+  for real, generated in [(x, y), (y, x)]:
+    assert_trees_close(
+        precision_recall.improved_precision_recall(
+            real, generated, k=(3, 5), block_size=8, mesh=mesh),
+        precision_recall.improved_precision_recall(
+            real, generated, k=(3, 5), block_size=8), rtol=1e-5)
+    assert_trees_close(
+        precision_recall.prdc(real, generated, k=5, block_size=8, mesh=mesh),
+        precision_recall.prdc(real, generated, k=5, block_size=8), rtol=1e-5)
+
+
 def main():
   assert jax.device_count() == 4, jax.devices()
-  check(jax.make_mesh((4,), ("data",)))  # Explicit axes (jax default)
-  check(jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2),
-                          ("a", "b")))  # Auto axes, two mesh dimensions
+  explicit = jax.make_mesh((4,), ("data",))  # Explicit axes (jax default)
+  auto = jax.sharding.Mesh(np.array(jax.devices()).reshape(2, 2),
+                           ("a", "b"))  # Auto axes, two mesh dimensions
+  for mesh in (explicit, auto):
+    check(mesh)
+  check_precision_recall(explicit)
   print("sharding checks passed")
 
 

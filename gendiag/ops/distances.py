@@ -260,6 +260,66 @@ def _ring(mesh, local_step, carry, x, ys):
   return carry
 
 
+def ring_pair_reduce(local_fn: Callable, x_arrays, x_acc, y_arrays, y_acc, *,
+                     mesh: Mesh):
+  """Reduces over every (x row, y row) pair with rows of both sets sharded.
+
+  The general form of the ring above, for passes that accumulate per row of
+  *both* sets (e.g. "how many y balls contain x_i" and "is y_j's nearest x
+  closer than r_j" in one distance pass). Device i keeps row shard i of
+  `x_arrays` and `x_acc`; the shards of `y_arrays` travel around the ring
+  together with their accumulators `y_acc`, and after D steps each one is
+  back on its owner with every x shard's contribution added. Each step calls
+
+    x_acc, y_acc = local_fn(x_arrays, x_valid, x_acc,
+                            y_arrays, y_valid, y_acc)
+
+  on local shards (leading dimensions n/D and m/D, rows zero-padded to a
+  multiple of D); `x_valid`/`y_valid` are bool row masks that `local_fn`
+  must use so padding rows contribute nothing (their accumulators are
+  dropped). Memory per device is whatever `local_fn` needs for one pair of
+  shards, so block it over rows.
+
+  Args:
+    local_fn: the local reduction, as above.
+    x_arrays: pytree of arrays with leading dimension n.
+    x_acc: pytree of initial accumulators with leading dimension n.
+    y_arrays: pytree of arrays with leading dimension m.
+    y_acc: pytree of initial accumulators with leading dimension m.
+    mesh: rows are split over all of its devices.
+
+  Returns:
+    (x_acc, y_acc), replicated, padding rows dropped.
+  """
+  axes = _axes(mesh)
+  spec = PartitionSpec(axes)
+  size = mesh.size
+  n = jax.tree.leaves(x_arrays)[0].shape[0]
+  m = jax.tree.leaves(y_arrays)[0].shape[0]
+  shard = lambda tree: jax.tree.map(lambda a: _shard_rows(a, mesh), tree)  # noqa: E731
+  x_valid = _shard_rows(jnp.ones((n,), bool), mesh)
+  y_valid = _shard_rows(jnp.ones((m,), bool), mesh)
+  perm = [(j, (j + 1) % size) for j in range(size)]
+
+  def shard_fn(xa, xv, xc, ya, yv, yc):
+    def body(_, state):
+      xc, travelling = state
+      ya, yv, yc = travelling
+      xc, yc = local_fn(xa, xv, xc, ya, yv, yc)
+      return xc, lax.ppermute((ya, yv, yc), axes, perm)
+
+    xc, (_, _, yc) = lax.fori_loop(0, size, body, (xc, (ya, yv, yc)))
+    return xc, yc
+
+  x_out, y_out = jax.shard_map(
+      shard_fn, mesh=mesh, in_specs=(spec,) * 6, out_specs=(spec, spec))(
+          shard(x_arrays), x_valid, shard(x_acc), shard(y_arrays), y_valid,
+          shard(y_acc))
+  unshard = lambda tree, k: jax.tree.map(  # noqa: E731
+      lambda a: unshard_rows(a, k, mesh), tree)
+  return unshard(x_out, n), unshard(y_out, m)
+
+
 def _sharded_matvec(kernel, x, y, v, *, exclude_diagonal, block_size, mesh):
   axes = _axes(mesh)
   n, m = x.shape[0], y.shape[0]
