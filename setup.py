@@ -28,6 +28,10 @@ TEST_REQUIRES = [
     "mauve-text==0.4.0",
     "faiss-cpu>=1.8,<2",
     "ruff>=0.6,<1",
+    # tests/test_notebooks.py executes colabs/*.ipynb.
+    "nbclient>=0.10,<0.12",
+    "nbformat>=5.9,<6",
+    "ipykernel>=6.29,<8",
 ]
 
 setuptools.setup(
