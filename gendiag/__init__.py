@@ -16,6 +16,15 @@ from gendiag.metrics.frechet import fid_from_stats
 from gendiag.metrics.frechet import frechet_stats
 from gendiag.metrics.frechet import FrechetResult
 from gendiag.metrics.frechet import FrechetStats
+from gendiag.metrics.frontier_estimators import classifier_frontier
+from gendiag.metrics.frontier_estimators import ClassifierFrontierResult
+from gendiag.metrics.frontier_estimators import divergence_frontier
+from gendiag.metrics.frontier_estimators import frontier_integral
+from gendiag.metrics.frontier_estimators import FrontierResult
+from gendiag.metrics.frontier_estimators import mauve
+from gendiag.metrics.frontiers import divergence_frontier_from_histograms
+from gendiag.metrics.frontiers import frontier_integral_from_histograms
+from gendiag.metrics.frontiers import mauve_from_histograms
 from gendiag.metrics.gel import GELResult
 from gendiag.metrics.gel import gel_test
 from gendiag.metrics.gel import GELTestResult
@@ -64,6 +73,15 @@ __all__ = (
     "frechet_stats",
     "FrechetResult",
     "FrechetStats",
+    "classifier_frontier",
+    "ClassifierFrontierResult",
+    "divergence_frontier",
+    "frontier_integral",
+    "FrontierResult",
+    "mauve",
+    "divergence_frontier_from_histograms",
+    "frontier_integral_from_histograms",
+    "mauve_from_histograms",
     "GELResult",
     "gel_test",
     "GELTestResult",
