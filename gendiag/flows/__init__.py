@@ -1,0 +1,13 @@
+"""Normalizing flows trained by maximum likelihood, f-divergences or MMD.
+
+  models         `Flow`: distrax coupling flows (rational-quadratic spline or
+                 affine RealNVP) with flax conditioners, optionally
+                 class-conditional
+  discriminator  the critic that estimates the density ratio p/q
+  losses         `make_objective`: MLE, any `ops.fdiv` divergence (incl. the
+                 PR-divergence, adversarial or weighted-MLE form), MMD
+  trainer        `train`: optax, jitted steps, JSON-lines log, orbax
+                 checkpoints and exact resume
+
+Import the submodules (`from gendiag.flows import models, losses, trainer`).
+"""
