@@ -11,6 +11,20 @@ With real labels, coverage is also broken down by class: the fraction of
 each class's real samples whose k-NN ball holds a generated sample names
 the modes a model drops.
 
+Intervals (95%, `num_resamples` bootstrap replicates, vmapped):
+  precision, recall, density, coverage  percentile intervals of the means of
+      the per-sample quantities (membership flags, ball counts / k) under
+      resampling of the generated rows (precision, density) and of the real
+      rows (recall, coverage), with the k-NN radii held fixed: the interval
+      measures which samples were drawn, not the radii's own noise (a
+      resample with repeated rows would have zero-radius balls).
+  prd_f8, prd_f1_8  each k-means run's cluster histograms resampled as
+      multinomial counts (= resampling rows with the clusterings held
+      fixed), curves averaged over runs as in `prd`; estimate -+ 1.96 std of
+      the replicates (max F_beta is biased under resampling).
+  clf_f8, clf_f1_8  the held-out real and generated scores of the fitted
+      probe ensemble resampled (probes held fixed); estimate -+ 1.96 std.
+
 Verdict rules (thresholds in the config section `precision_recall`):
   coverage < coverage_ratio x (coverage expected if P = Q)
       -> "misses part of the real distribution"
@@ -18,17 +32,25 @@ Verdict rules (thresholds in the config section `precision_recall`):
       -> "does not cover classes ..."
   density < low_density -> "many samples lie off the real data"
   density > high_density -> "samples crowd a few real regions"
+  recall < low_recall_ratio x precision and density >= low_density
+      -> "realistic but low diversity" (truncation-like collapse: the
+         samples are on the real manifold but cover little of it)
 """
 
+import functools
 import math
 
 import jax
+from jax import lax
+import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
 from gendiag.metrics import precision_recall as pr_lib
 from gendiag.metrics import prd as prd_lib
+from gendiag.ops import bootstrap
+from gendiag.ops import fdiv
 
 DEFAULTS = dict(
     ipr_k=3,                    # improved P/R neighbourhood (the paper's)
@@ -44,6 +66,9 @@ DEFAULTS = dict(
     class_coverage_ratio=0.5,   # finding: a class's coverage < 0.5 x expected
     low_density=0.7,            # finding: density < 0.7
     high_density=1.5,           # finding: density > 1.5
+    low_recall_ratio=0.5,       # finding: recall < 0.5 x precision
+    num_resamples=200,          # bootstrap replicates of every interval
+    level=0.95,                 # interval level
 )
 
 DESCRIPTION = (
@@ -59,7 +84,140 @@ DESCRIPTION = (
     "`clf_f8` / `clf_f1_8`: the same from a real-vs-generated probe's "
     "held-out ROC (Simon et al. 2019); 1 = indistinguishable. Verdict rules "
     "(config `precision_recall`): coverage < 0.9 x expected, a class "
-    "covered < 0.5 x expected, density < 0.7 or > 1.5.")
+    "covered < 0.5 x expected, density < 0.7 or > 1.5, recall < 0.5 x "
+    "precision (low diversity). Intervals: 95% bootstrap (see the notes).")
+
+NOTE = (
+    "Intervals: precision/recall/density/coverage: 95% bootstrap percentile "
+    "intervals of the per-sample flags and counts (rows resampled, k-NN radii "
+    "held fixed); PRD F: histograms of each k-means run resampled "
+    "(clusterings held fixed); classifier F: held-out scores resampled "
+    "(probes held fixed); both F intervals are estimate -+ 1.96 bootstrap "
+    "std, clipped to [0, 1].")
+
+
+@functools.partial(jax.jit, static_argnames=("num_resamples",))
+def bootstrap_means(key, values, *, num_resamples: int):
+  """Bootstrap replicates of the column means of per-row values.
+
+  theta*_b = (1/n) sum_i w_bi v_i with w_b ~ Multinomial(n; 1/n, ..., 1/n)
+  (`ops.bootstrap.resample_weights`): one (B, n) x (n, K) product gives all
+  B replicates of all K means.
+
+  Args:
+    key: PRNG key of the resamples.
+    values: (n,) or (n, K) per-row values (flags, counts).
+    num_resamples: B.
+
+  Returns:
+    (B, K) replicates (K = 1 for a vector).
+  """
+  values = jnp.asarray(values, jnp.float32)
+  values = values.reshape(values.shape[0], -1)
+  w = bootstrap.resample_weights(key, values.shape[0], num_resamples)
+  return jnp.matmul(w, values, precision=lax.Precision.HIGHEST) / (
+      values.shape[0])
+
+
+def percentile_intervals(replicates, *, level: float = 0.95):
+  """(K, 2) percentile intervals of the columns of (B, K) replicates."""
+  lo, hi = jax.vmap(functools.partial(bootstrap.percentile_interval,
+                                      level=level), in_axes=1)(replicates)
+  return np.stack([np.asarray(lo), np.asarray(hi)], axis=1)
+
+
+def normal_intervals(estimates, replicates, *, level: float = 0.95,
+                     bounds=(0.0, 1.0)):
+  """(K, 2) estimate -+ z std(replicates), clipped to `bounds`."""
+  lo, hi = jax.vmap(functools.partial(bootstrap.normal_interval, level=level),
+                    in_axes=(0, 1))(jnp.asarray(estimates, jnp.float32),
+                                    replicates)
+  return np.clip(np.stack([np.asarray(lo), np.asarray(hi)], axis=1), *bounds)
+
+
+def _resample_histograms(key, hist, count):
+  """Multinomial(count, hist[r]) / count for each row r of (runs, C)."""
+  draws = jax.random.categorical(key, jnp.log(hist), axis=-1,
+                                 shape=(count, hist.shape[0]))
+  return jnp.mean(jax.nn.one_hot(draws, hist.shape[1], dtype=hist.dtype),
+                  axis=0)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "num_real", "num_generated", "num_resamples", "num_angles", "beta"))
+def prd_bootstrap(key, real_histograms, generated_histograms, *,
+                  num_real: int, num_generated: int, num_resamples: int,
+                  num_angles: int = 1001, beta: float = 8.0):
+  """(B, 2) replicates of PRD's (F_beta, F_1/beta), clusterings held fixed.
+
+  Resampling the rows of one k-means run with its clustering fixed makes
+  the cluster counts Multinomial(n, p) (real) and Multinomial(m, q)
+  (generated); each replicate resamples every run's histograms, averages
+  the runs' curves as `prd` does and takes max F_beta / F_1/beta.
+
+  Args:
+    key: PRNG key.
+    real_histograms: (runs, C) cluster masses p of the real rows
+      (`PRDResult.real_histograms`).
+    generated_histograms: (runs, C) the same for the generated rows.
+    num_real: n, real rows clustered.
+    num_generated: m, generated rows clustered.
+    num_resamples: B.
+    num_angles: points on the curve.
+    beta: the F_beta summary's beta.
+
+  Returns:
+    (B, 2) float32 replicates of (F_beta, F_1/beta).
+  """
+  def one(k):
+    kp, kq = jax.random.split(k)
+    p = _resample_histograms(kp, real_histograms, num_real)
+    q = _resample_histograms(kq, generated_histograms, num_generated)
+    curves = jax.vmap(lambda a, b: fdiv.pr_curve(
+        a, b, num_angles=num_angles, beta=beta))(p, q)
+    curve = fdiv.curve_from_precision(jnp.mean(curves.precision, axis=0),
+                                      curves.slopes[0], beta=beta)
+    return jnp.stack(fdiv.max_f_beta(
+        curve.precision, jnp.mean(curves.recall, axis=0), beta=beta))
+
+  keys = jax.random.split(key, num_resamples)
+  return lax.map(one, keys)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "num_resamples", "num_angles", "beta"))
+def classifier_bootstrap(key, logits_real, logits_generated, *,
+                         num_resamples: int, num_angles: int = 1001,
+                         beta: float = 8.0):
+  """(B, 2) replicates of the classifier curve's (F_beta, F_1/beta).
+
+  The held-out scores of the fitted ensemble are resampled with replacement
+  (real and generated independently) and the curve alpha(lam) = min_t
+  lam FNR(t) + FPR(t) is recomputed; the probes are held fixed.
+
+  Args:
+    key: PRNG key.
+    logits_real: (N_test,) held-out real scores
+      (`ClassifierPRCurve.logits_real`).
+    logits_generated: (M_test,) held-out generated scores.
+    num_resamples: B.
+    num_angles: points on the curve.
+    beta: the F_beta summary's beta.
+
+  Returns:
+    (B, 2) float32 replicates of (F_beta, F_1/beta).
+  """
+  n, m = logits_real.shape[0], logits_generated.shape[0]
+
+  def one(k):
+    kr, kg = jax.random.split(k)
+    lr = logits_real[jax.random.randint(kr, (n,), 0, n)]
+    lg = logits_generated[jax.random.randint(kg, (m,), 0, m)]
+    curve = prd_lib._curve_from_scores(  # pylint: disable=protected-access
+        lr, lg, num_angles=num_angles, beta=beta)
+    return jnp.stack([curve.f_beta, curve.f_inv_beta])
+
+  return lax.map(one, jax.random.split(key, num_resamples))
 
 
 def expected_coverage(num_real: int, num_generated: int, k: int) -> float:
@@ -125,8 +283,11 @@ def precision_recall_family(inputs: report.EvalInputs,
   unbalanced = False
   for i, (name, generated) in enumerate(inputs.generated.items()):
     generated = np.asarray(generated, np.float32)
-    key_prd, key_clf, key_sub = jax.random.split(jax.random.fold_in(key, i),
-                                                 3)
+    model_key = jax.random.fold_in(key, i)
+    key_prd, key_clf, key_sub = jax.random.split(model_key, 3)
+    # Bootstrap keys folded in, so the metrics' own keys are unchanged.
+    key_gen_b, key_real_b, key_prd_b, key_clf_b = jax.random.split(
+        jax.random.fold_in(model_key, 0x1B007), 4)
     ipr = pr_lib.improved_precision_recall(real, generated, k=cfg["ipr_k"])
     dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
     expected = expected_coverage(len(real), len(generated), cfg["prdc_k"])
@@ -144,16 +305,37 @@ def precision_recall_family(inputs: report.EvalInputs,
     curves[name] = {"prd": prd_res, "clf": clf}
     coverage = float(dc.coverage)
     density = float(dc.density)
+    num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
+    gen_ci = percentile_intervals(bootstrap_means(
+        key_gen_b, jnp.stack([ipr.generated_in_real_manifold,
+                              dc.generated_neighbor_counts / cfg["prdc_k"]],
+                             axis=1), num_resamples=num_b), level=level)
+    real_ci = percentile_intervals(bootstrap_means(
+        key_real_b, jnp.stack([ipr.real_in_generated_manifold,
+                               dc.real_covered], axis=1),
+        num_resamples=num_b), level=level)
+    prd_ci = normal_intervals(
+        [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
+            key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
+            num_real=len(sub_real), num_generated=len(sub_gen),
+            num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
+        level=level)
+    clf_ci = normal_intervals(
+        [clf.f_beta, clf.f_inv_beta], classifier_bootstrap(
+            key_clf_b, clf.logits_real, clf.logits_generated,
+            num_resamples=num_b, num_angles=int(clf.slopes.shape[0])),
+        level=level)
     out.metrics[name] = {
-        "precision": report.entry(ipr.precision, k=cfg["ipr_k"]),
-        "recall": report.entry(ipr.recall, k=cfg["ipr_k"]),
-        "density": report.entry(density, k=cfg["prdc_k"]),
-        "coverage": report.entry(coverage, k=cfg["prdc_k"],
+        "precision": report.entry(ipr.precision, ci=gen_ci[0],
+                                  k=cfg["ipr_k"]),
+        "recall": report.entry(ipr.recall, ci=real_ci[0], k=cfg["ipr_k"]),
+        "density": report.entry(density, ci=gen_ci[1], k=cfg["prdc_k"]),
+        "coverage": report.entry(coverage, ci=real_ci[1], k=cfg["prdc_k"],
                                  expected_if_equal=expected),
-        "prd_f8": report.entry(prd_res.f_beta),
-        "prd_f1_8": report.entry(prd_res.f_inv_beta),
-        "clf_f8": report.entry(clf.f_beta),
-        "clf_f1_8": report.entry(clf.f_inv_beta,
+        "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0]),
+        "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1]),
+        "clf_f8": report.entry(clf.f_beta, ci=clf_ci[0]),
+        "clf_f1_8": report.entry(clf.f_inv_beta, ci=clf_ci[1],
                                  heldout_accuracy=clf.heldout_accuracy),
     }
     if not bool(np.all(np.asarray(prd_res.converged))):
@@ -179,9 +361,16 @@ def precision_recall_family(inputs: report.EvalInputs,
     elif density > cfg["high_density"]:
       findings.append(f"samples crowd a few real regions (density "
                       f"{density:.2f}; copies or too little diversity)")
+    if (density >= cfg["low_density"]
+        and float(ipr.recall) < cfg["low_recall_ratio"] * float(
+            ipr.precision)):
+      findings.append(f"realistic but low diversity (recall "
+                      f"{float(ipr.recall):.2f} at precision "
+                      f"{float(ipr.precision):.2f})")
     if findings:
       out.findings[name] = findings
 
+  out.notes.append(NOTE)
   if unbalanced:
     out.notes.append("PRD needs equal sizes: the larger of each real/model "
                      "pair was subsampled (seeded) to the smaller's size.")
