@@ -1,0 +1,246 @@
+"""Tests of gendiag.flows.losses and discriminator: the objectives' math."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gendiag.flows import discriminator
+from gendiag.flows import losses
+from gendiag.flows import models
+from gendiag.metrics import mmd as mmd_lib
+from gendiag.ops import fdiv
+from gendiag.ops import kernels
+
+# A discrete P (real) and Q (model) with no ties lam * p/q = 1 at the lams
+# used below, so every f is differentiable at the ratios.
+P = np.array([0.1, 0.2, 0.3, 0.4])
+Q = np.array([0.35, 0.3, 0.15, 0.2])
+DIVS = [("kl", {}), ("reverse_kl", {}), ("pearson", {}), ("hellinger", {}),
+        ("jensen_shannon", {}), ("pr", {"lam": 0.7}), ("pr", {"lam": 1.0}),
+        ("pr", {"lam": 1.2})]
+
+
+def _small_flow(**kw):
+  kw = {"dim": 2, "kind": "affine", "num_layers": 2, "hidden_sizes": (8,),
+        **kw}
+  return models.Flow(**kw)
+
+
+def _perturbed(flow, seed=1, scale=0.3):
+  params = flow.init(jax.random.key(0))
+  leaves, tree = jax.tree.flatten(params)
+  keys = jax.random.split(jax.random.key(seed), len(leaves))
+  return jax.tree.unflatten(tree, [
+      a + scale * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
+
+
+def _batch(n=32, seed=2):
+  x = jax.random.normal(jax.random.key(seed), (n, 2)) * 1.5 + 0.5
+  return losses.Batch(x)
+
+
+def test_weighted_mle_with_kl_has_exactly_the_mle_gradient():
+  flow = _small_flow()
+  params = _perturbed(flow)
+  batch = _batch()
+  mle = losses.make_objective("mle")
+  wmle = losses.make_objective("fdiv", divergence="kl", form="weighted_mle")
+  assert not wmle.uses_critic
+  # Whatever critic is given (here a random one), the KL weight is 1.
+  critic = discriminator.Discriminator(fdiv.get("pearson"), hidden_sizes=(8,))
+  critic_params = critic.init(jax.random.key(5), 2)
+  r = critic.ratio(critic_params, flow, batch.x)
+  assert float(jnp.std(r)) > 0  # a genuinely non-constant ratio
+  np.testing.assert_array_equal(fdiv.get("kl").likelihood_weight(r),
+                                np.ones(r.shape))
+  grad = lambda obj, cp: jax.jit(jax.grad(
+      lambda p: obj.flow_loss(flow, p, cp, batch, jax.random.key(0))[0]))(
+          params)
+  g_mle, g_wmle = grad(mle, {}), grad(wmle, critic_params)
+  for a, b in zip(jax.tree.leaves(g_mle), jax.tree.leaves(g_wmle)):
+    np.testing.assert_array_equal(a, b)
+  assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g_mle)) > 0
+
+
+@pytest.mark.parametrize("name, kw", DIVS)
+def test_weighted_mle_gradient_is_the_f_divergence_gradient(name, kw):
+  # Softmax model q_theta on 4 states, exact ratio r = p / q_theta:
+  # grad D_f(P || Q_theta) = -E_P[w(r) grad log q_theta], w = f' - f / r.
+  div = fdiv.get(name, **kw)
+  theta = jnp.log(jnp.asarray(Q))
+  p = jnp.asarray(P)
+  exact = jax.grad(lambda t: fdiv.f_divergence(p, jax.nn.softmax(t), div))(
+      theta)
+  w = div.likelihood_weight(p / jax.nn.softmax(theta))
+
+  def surrogate(t):  # the WeightedMaximumLikelihood loss, unnormalised
+    return -jnp.sum(p * jax.lax.stop_gradient(w) * jax.nn.log_softmax(t))
+
+  np.testing.assert_allclose(jax.grad(surrogate)(theta), exact, atol=1e-5)
+  assert float(jnp.max(jnp.abs(exact))) > 1e-3
+
+
+@pytest.mark.parametrize("name, kw", DIVS + [("total_variation", {})])
+def test_dual_at_its_optimum_equals_the_primal(name, kw):
+  # sup_T E_P[T] - E_Q[f*(T)] is attained at T = f'(p/q). Samples are the
+  # states repeated in proportion to P and Q (20 each), so the library's
+  # sample-mean `variational_bound` is the exact expectation.
+  div = fdiv.get(name, **kw)
+  p, q = jnp.asarray(P), jnp.asarray(Q)
+  xs_p = np.repeat(np.arange(4), np.round(P * 20).astype(int))
+  xs_q = np.repeat(np.arange(4), np.round(Q * 20).astype(int))
+  t_star = div.f_prime(p / q)
+  primal = fdiv.f_divergence(p, q, div)
+  dual = fdiv.variational_bound(div, t_star[xs_p], t_star[xs_q])
+  np.testing.assert_allclose(dual, primal, atol=1e-6)
+  if name == "pr":
+    np.testing.assert_allclose(dual, fdiv.pr_divergence(p, q, **kw),
+                               atol=1e-6)
+  # Any other critic in dom f* gives a lower value (weak duality).
+  rng = np.random.default_rng(0)
+  for _ in range(20):
+    t = t_star + jnp.asarray(rng.normal(size=4) * 0.3, jnp.float32)
+    if not bool(jnp.all(div.in_conjugate_domain(t))):
+      continue
+    assert float(fdiv.variational_bound(div, t[xs_p], t[xs_q])) <= float(
+        primal) + 1e-6
+
+
+def test_pr_dual_optimum_is_two_valued_and_reached_by_the_critic_head():
+  lam = 2.0
+  div = fdiv.get("pr", lam=lam)
+  t_star = np.asarray(div.f_prime(jnp.asarray(P / Q)))
+  np.testing.assert_array_equal(t_star, lam * (lam * P / Q > 1))
+  # The critic head lam * sigmoid(v) approaches both values.
+  head = div.output_activation(jnp.array([-30.0, 30.0]))
+  np.testing.assert_allclose(head, [0.0, lam], atol=1e-6)
+
+
+def test_critic_ratio_matches_the_auxiliary_divergence_inverse():
+  # r_hat = (g*)'(T) inverts T = g'(r) for every smooth auxiliary g.
+  r = jnp.array([0.2, 0.7, 1.0, 1.8, 4.0])
+  for name in ("pearson", "kl", "reverse_kl", "hellinger", "jensen_shannon"):
+    g = fdiv.get(name)
+    np.testing.assert_allclose(g.ratio_from_critic(g.f_prime(r)), r,
+                               rtol=1e-5)
+
+
+def test_critic_fits_the_density_ratio_of_two_gaussians():
+  # P = N((0.5, 0), I), Q = N(0, I): log p/q = 0.5 x_1 - 0.125.
+  flow = _small_flow()
+  critic = discriminator.Discriminator(fdiv.get("pearson"), hidden_sizes=(16,))
+  cp = critic.init(jax.random.key(0), 2)
+  import optax  # pylint: disable=g-import-not-at-top
+  opt = optax.adam(1e-2)
+
+  @jax.jit
+  def fit(cp, key):
+    def step(carry, k):
+      cp, s = carry
+      kp, kq = jax.random.split(k)
+      xp = jax.random.normal(kp, (256, 2)) + jnp.array([0.5, 0.0])
+      xq = jax.random.normal(kq, (256, 2))
+      g = jax.grad(critic.dual_loss)(cp, flow, xp, xq)
+      u, s = opt.update(g, s, cp)
+      return (optax.apply_updates(cp, u), s), None
+    return jax.lax.scan(step, (cp, opt.init(cp)),
+                        jax.random.split(key, 400))[0][0]
+
+  cp = fit(cp, jax.random.key(1))
+  x = jnp.stack([jnp.linspace(-1.0, 1.0, 9), jnp.zeros(9)], 1)
+  log_r = jnp.log(critic.ratio(cp, flow, x))
+  np.testing.assert_allclose(log_r, 0.5 * x[:, 0] - 0.125, atol=0.15)
+
+
+def test_adversarial_loss_is_the_primal_estimate_and_spares_the_critic():
+  flow = _small_flow()
+  params = _perturbed(flow)
+  obj = losses.make_objective("fdiv", divergence="pr", lam=2.0,
+                              critic_hidden_sizes=(8,))
+  cp = _perturbed_critic(obj, flow)
+  batch, key = _batch(), jax.random.key(7)
+  loss, aux = jax.jit(lambda p, c: obj.flow_loss(flow, p, c, batch, key))(
+      params, cp)
+  x = jax.jit(lambda p: flow.sample(p, key, batch.x.shape[0]))(params)
+  expected = jnp.mean(obj.divergence.f(obj.critic.ratio(cp, flow, x)))
+  np.testing.assert_allclose(loss, expected, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(aux["divergence_estimate"], loss)
+  g_critic = jax.jit(jax.grad(
+      lambda c: obj.flow_loss(flow, params, c, batch, key)[0]))(cp)
+  assert all(float(jnp.max(jnp.abs(a))) == 0 for a in jax.tree.leaves(
+      g_critic))
+  g_flow = jax.jit(jax.grad(
+      lambda p: obj.flow_loss(flow, p, cp, batch, key)[0]))(params)
+  assert all(bool(jnp.all(jnp.isfinite(a))) for a in jax.tree.leaves(g_flow))
+
+
+def _perturbed_critic(obj, flow):
+  cp = obj.init_critic(flow, jax.random.key(3))
+  leaves, tree = jax.tree.flatten(cp)
+  keys = jax.random.split(jax.random.key(4), len(leaves))
+  return jax.tree.unflatten(tree, [
+      a + 0.5 * jax.random.normal(k, a.shape) for a, k in zip(leaves, keys)])
+
+
+def test_weighted_mle_for_pr_weights_data_by_the_ratio():
+  flow = _small_flow()
+  obj = losses.make_objective("fdiv", divergence="pr", lam=0.5,
+                              form="weighted_mle", critic_hidden_sizes=(8,))
+  assert obj.uses_critic
+  cp = _perturbed_critic(obj, flow)
+  batch = _batch()
+  w = obj.weights(flow, cp, batch)
+  r = obj.critic.ratio(cp, flow, batch.x)
+  np.testing.assert_allclose(w, (1.0 - (0.5 * r <= 1.0)) / r, rtol=1e-6)
+
+
+@pytest.mark.parametrize("estimator", ["unbiased", "biased"])
+def test_mmd_loss_equals_the_metric(estimator):
+  x = jax.random.normal(jax.random.key(0), (40, 3))
+  y = jax.random.normal(jax.random.key(1), (30, 3)) + 0.3
+  obj = losses.make_objective("mmd", estimator=estimator).prepare(x)
+  np.testing.assert_allclose(obj.bandwidth, kernels.median_heuristic(x),
+                             rtol=1e-6)
+  expected = mmd_lib.mmd(x, y, kernel=kernels.Gaussian(obj.bandwidth),
+                         estimator=estimator)
+  np.testing.assert_allclose(obj.mmd2(x, y), expected, rtol=1e-4, atol=1e-6)
+  multi = losses.make_objective("mmd", bandwidth=1.0,
+                                bandwidth_multipliers=(0.5, 2.0))
+  np.testing.assert_allclose(
+      multi.mmd2(x, y),
+      sum(mmd_lib.mmd(x, y, kernel=kernels.Gaussian(b)) for b in (0.5, 2.0)),
+      rtol=1e-4, atol=1e-6)
+
+
+def test_objective_names_and_forms():
+  assert isinstance(losses.make_objective("fdiv_adversarial", divergence="kl"),
+                    losses.AdversarialFDivergence)
+  assert isinstance(
+      losses.make_objective("fdiv_weighted_mle", divergence="pr", lam=2.0),
+      losses.WeightedMaximumLikelihood)
+  desc = losses.make_objective("fdiv", divergence="pr", lam=2.0).to_dict()
+  assert desc["objective"] == "fdiv_adversarial"
+  assert desc["divergence"]["lam"] == 2.0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(name="gan"), "unknown objective"),
+    (dict(name="fdiv", divergence="wasserstein"), "unknown f-divergence"),
+    (dict(name="fdiv", divergence="pr"), "needs the trade-off"),
+    (dict(name="fdiv", divergence="pr", lam=0.0), "`lam` must be > 0"),
+    (dict(name="fdiv", divergence="pr", lam=-1.0), "`lam` must be > 0"),
+    (dict(name="fdiv", divergence="kl", lam=2.0), "takes none"),
+    (dict(name="fdiv", divergence="kl", form="dual"), "unknown f-divergence "
+     "form"),
+    (dict(name="fdiv_adversarial", divergence="kl", form="weighted_mle"),
+     "conflicts"),
+    (dict(name="fdiv", auxiliary="total_variation"), "gives no density ratio"),
+    (dict(name="fdiv", auxiliary="nope"), "unknown f-divergence"),
+    (dict(name="mmd", kernel="cosine"), "unknown kernel"),
+    (dict(name="mmd", estimator="linear"), "unknown MMD estimator"),
+    (dict(name="mmd", bandwidth=-1.0), "`bandwidth` must be > 0"),
+])
+def test_bad_objectives_fail_with_a_clear_message(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    losses.make_objective(**kwargs)
