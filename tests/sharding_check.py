@@ -7,10 +7,12 @@ only takes effect before JAX initialises, hence the separate process.
 import jax
 import numpy as np
 
+from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall
 from gendiag.ops import distances
 from gendiag.ops import kernels
+from gendiag.ops import quantize
 
 
 def check(mesh):
@@ -81,6 +83,54 @@ def check_precision_recall(mesh):
         precision_recall.prdc(real, generated, k=5, block_size=8), rtol=1e-5)
 
 
+def check_kmeans(mesh):
+  """k-means++ picks, Lloyd's psums, re-seeding of empty clusters, assign."""
+  rng = np.random.default_rng(2)
+  x = np.float32(rng.normal(size=(41, 3))
+                 + rng.integers(0, 4, size=(41, 1)) * 3.0)
+  key = jax.random.key(3)
+  r1 = quantize.kmeans(x, key=key, num_clusters=5, num_restarts=2,
+                       block_size=8, mesh=mesh)
+  r0 = quantize.kmeans(x, key=key, num_clusters=5, num_restarts=2,
+                       block_size=8)
+  np.testing.assert_allclose(r1.centroids, r0.centroids, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(r1.labels, r0.labels)
+  np.testing.assert_allclose(r1.inertia, r0.inertia, rtol=1e-5)
+  np.testing.assert_array_equal(r1.num_iters, r0.num_iters)
+  labels, sq = quantize.assign(x, r0.centroids, block_size=8, mesh=mesh)
+  np.testing.assert_array_equal(labels, r0.labels)
+  np.testing.assert_allclose(  # |x|^2 ~ 50: the matmul formula's round-off
+      sq, quantize.assign(x, r0.centroids, block_size=8)[1], rtol=1e-5,
+      atol=1e-4)
+  # 9 distinct points in 26 rows, 12 clusters: duplicated initial centres
+  # leave clusters empty, which are re-seeded at the farthest points.
+  dup = np.repeat(x[:9], 3, axis=0)[:26]
+  r1 = quantize.kmeans(dup, key=key, num_clusters=12, init="random",
+                       block_size=8, mesh=mesh)
+  r0 = quantize.kmeans(dup, key=key, num_clusters=12, init="random",
+                       block_size=8)
+  np.testing.assert_allclose(r1.centroids, r0.centroids, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(r1.labels, r0.labels)
+
+
+def check_fld(mesh):
+  """Mixture scoring (the blocked log-sum-exp over centres) and FLD."""
+  rng = np.random.default_rng(3)
+  train = np.float32(rng.normal(size=(30, 4)))
+  test = np.float32(rng.normal(size=(21, 4)))
+  generated = np.concatenate([train[:5], np.float32(rng.normal(size=(6, 4)))])
+  log_var = np.float32(rng.normal(size=(11,)) - 1.0)
+  np.testing.assert_allclose(
+      fld_lib.mixture_nll(test, generated, log_var, block_size=4, mesh=mesh),
+      fld_lib.mixture_nll(test, generated, log_var, block_size=4),
+      rtol=1e-5)
+  key = jax.random.key(4)
+  options = dict(key=key, max_epochs=3, batch_size=16, block_size=8)
+  assert_trees_close(fld_lib.fld(train, test, generated, mesh=mesh, **options),
+                     fld_lib.fld(train, test, generated, **options),
+                     rtol=1e-5, atol=1e-6)
+
+
 def main():
   assert jax.device_count() == 4, jax.devices()
   explicit = jax.make_mesh((4,), ("data",))  # Explicit axes (jax default)
@@ -89,6 +139,8 @@ def main():
   for mesh in (explicit, auto):
     check(mesh)
   check_precision_recall(explicit)
+  check_kmeans(auto)
+  check_fld(explicit)
   print("sharding checks passed")
 
 

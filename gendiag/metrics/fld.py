@@ -66,6 +66,8 @@ from absl import logging
 import jax
 from jax import lax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec
 import numpy as np
 import optax
 
@@ -215,20 +217,36 @@ def _mixture_lls(d2, log_var, dim):
   return jax.nn.logsumexp(c - d2 * w, axis=1)
 
 
-def _nll_per_dim(x, centres, log_var, dim, block_size):
-  """(n,) -log p(x_i) / d, blocked over the rows of x."""
+def _nll_per_dim(x, centres, log_var, dim, block_size, mesh=None):
+  """(n,) -log p(x_i) / d, blocked over the rows of x.
+
+  With `mesh`, the rows of x are sharded over its devices and the (at most
+  `max_generated`, small) centres replicated: each device scores its rows
+  against every centre, so each row's log-sum-exp and its exact nearest
+  distance are the single-device ones.
+  """
+  if mesh is not None:
+    spec = PartitionSpec(tuple(mesh.axis_names))
+    out = jax.shard_map(
+        lambda xl, g, lv, d: _nll_per_dim(xl, g, lv, d, block_size),
+        mesh=mesh, in_specs=(spec, PartitionSpec(), PartitionSpec(),
+                             PartitionSpec()), out_specs=spec)(
+                                 distances.shard_rows(x, mesh), centres,
+                                 log_var, dim)
+    return distances.unshard_rows(out, x.shape[0], mesh)
   fn = lambda xb, _: -_mixture_lls(_row_exact_sq_distances(xb, centres),
                                    log_var, dim) / dim
   return distances.map_row_blocks(fn, x, block_size=block_size)
 
 
-@functools.partial(jax.jit, static_argnames=("block_size",))
-def _nll_jit(x, centres, log_var, dim, block_size):
-  return _nll_per_dim(x, centres, log_var, dim, block_size)
+@functools.partial(jax.jit, static_argnames=("block_size", "mesh"))
+def _nll_jit(x, centres, log_var, dim, block_size, mesh=None):
+  return _nll_per_dim(x, centres, log_var, dim, block_size, mesh)
 
 
 def mixture_nll(x: jax.Array, centres: jax.Array, log_variances: jax.Array, *,
-                block_size: int = distances.DEFAULT_BLOCK_SIZE) -> jax.Array:
+                block_size: int = distances.DEFAULT_BLOCK_SIZE,
+                mesh: Optional[Mesh] = None) -> jax.Array:
   """Per-sample NLL per dimension under an equal-weight isotropic mixture.
 
   -log p(x_i) / d with p(x) = (1/N) sum_j N(x; g_j, exp(l_j) I_d). Blocked
@@ -239,6 +257,8 @@ def mixture_nll(x: jax.Array, centres: jax.Array, log_variances: jax.Array, *,
     centres: (N, d) component means g_j.
     log_variances: (N,) log-variances l_j.
     block_size: rows of x per block.
+    mesh: shard the rows of x over this mesh's devices (centres
+      replicated); same values.
 
   Returns:
     (n,) NLL per dimension in nats.
@@ -248,7 +268,7 @@ def mixture_nll(x: jax.Array, centres: jax.Array, log_variances: jax.Array, *,
     raise ValueError(f"`log_variances` must have shape ({np.shape(centres)[0]},)"
                      f" to match `centres`; got {np.shape(log_variances)}.")
   return _nll_jit(x, centres, log_variances, jnp.float32(np.shape(x)[1]),
-                  block_size)
+                  block_size, mesh)
 
 
 # --------------------------------------------------------------------------
@@ -533,30 +553,32 @@ def _prepare_pair(train, test):
           jnp.sum(keep).astype(jnp.float32))
 
 
-def _baseline(train_s, test_s, key, dim, size, **options):
+def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   """C on standardised sets: centres = `size` shuffled train rows."""
   key_split, key_fit = jax.random.split(key)
   perm = jax.random.permutation(key_split, train_s.shape[0])
   centres = train_s[perm[:size]]
   fit, _ = _fit_jit(train_s[perm[size:]], centres, key_fit, dim, **options)
   nll = jnp.mean(_nll_jit(test_s, centres, fit.log_variances, dim,
-                          options["block_size"]))
+                          options["block_size"], mesh))
   return BaselineResult(nll=nll, centre_index=perm[:size].astype(jnp.int32),
                         epochs=fit.epochs, converged=fit.converged)
 
 
 def _fld(train, test, generated, key, baseline_nll, *, max_generated,
-         baseline_size, **options):
+         baseline_size, mesh=None, **options):
   """FLD of float32 arrays with validated options (baseline_nll may be None)."""
   key_gen, key_fit, key_base = jax.random.split(key, 3)
   train_s, test_s, gen_s, gen_index, dim = _prepare(
       train, test, generated, key_gen, max_generated=max_generated)
   fit, train_nll = _fit_jit(train_s, gen_s, key_fit, dim, **options)
   log_var = fit.log_variances
-  test_nlls = _nll_jit(test_s, gen_s, log_var, dim, options["block_size"])
+  test_nlls = _nll_jit(test_s, gen_s, log_var, dim, options["block_size"],
+                       mesh)
   test_nll = jnp.mean(test_nlls)
   if baseline_nll is None:
-    base = _baseline(train_s, test_s, key_base, dim, baseline_size, **options)
+    base = _baseline(train_s, test_s, key_base, dim, baseline_size, mesh,
+                     **options)
     c, base_epochs, base_conv = base.nll, base.epochs, base.converged
   else:
     c = jnp.asarray(baseline_nll, jnp.float32)
@@ -601,8 +623,8 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
                  max_epochs: int = 50, batch_size: int = 10_000,
                  tol: float = 5e-4,
                  block_size: int = distances.DEFAULT_BLOCK_SIZE,
-                 max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES
-                 ) -> BaselineResult:
+                 max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+                 mesh: Optional[Mesh] = None) -> BaselineResult:
   """FLD's baseline constant C, to share between models of the same size.
 
   C = NLL per dimension of the test set under the mixture centred on `size`
@@ -618,6 +640,7 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
     size: number of training points used as centres, in [1, n_train - 1].
     init, lr, max_epochs, batch_size, tol, block_size, max_cache_bytes: as in
       `fit_bandwidths`.
+    mesh: score the test set sharded by rows over this mesh (as in `fld`).
 
   Returns:
     A `BaselineResult`; `.nll` is C.
@@ -630,7 +653,7 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
                      f"[1, {n_train - 1}]; got {size}.")
   train_s, test_s, dim = _prepare_pair(jnp.asarray(train, jnp.float32),
                                        jnp.asarray(test, jnp.float32))
-  return _baseline(train_s, test_s, key, dim, int(size), init=init,
+  return _baseline(train_s, test_s, key, dim, int(size), mesh, init=init,
                    lr=float(lr), max_epochs=int(max_epochs),
                    batch_size=int(batch_size), tol=float(tol),
                    block_size=int(block_size),
@@ -643,7 +666,8 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
         baseline_size: Optional[int] = None, init: str = "nearest",
         lr: float = 0.5, max_epochs: int = 50, batch_size: int = 10_000,
         tol: float = 5e-4, block_size: int = distances.DEFAULT_BLOCK_SIZE,
-        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES) -> FLDResult:
+        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+        mesh: Optional[Mesh] = None) -> FLDResult:
   """Feature Likelihood Divergence of generated features, with the gap.
 
   FLD = 100 (NLL(test) - C) and gap = 100 (NLL(train) - NLL(test)), NLLs in
@@ -675,6 +699,10 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
     tol: early-stopping tolerance (0 runs max_epochs).
     block_size: rows per distance block.
     max_cache_bytes: memory budget of the cached distances.
+    mesh: score the test set (and the baseline's) with its rows sharded
+      over this mesh's devices, the <= max_generated centres replicated;
+      same values. The bandwidth fits run unsharded (their n_train x N
+      distances are cached or recomputed per epoch on one device).
 
   Returns:
     An `FLDResult`: `.fld`, `.gap`, the NLLs, the per-sample memorisation
@@ -703,7 +731,7 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
       max_generated=cap, baseline_size=int(baseline_size), init=init,
       lr=float(lr), max_epochs=int(max_epochs), batch_size=int(batch_size),
       tol=float(tol), block_size=int(block_size),
-      max_cache_bytes=int(max_cache_bytes))
+      max_cache_bytes=int(max_cache_bytes), mesh=mesh)
   if _checks.is_concrete(result.fld):
     value = float(result.fld)
     if value > 1000:

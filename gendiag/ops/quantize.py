@@ -14,6 +14,7 @@ al. 2020): each turns continuous features into cluster histograms.
            from their centroids; restarts `vmap`ped over keys, the lowest
            inertia kept. Assignment is a blocked nearest-centroid search
            (`distances.knn`), so memory is block_size x k, never n x k.
+           With `mesh=`, rows are sharded and sums/counts/inertia `psum`med.
 """
 
 import functools
@@ -22,6 +23,8 @@ from typing import Optional
 import jax
 from jax import lax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+from jax.sharding import PartitionSpec
 import numpy as np
 
 from gendiag import _checks
@@ -126,10 +129,25 @@ class KMeans:
 
 
 def assign(x: jax.Array, centroids: jax.Array, *,
-           block_size: int = DEFAULT_BLOCK_SIZE):
-  """Nearest centroid of each row, blocked: ((n,) labels, (n,) sq. distances)."""
-  dist, idx = distances.knn(x, centroids, k=1, block_size=block_size)
-  return idx[:, 0], dist[:, 0] ** 2
+           block_size: int = DEFAULT_BLOCK_SIZE,
+           mesh: Optional[Mesh] = None):
+  """Nearest centroid of each row, blocked: ((n,) labels, (n,) sq. distances).
+
+  With `mesh`, the rows of x are sharded over its devices and each device
+  searches its shard against the (replicated, small) centroids; the per-row
+  results come back replicated.
+  """
+  if mesh is None:
+    dist, idx = distances.knn(x, centroids, k=1, block_size=block_size)
+    return idx[:, 0], dist[:, 0] ** 2
+  spec = PartitionSpec(tuple(mesh.axis_names))
+  labels, sq = jax.shard_map(
+      lambda xl, c: assign(xl, c, block_size=block_size), mesh=mesh,
+      in_specs=(spec, PartitionSpec()), out_specs=(spec, spec))(
+          distances.shard_rows(x, mesh), centroids)
+  n = x.shape[0]
+  return (distances.unshard_rows(labels, n, mesh),
+          distances.unshard_rows(sq, n, mesh))
 
 
 def _init_plus_plus(key, x, k, block_size):
@@ -173,11 +191,14 @@ def _update(x, labels, sq_dists, k):
   return jnp.where(empty[:, None], x[farthest[rank]], centroids)
 
 
-def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
+def _initial_centroids(key, x, k, init, block_size):
   if init == "k-means++":
-    centroids = _init_plus_plus(key, x, k, block_size)
-  else:
-    centroids = x[jax.random.choice(key, x.shape[0], (k,), replace=False)]
+    return _init_plus_plus(key, x, k, block_size)
+  return x[jax.random.choice(key, x.shape[0], (k,), replace=False)]
+
+
+def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
+  centroids = _initial_centroids(key, x, k, init, block_size)
   threshold = tol * jnp.mean(jnp.var(x, axis=0))
 
   def cond(state):
@@ -196,16 +217,94 @@ def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
   return centroids, labels, jnp.sum(sq), iters, shift <= threshold
 
 
+def _kmeans_single_sharded(key, x, *, k, max_iters, tol, init, block_size,
+                           mesh):
+  """`_kmeans_single` with the rows of x sharded over `mesh`.
+
+  The initialisation and the tolerance are the single-device code in the
+  global view, run on x as it comes in: replicated when x is a host array
+  (each device then does the k cheap D^2 passes itself), partitioned by
+  `jit` when the caller passes x already row-sharded. This is the choice
+  that picks exactly the same points as the single-device path with the
+  same key (the categorical draws are the same Gumbel-max over all n
+  points); k-means here serves PRD/MAUVE/C_T histograms of at most ~1e5
+  rows of PCA-reduced features, which fit one device. Lloyd's iterations,
+  the part that scales with n x k x iterations, run under `shard_map`:
+  each device assigns its rows to the replicated centroids, and the
+  centroid sums, counts and inertia are `psum`med; empty clusters are
+  re-seeded from the global k farthest points, found among each shard's k
+  farthest (k distances all-gathered per device).
+  """
+  n = x.shape[0]
+  axes = tuple(mesh.axis_names)
+  spec = PartitionSpec(axes)
+  centroids = _initial_centroids(key, x, k, init, block_size)
+  threshold = tol * jnp.mean(jnp.var(x, axis=0))
+  num_far = min(k, n)
+
+  def shard_fn(xl, valid, cents, threshold):
+    w = valid.astype(xl.dtype)
+
+    def update(labels, sq):
+      sums = lax.psum(jax.ops.segment_sum(xl * w[:, None], labels,
+                                          num_segments=k), axes)
+      counts = lax.psum(jax.ops.segment_sum(w, labels, num_segments=k), axes)
+      new = sums / jnp.maximum(counts, 1.0)[:, None]
+      empty = counts == 0
+      # Global top-k farthest rows, ties to the lower row as in `_update`:
+      # every shard's k farthest, gathered in device (= row) order, top-k'd
+      # again; the owner of each pick sends its row by a psum.
+      num_local = min(num_far, xl.shape[0])
+      local_d, local_i = lax.top_k(jnp.where(valid, sq, -jnp.inf), num_local)
+      _, far = lax.top_k(lax.all_gather(local_d, axes, tiled=True), num_far)
+      rank = jnp.clip(jnp.cumsum(empty) - 1, 0, num_far - 1)
+      pick = far[rank]
+      mine = pick // num_local == lax.axis_index(axes)
+      seeds = lax.psum(jnp.where(mine[:, None],
+                                 xl[local_i[pick % num_local]], 0.0), axes)
+      return jnp.where(empty[:, None], seeds, new)
+
+    def cond(state):
+      _, it, shift = state
+      return (it < max_iters) & (shift > threshold)
+
+    def body(state):
+      cents, it, _ = state
+      new = update(*assign(xl, cents, block_size=block_size))
+      return new, it + 1, jnp.sum((new - cents) ** 2)
+
+    cents, iters, shift = lax.while_loop(
+        cond, body, (cents, jnp.int32(0), jnp.asarray(jnp.inf, xl.dtype)))
+    labels, sq = assign(xl, cents, block_size=block_size)
+    inertia = lax.psum(jnp.sum(jnp.where(valid, sq, 0.0)), axes)
+    return cents, labels, inertia, iters, shift <= threshold
+
+  centroids, labels, inertia, iters, converged = jax.shard_map(
+      shard_fn, mesh=mesh,
+      in_specs=(spec, spec, PartitionSpec(), PartitionSpec()),
+      out_specs=(PartitionSpec(), spec, PartitionSpec(), PartitionSpec(),
+                 PartitionSpec()))(
+                     distances.shard_rows(x, mesh),
+                     distances.shard_rows(jnp.ones((n,), bool), mesh),
+                     centroids, threshold)
+  return (centroids, distances.unshard_rows(labels, n, mesh), inertia, iters,
+          converged)
+
+
 @functools.partial(jax.jit, static_argnames=("k", "num_restarts", "max_iters",
-                                             "init", "block_size"))
+                                             "init", "block_size", "mesh"))
 def _kmeans_best(key, x, tol, *, k, num_restarts, max_iters, init,
-                 block_size):
+                 block_size, mesh=None):
   """Restarts vmapped over keys; the lowest-inertia run, all in one program."""
   keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(
       jnp.arange(num_restarts))
-  runs = jax.vmap(functools.partial(
-      _kmeans_single, x=x, k=k, max_iters=max_iters, tol=tol, init=init,
-      block_size=block_size))(keys)
+  options = dict(x=x, k=k, max_iters=max_iters, tol=tol, init=init,
+                 block_size=block_size)
+  if mesh is None:
+    single = functools.partial(_kmeans_single, **options)
+  else:
+    single = functools.partial(_kmeans_single_sharded, **options, mesh=mesh)
+  runs = jax.vmap(single)(keys)
   best = jnp.argmin(runs[2])
   return jax.tree.map(lambda a: a[best], runs)
 
@@ -213,7 +312,8 @@ def _kmeans_best(key, x, tol, *, k, num_restarts, max_iters, init,
 def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
            num_restarts: int = 1, max_iters: int = 300, tol: float = 1e-4,
            init: str = "k-means++",
-           block_size: int = DEFAULT_BLOCK_SIZE) -> KMeans:
+           block_size: int = DEFAULT_BLOCK_SIZE,
+           mesh: Optional[Mesh] = None) -> KMeans:
   """Lloyd's k-means with k-means++ (or random) init and vmapped restarts.
 
   Args:
@@ -226,6 +326,9 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
       tol * mean(var(x, axis=0)).
     init: 'k-means++' or 'random' (k distinct points).
     block_size: rows per block in assignment.
+    mesh: shard the rows of x over this mesh's devices (see
+      `_kmeans_single_sharded`): same centroids and labels as without, up
+      to float32 summation order.
 
   Returns:
     A `KMeans` (check `.converged`; it is False when max_iters was hit).
@@ -238,7 +341,7 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
     raise ValueError(f"init must be one of {INITS}; got {init!r}.")
   centroids, labels, inertia, iters, converged = _kmeans_best(
       key, jnp.asarray(x), tol, k=num_clusters, num_restarts=num_restarts,
-      max_iters=max_iters, init=init, block_size=block_size)
+      max_iters=max_iters, init=init, block_size=block_size, mesh=mesh)
   return KMeans(centroids=centroids, labels=labels, inertia=inertia,
                 num_iters=iters, converged=converged,
                 num_clusters=num_clusters)
