@@ -213,3 +213,15 @@ def test_nan_input_names_the_rows(xy):
   with pytest.raises(ValueError, match="generated"):
     mmd_lib.kid(y, np.where(np.isnan(x), np.inf, x)[:33],
                 key=jax.random.key(0), subset_size=10)
+
+
+@pytest.mark.parametrize("estimator", ["biased", "unbiased"])
+def test_normalisers_do_not_overflow_at_50k(estimator):
+  """n (n - 1) = 2.5e9 > int32 max at n = 50,000 (found by the 50k benchmark)."""
+  n = m = 50_000
+  pairs = n * (n - 1) if estimator == "unbiased" else n * n
+  value = jax.jit(lambda a, b, c: mmd_lib._combine(  # pylint: disable=protected-access
+      a, b, c, n, m, estimator))(jnp.float32(0.5 * pairs),
+                                 jnp.float32(0.5 * pairs),
+                                 jnp.float32(0.25 * n * m))
+  np.testing.assert_allclose(value, 0.5, rtol=1e-5)

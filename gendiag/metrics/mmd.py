@@ -50,6 +50,8 @@ def _check_estimator(estimator):
 
 
 def _combine(s_xx, s_yy, s_xy, n, m, estimator):
+  # Python floats: n * (n - 1) overflows int32 from n = 46,341 on.
+  n, m = float(n), float(m)
   if estimator == "biased":
     return s_xx / n ** 2 + s_yy / m ** 2 - 2.0 * s_xy / (n * m)
   return (s_xx / (n * (n - 1)) + s_yy / (m * (m - 1))
