@@ -131,9 +131,13 @@ def test_several_k_in_one_pass_equal_separate_calls(clouds, multi_k):
   one = pr.prdc(real, fake, k=5)
   assert one.k == 5 and one.precision.shape == ()
   for name in ("precision", "recall", "density", "coverage",
-               "generated_neighbor_counts", "real_covered", "real_radii"):
+               "generated_neighbor_counts", "real_covered"):
     np.testing.assert_array_equal(getattr(multi_k, name)[2],
                                   getattr(one, name), err_msg=name)
+  # Two compiled programs: the radii may differ in the last bit (XLA fuses
+  # the symmetric pass's norms differently), never more.
+  np.testing.assert_allclose(multi_k.real_radii[2], one.real_radii,
+                             rtol=3e-7, atol=0)
 
 
 def test_improved_matches_float64_reference(clouds):
