@@ -7,7 +7,10 @@ r"""Benchmarks gendiag's ops against the machine's matmul rate and the peers.
 Each case runs in two fresh subprocesses: one measures the reference matmul
 rate, the op's first and warm calls and the peers (protocol in
 experiments/benchmarks/common.py); the other runs only the op once and
-reports its peak RSS. Results: benchmark.json and benchmark.md in --workdir.
+reports its peak RSS. Results: benchmark.json and benchmark.md in --workdir,
+with each case's per-device shard and block sizes under `mesh=` for
+D = 1, 2, 4, 8 and the devices of this run (computed from shapes; see
+common.per_shard_sizes).
 """
 
 import json
@@ -16,10 +19,12 @@ import platform
 import resource
 import subprocess
 import sys
+import time
 
 from absl import app
 from absl import flags
 from absl import logging
+import jax
 from ml_collections import config_flags
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,14 +54,22 @@ def _worker(config, name):
   sizes = dict(config.sizes[name])
   bench = common.CASES[name](sizes)
   if FLAGS.worker == "memory":
+    start = time.perf_counter()
     common.block(bench.run())
+    seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss_bytes": peak}))
+    print(json.dumps({"peak_rss_bytes": peak, "single_call_s": seconds,
+                      "sizes": sizes}))
     return
   rate = common.reference_rate()
   out = common.measure(bench, rate)
   out["reference_matmul_flops_per_s"] = rate
   out["sizes"] = sizes
+  out["devices"] = {"count": jax.device_count(),
+                    "platform": jax.devices()[0].platform,
+                    "kind": jax.devices()[0].device_kind}
+  out["per_shard"] = common.per_shard_sizes(
+      sizes, common.DEVICE_COUNTS + (jax.device_count(),))
   print(json.dumps(out))
 
 
@@ -93,18 +106,48 @@ def _markdown(results):
     peers = "; ".join(
         f"{p}: {v['median_s']:.2f} s ({v['ratio_peer_over_gendiag_warm']:.1f}x, "
         f"{v['ratio_peer_over_gendiag_first_call']:.1f}x)"
-        for p, v in r["peers"].items())
+        for p, v in r.get("peers", {}).items())
     sizes = ", ".join(f"{k}={v}" for k, v in r["sizes"].items())
+    first = r.get("first_call_s", r["single_call_s"])
+    warm = ("(one call only)" if r.get("memory_only")
+            else f"{r['warm_median_s']:.3f}")
     lines.append(
-        f"| {name} | {sizes} | {r['first_call_s']:.2f} | "
-        f"{r['warm_median_s']:.3f} | {'' if frac is None else f'{100*frac:.0f}%'}"
+        f"| {name} | {sizes} | {first:.2f} | "
+        f"{warm} | {'' if frac is None else f'{100*frac:.0f}%'}"
         f" | {r['peak_rss_bytes'] / 2**30:.2f} | {peers} |")
-  rate = next(iter(results.values()))["reference_matmul_flops_per_s"]
+  rate = next((r["reference_matmul_flops_per_s"] for r in results.values()
+               if "reference_matmul_flops_per_s" in r), float("nan"))
   lines.append("")
   lines.append(f"Reference float32 matmul rate (4096^3, HIGHEST): "
                f"{rate / 1e9:.1f} GFLOP/s. CPU: {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cores.")
+  lines += _shard_markdown(results)
   return "\n".join(lines)
+
+
+def _shard_markdown(results):
+  """Per-device sizes with `mesh=` (from shapes, not measured)."""
+  sharded = {name: r["per_shard"] for name, r in results.items()
+             if r.get("per_shard")}
+  if not sharded:
+    return []
+  counts = sorted({int(c) for p in sharded.values() for c in p})
+  device = next(iter(results.values())).get("devices", {})
+  mb = lambda b: f"{b / 2**20:.1f}"  # noqa: E731
+  lines = ["", f"Per-device memory with `mesh=` over D devices, from shapes "
+           f"(float32 x shard + 2 y shards + one distance block, MiB; this "
+           f"run saw {device.get('count', '?')} "
+           f"{device.get('platform', '')} device(s)):", "",
+           "| case | " + " | ".join(f"D={c}" for c in counts) + " |",
+           "|---|" + "---|" * len(counts)]
+  for name, per in sharded.items():
+    cells = []
+    for c in counts:
+      p = per.get(str(c))
+      cells.append("" if p is None else
+                   f"{mb(p['peak_bytes'])} (block {mb(p['block_bytes'])})")
+    lines.append(f"| {name} | " + " | ".join(cells) + " |")
+  return lines
 
 
 def main(argv):
@@ -124,8 +167,10 @@ def main(argv):
   for name in names:
     single = name in config.single_thread_cases.split(",")
     logging.info("case %s (%s)", name, "1 thread" if single else "all threads")
-    results[name] = _spawn("time", name, single)
+    memory_only = name in config.memory_only_cases.split(",")
+    results[name] = {} if memory_only else _spawn("time", name, single)
     results[name].update(_spawn("memory", name, single))
+    results[name]["memory_only"] = memory_only
     results[name]["single_thread"] = single
     logging.info("case %s: %s", name, json.dumps(results[name]))
     with open(os.path.join(FLAGS.workdir, "benchmark.json"), "w") as f:

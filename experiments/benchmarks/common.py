@@ -11,12 +11,16 @@ times them:
   peers      each peer callable, default threads, median of 3 (first call
              reported too); ratio = peer median / gendiag warm median
   memory     peak RSS of a fresh subprocess that only runs `Bench.run` once
+  shards     per-device array sizes from shapes (`per_shard_sizes`) for the
+             ring layout of `gendiag.ops.distances` at several device counts,
+             so multi-device memory can be read off without the devices
 """
 
 import dataclasses
+import math
 import statistics
 import time
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterable
 
 import jax
 import jax.numpy as jnp
@@ -108,3 +112,46 @@ def random_features(seed: int, n: int, d: int, shift: float = 0.0):
   z = rng.standard_normal((n, rank), dtype=np.float32) @ proj
   noise = rng.uniform(size=(n, d)).astype(np.float32)
   return np.maximum(z + shift, 0.0) + 0.3 + 0.1 * noise
+
+
+DEVICE_COUNTS = (1, 2, 4, 8)
+
+
+def per_shard_sizes(sizes: dict, device_counts: Iterable[int] = DEVICE_COUNTS,
+                    bytes_per_float: int = 4) -> Dict[str, dict]:
+  """Per-device array sizes of a case under `mesh=` sharding, from shapes.
+
+  The layout of `gendiag.ops.distances` with D devices: rows of x (n) and y
+  (m, default n) are zero-padded to multiples of D and split; each ring
+  step holds the local x shard, the y shard being used and the one arriving
+  (ppermute), and one distance block of min(block_size, n/D) x m/D floats.
+  `peak_bytes` adds these up: what one device needs for the blocked passes,
+  apart from small per-row results.
+
+  Args:
+    sizes: a case's sizes (needs "n" and "d"; "m" and "block_size" are
+      optional, block_size defaulting to the ops' default).
+    device_counts: D values to report.
+    bytes_per_float: 4 for float32 features.
+
+  Returns:
+    {str(D): {rows_x, rows_y, x_shard_bytes, y_shard_bytes, block_bytes,
+    peak_bytes}}, or {} when the case has no n and d.
+  """
+  if "n" not in sizes or "d" not in sizes:
+    return {}
+  from gendiag.ops import distances  # pylint: disable=g-import-not-at-top
+  n, d = int(sizes["n"]), int(sizes["d"])
+  m = int(sizes.get("m", n))
+  block_size = int(sizes.get("block_size", distances.DEFAULT_BLOCK_SIZE))
+  out = {}
+  for count in sorted(set(int(c) for c in device_counts)):
+    rows_x, rows_y = math.ceil(n / count), math.ceil(m / count)
+    x_bytes = rows_x * d * bytes_per_float
+    y_bytes = rows_y * d * bytes_per_float
+    block = min(block_size, rows_x) * rows_y * bytes_per_float
+    out[str(count)] = {"rows_x": rows_x, "rows_y": rows_y,
+                       "x_shard_bytes": x_bytes, "y_shard_bytes": y_bytes,
+                       "block_bytes": block,
+                       "peak_bytes": x_bytes + 2 * y_bytes + block}
+  return out
