@@ -70,6 +70,12 @@ def get_config(arg: str = ""):
       objective="et", kernel="gaussian", num_witnesses=128,
       num_permutations=200, class_moments=8, max_samples=2000,
       drop_threshold=0.1))
+  config.frontiers = ml_collections.ConfigDict(dict(
+      num_clusters=0, cluster_rule="n/10", explained_variance=0.9,
+      num_restarts=5, max_iters=500, smoothing="empirical",
+      scaling_factor=5.0, num_resamples=200, level=0.95, classifier=True,
+      classifier_steps=500, classifier_hidden=(), null_splits=3,
+      null_fraction=0.9, mass_ratio=5.0, min_mass=0.05, imbalance=2.0))
 
   if arg == "smoke":
     config.default.update(num_real=300, num_pool=1000, num_train=300,
@@ -79,6 +85,8 @@ def get_config(arg: str = ""):
     config.fld.update(top_k=3)
     config.mmd.update(num_permutations=50, num_resamples=20)
     config.gel.update(num_witnesses=32, num_permutations=20)
+    config.frontiers.update(num_restarts=2, max_iters=100, num_resamples=30,
+                            classifier_steps=200)
     config.precision_recall.update(prd_runs=2, classifier_runs=2,
                                    classifier_steps=200, num_resamples=50)
     config.default.digits.num_per_model = 300

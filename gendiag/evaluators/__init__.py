@@ -8,3 +8,4 @@ from gendiag.evaluators import fld  # noqa: F401  (fld)
 from gendiag.evaluators import gel  # noqa: F401  (gel)
 from gendiag.evaluators import precision_recall  # noqa: F401
 from gendiag.evaluators import cas  # noqa: F401  (cas)
+from gendiag.evaluators import frontiers  # noqa: F401  (frontiers)
