@@ -148,3 +148,23 @@ def test_compiled_temporaries_scale_with_block_not_n_times_m(op):
   whole = _temp_bytes(run(n), x, y)
   assert whole >= n * m * 4 // 2  # the check can tell one block from many
   assert blocked <= 2 * 256 * m * 4
+
+
+@pytest.mark.parametrize("n,block_size,ks", [
+    (37, 8, (1, 3, 5)),   # 5 blocks (odd), padded
+    (40, 10, (3,)),       # 4 blocks made 5
+    (8, 4, (4,)),         # 2 blocks kept even (k > 8/3): offset-H pairs once
+    (16, 4, (4,)),        # 4 blocks made 5
+    (10, 4, (5,)),        # k > block: the plain pass
+    (100, 1024, (3, 5)),  # one block
+])
+def test_symmetric_radii_match_float64_at_every_block_layout(n, block_size,
+                                                             ks):
+  rng = np.random.default_rng(n)
+  x = np.float32(rng.normal(size=(n, 6)))
+  x[5] = x[7]  # a duplicate: radius 0 for k = 1
+  d = np.sqrt(np_sq_distances(x.astype(np.float64), x.astype(np.float64)))
+  np.fill_diagonal(d, np.inf)
+  want = np.sort(d, axis=1)[:, [k - 1 for k in ks]]
+  got = distances.knn_radii(x, ks, block_size=block_size)
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

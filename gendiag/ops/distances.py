@@ -526,7 +526,9 @@ def _symmetric_knn_sq(x, k, block_size):
   """
   n, d = x.shape
   num_blocks = math.ceil(n / block_size)
-  b = balanced_block(n, block_size)
+  if num_blocks % 2 == 0 and math.ceil(n / (num_blocks + 1)) >= k:
+    num_blocks += 1  # odd B: no block pair is computed twice
+  b = math.ceil(n / num_blocks)
   pad = num_blocks * b - n
   blocks = jnp.pad(x, ((0, pad), (0, 0))).reshape(num_blocks, b, d)
   valid = (jnp.arange(num_blocks * b) < n).reshape(num_blocks, b)
