@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from gendiag import report
+from gendiag.evaluators import _intervals as ci_lib
 from gendiag.evaluators import precision_recall as pr_family
 from gendiag.ops import bootstrap
 
@@ -34,9 +35,9 @@ def test_bootstrap_means_of_flags_contain_and_shrink(p):
   widths = []
   for n in (100, 1600):
     flags = rng.random((n, 2)) < p
-    reps = pr_family.bootstrap_means(KEY, flags, num_resamples=400)
+    reps = ci_lib.bootstrap_means(KEY, flags, num_resamples=400)
     assert reps.shape == (400, 2)
-    ci = pr_family.percentile_intervals(reps)
+    ci = ci_lib.percentile_intervals(reps)
     for j in range(2):
       assert _contains(ci[j], flags[:, j].mean())
     # Binomial standard error: the 95% width is about 4 sqrt(p(1-p)/n).
@@ -48,7 +49,7 @@ def test_bootstrap_means_of_flags_contain_and_shrink(p):
 
 def test_bootstrap_means_are_exact_weighted_means():
   values = np.arange(6, dtype=np.float32)
-  reps = np.asarray(pr_family.bootstrap_means(KEY, values, num_resamples=3))
+  reps = np.asarray(ci_lib.bootstrap_means(KEY, values, num_resamples=3))
   w = np.asarray(bootstrap.resample_weights(KEY, 6, 3))
   assert np.all(w.sum(axis=1) == 6)
   np.testing.assert_allclose(reps[:, 0], w @ values / 6, rtol=1e-6)
@@ -56,7 +57,7 @@ def test_bootstrap_means_are_exact_weighted_means():
 
 def test_normal_intervals_are_centred_and_clipped():
   reps = np.stack([np.linspace(0.5, 0.7, 50), np.linspace(0.9, 1.1, 50)], 1)
-  ci = pr_family.normal_intervals([0.6, 0.99], reps)
+  ci = ci_lib.normal_intervals([0.6, 0.99], reps)
   np.testing.assert_allclose(ci[0].mean(), 0.6, atol=1e-6)
   assert ci[1][1] == 1.0 and _contains(ci[1], 0.99)
 
@@ -70,7 +71,7 @@ def test_prd_bootstrap_contains_estimate_and_shrinks():
   for n in (100, 2500):
     reps = pr_family.prd_bootstrap(KEY, p, q, num_real=n, num_generated=n,
                                    num_resamples=200, num_angles=201)
-    ci = pr_family.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
+    ci = ci_lib.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
     assert _contains(ci[0], float(curve.f_beta))
     assert _contains(ci[1], float(curve.f_inv_beta))
     # The replicates scatter around the exact value.
@@ -89,7 +90,7 @@ def test_classifier_bootstrap_contains_estimate_and_shrinks():
     curve = prd.pr_curve_from_scores(real, gen, num_angles=201)
     reps = pr_family.classifier_bootstrap(KEY, real, gen, num_resamples=200,
                                           num_angles=201)
-    ci = pr_family.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
+    ci = ci_lib.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
     assert _contains(ci[0], float(curve.f_beta))
     widths.append(_width(ci[0]))
   assert widths[1] < 0.4 * widths[0]
@@ -132,3 +133,169 @@ def test_precision_recall_family_has_intervals_everywhere():
   # Coverage of the model that drops a class sits well below the good one's.
   assert (out.metrics["dropped"]["coverage"]["ci"][1]
           < out.metrics["good"]["coverage"]["ci"][0])
+
+
+# --------------------------------------------------------------------------
+# Helpers shared by the families.
+
+
+def test_count_and_seed_intervals():
+  assert ci_lib.count_interval(2, [1] * 19 + [2]) == (1.0, 2.0)
+  assert ci_lib.count_interval(0, [0, 0, 1, 0] * 5) == (0.0, 1.0)
+  # One seed and no bootstrap: a point interval; the seed spread uses t_2.
+  assert ci_lib.seed_interval(3.0, [3.0]) == (3.0, 3.0)
+  lo, hi = ci_lib.seed_interval(3.0, [3.0, 4.0, 2.0])
+  np.testing.assert_allclose(hi - 3.0, 4.303 * 1.0, rtol=1e-6)
+  lo, hi = ci_lib.seed_interval(3.0, [3.0], boot_std=0.5)
+  np.testing.assert_allclose([lo, hi], [3.0 - 0.98, 3.0 + 0.98], atol=1e-3)
+  assert ci_lib.seed_interval(np.inf, [np.inf]) is None
+  # A NaN bound means no interval.
+  assert ci_lib.as_ci([np.nan, 1.0]) is None
+
+
+def test_normal_intervals_skip_non_finite_replicates():
+  reps = np.array([[0.1], [0.2], [np.inf], [0.3]])
+  ci = ci_lib.normal_intervals([0.2], reps, bounds=(0.0, np.inf))
+  np.testing.assert_allclose(ci[0], [0.2 - 1.96 * 0.1, 0.2 + 1.96 * 0.1],
+                             atol=1e-3)
+  assert np.isnan(ci_lib.normal_intervals([np.inf], reps)[0]).all()
+
+
+def test_fid_term_replicates_are_fid_bootstrap_resamples():
+  from gendiag.evaluators import distances as dist_family  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import frechet  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(7)
+  real = np.float32(rng.normal(size=(150, 4)))
+  gen = np.float32(rng.normal(0.3, 1.2, size=(120, 4)))
+  reps = np.asarray(dist_family.fid_term_replicates(real, gen, KEY,
+                                                    num_resamples=20))
+  boot = frechet.fid_bootstrap(real, gen, key=KEY, num_resamples=20)
+  np.testing.assert_allclose(reps[:, 0], np.asarray(boot.replicates),
+                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(reps[:, 1] + reps[:, 2], reps[:, 0], rtol=1e-4,
+                             atol=1e-5)
+
+
+def test_fld_train_nlls_are_the_gap_term_row_by_row():
+  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import fld as fld_lib  # pylint: disable=g-import-not-at-top
+  rng = np.random.default_rng(8)
+  train = np.float32(rng.normal(size=(120, 6)))
+  test = np.float32(rng.normal(size=(100, 6)))
+  gen = np.float32(rng.normal(size=(60, 6)))
+  gen[:20] = train[:20]          # copies: exact zero distances
+  test[:, 5] = 1.0               # a constant test dimension is dropped
+  res = fld_lib.fld(train, test, gen, key=KEY)
+  rows = fld_family.train_nlls(train, test, gen, res)
+  assert rows.shape == (120,)
+  np.testing.assert_allclose(rows.mean(), float(res.nll_train), rtol=1e-4,
+                             atol=1e-4)
+
+
+# --------------------------------------------------------------------------
+# The gel, fld and distance families.
+
+
+def _labelled_inputs(n, config, seed=11):
+  rng = np.random.default_rng(seed)
+  real, labels = _mixture(rng, n)
+  good, good_labels = _mixture(rng, n)
+  dropped, dropped_labels = _mixture(rng, n, classes=(0, 1, 3, 4))
+  train, _ = _mixture(rng, n)
+  memorized = good.copy()
+  memorized[: n // 4] = train[: n // 4]
+  return report.EvalInputs(
+      real=real, real_labels=labels, train=train,
+      generated={"good": good, "dropped": dropped, "memorized": memorized},
+      generated_labels={"good": good_labels, "dropped": dropped_labels,
+                        "memorized": good_labels},
+      config=config)
+
+
+def test_gel_family_intervals():
+  from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
+  inputs = _labelled_inputs(160, {"gel": dict(
+      num_witnesses=16, num_permutations=19, num_resamples=12)})
+  out = gel_family.gel_family(inputs, KEY)
+  exempt = ("gel_statistic", "gel_p_value")
+  for model, entries in out.metrics.items():
+    for name in exempt:
+      assert entries[name]["ci"] is None
+    finite = {k: e for k, e in entries.items()
+              if k not in exempt and e["value"] is not None}
+    _check_entries({model: finite})
+  # The dropped model lacks class 2: its max class divergence is inf (no
+  # interval), and its Hellinger distance to the real mix sits above the
+  # good model's whole interval.
+  dropped, good = out.metrics["dropped"], out.metrics["good"]
+  assert dropped["gel_max_class_divergence"]["value"] is None
+  assert dropped["gel_max_class_divergence"]["ci"] is None
+  assert (dropped["gel_mode_dropping"]["ci"][0]
+          > good["gel_mode_dropping"]["ci"][1])
+  assert any("permutation test" in n for n in out.notes)
+
+
+def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
+  from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import gel_modes  # pylint: disable=g-import-not-at-top
+  inputs = _labelled_inputs(160, {})
+  real, gen = inputs.real, inputs.generated["good"]
+  labels, gen_labels = inputs.real_labels, inputs.generated_labels["good"]
+  witnesses = np.concatenate([real[:8], gen[:8]])
+  est = gel_modes.gel_mode_probabilities(
+      real, gen, labels, generated_labels=gen_labels, witnesses=witnesses,
+      kernel="gaussian", num_classes=5)
+  reps = np.asarray(gel_family.mode_bootstrap(
+      KEY, real, gen, labels, gen_labels, witnesses, 0.1, num_resamples=12,
+      objective="et", kernel="gaussian", num_classes=5, class_moments=8))
+  assert reps.shape == (12, 4)
+  # Resampling adds noise to a near-zero distance: replicates sit within a
+  # few spreads of the estimate, and none flags a dropped class.
+  h = reps[:, 0]
+  assert abs(np.mean(h) - float(est.hellinger_to_real)) < 3 * np.std(h) + 0.05
+  assert np.all(reps[:, 2] == 0)
+
+
+def test_fld_family_intervals():
+  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  inputs = _labelled_inputs(160, {"fld": dict(num_seeds=2, num_resamples=100,
+                                              max_epochs=20)})
+  out = fld_family.fld_family(inputs, KEY)
+  _check_entries(out.metrics)
+  for model, entries in out.metrics.items():
+    assert len(entries["fld"]["seeds"]) == 2
+    assert entries["fld"]["seeds"][0] == entries["fld"]["value"]
+  good, mem = out.metrics["good"], out.metrics["memorized"]
+  assert good["copies"]["ci"] == [0.0, 0.0]
+  assert mem["copies"]["ci"][0] > 0 and mem["fld_gap"]["ci"][1] < good[
+      "fld_gap"]["ci"][0]
+  assert any("seeds of their fits" in n for n in out.notes)
+
+
+def test_fld_interval_shrinks_with_the_test_set():
+  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  widths = []
+  for n in (60, 600):
+    rng = np.random.default_rng(12)
+    train, _ = _mixture(rng, 200)
+    gen, _ = _mixture(rng, 100)
+    test, _ = _mixture(rng, n)
+    inputs = report.EvalInputs(
+        real=test, test=test, train=train, generated={"m": gen},
+        config={"fld": dict(num_seeds=1, num_resamples=200, max_epochs=20,
+                            data_copying=False)})
+    out = fld_family.fld_family(inputs, KEY)
+    widths.append(_width(out.metrics["m"]["fld"]["ci"]))
+  assert widths[1] < 0.5 * widths[0]
+
+
+def test_distance_families_have_intervals():
+  from gendiag.evaluators import distances as dist_family  # pylint: disable=g-import-not-at-top
+  inputs = _labelled_inputs(120, {
+      "fid": dict(num_resamples=20), "mmd": dict(num_permutations=20,
+                                                 num_resamples=20),
+      "kid": dict(num_subsets=10, subset_size=60, num_resamples=20)})
+  for fn in (dist_family.fid_family, dist_family.kid_family,
+             dist_family.mmd_family):
+    out = fn(inputs, KEY)
+    _check_entries(out.metrics, exempt=("mmd_p_value",))

@@ -12,6 +12,25 @@ real data the generator never saw besides `train`: the even rows of
 `inputs.real` are used as the test set (a deterministic half; the note says
 so), which assumes `real` is disjoint from `train`.
 
+Intervals (95% by default):
+  fld, fld_gap  FLD is a fit, so the whole procedure (the model's bandwidth
+      fit and the baseline C, each with its own split and row order) runs
+      under `num_seeds` seeds; seed 0 is the reported value. The interval
+      is estimate -+ sqrt((t_{S-1} sd_seeds)^2 + (1.96 sd_boot)^2), where
+      sd_boot is the bootstrap std (vmapped, `num_resamples`) of the NLL
+      means over the scored rows with the fitted mixture held fixed: the
+      test rows for fld, the training and the test rows for the gap. At
+      small sizes (every training row in one Adam batch, no cap on the
+      generated set) the model fit barely depends on its seed and the
+      baseline's split carries the seed spread.
+  copies, auth_pct  percentile bootstrap of the per-sample flags
+      (copy / authentic) over the generated rows, nearest neighbours held
+      fixed.
+  c_t  k-means cells are a fit: C_T under `num_seeds` k-means seeds,
+      combined as above with sd_boot = sqrt(sum_pi P_pi^2) / sum_pi P_pi,
+      the std of the weighted mean of the cells' Z-scores when each has
+      unit variance (exact under the null).
+
 `experiment(config, workdir)` is the library side of
 experiments/fld_memorization.py: a growing fraction of exact and noisy
 copies, mode dropping and blur, with FLD, the gap, AuthPct, C_T, FID and
@@ -28,6 +47,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
+from gendiag.evaluators import _intervals as ci_lib
 from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import memorization
 
@@ -43,7 +63,17 @@ DEFAULTS = dict(
     num_cells=3,              # C_T's k-means cells (the reference's)
     top_k=5,                  # suspicious samples listed per model
     grid_pairs=6,             # image pairs per model in the copies figure
+    num_seeds=3,              # fits per model (FLD, gap, C_T intervals)
+    num_resamples=200,        # bootstrap replicates of the scored rows
+    level=0.95,               # interval level
 )
+
+NOTE = (
+    "Intervals: fld, fld_gap and c_t from {seeds} seeds of their fits "
+    "(bandwidths and baseline; k-means cells) combined with the bootstrap "
+    "spread of the scored rows (fit held fixed; for c_t the Z-scores' unit "
+    "variance); copies and auth_pct: 95% bootstrap percentile intervals of "
+    "the per-sample flags.")
 
 DESCRIPTION = (
     "Feature Likelihood Divergence (Jiralerspong et al. 2023): a Gaussian per "
@@ -56,7 +86,8 @@ DESCRIPTION = (
     "second nearest (a copy of it); `auth_pct` is the FLD package's AuthPct "
     "(-50 = all copies, higher = more novel); `c_t` is the data-copying test "
     "of Meehan et al. 2020 (< 0: copying, > 0: underfitting). Verdict rules "
-    "(config `fld`): copies >= 1% of samples, fld_gap < -20, fld > 10.")
+    "(config `fld`): copies >= 1% of samples, fld_gap < -20, fld > 10. "
+    "Intervals: seeds of the fits and bootstrap (see the notes).")
 
 
 def test_set(inputs: report.EvalInputs):
@@ -79,6 +110,53 @@ def _data_copying(train, test, gen, key, cfg):
     return fn(train, test, gen, key=key, num_cells=cfg["num_cells"]), None
   except ValueError as e:   # e.g. a cell without test samples
     return None, f"C_T skipped: {e}"
+
+
+def _standardised(train, test, gen):
+  """train and gen standardised by test's mean and unbiased std, as FLD does.
+
+  Dimensions where the test set has no variance are dropped (FLD counts
+  only the others), so `fld_lib.mixture_nll` divides by the same d.
+  """
+  t = np.asarray(test, np.float64)
+  mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
+  keep = std > 1e-6 * np.maximum(np.abs(mean), 1e-30)
+  f = lambda x: np.float32((np.asarray(x, np.float64)[:, keep] - mean[keep])
+                           / std[keep])
+  return f(train), f(gen)
+
+
+def train_nlls(train, test, gen, res: fld_lib.FLDResult) -> np.ndarray:
+  """(n_train,) NLL per dimension of each training row under FLD's fit.
+
+  Their mean is `res.nll_train` (up to float32 rounding): the gap's
+  training term, row by row, for its bootstrap.
+  """
+  train_s, gen_s = _standardised(train, test, np.asarray(gen)[
+      np.asarray(res.generated_index)])
+  return np.asarray(fld_lib.mixture_nll(train_s, gen_s, res.log_variances))
+
+
+def _boot_std(key, values, num_resamples) -> float:
+  """Bootstrap std of the mean of per-row values (vmapped resamples)."""
+  reps = ci_lib.bootstrap_means(key, np.asarray(values),
+                                num_resamples=num_resamples)
+  return float(np.std(np.asarray(reps[:, 0], np.float64), ddof=1))
+
+
+def _flag_interval(key, flags, scale, shift, num_resamples, level):
+  """Percentile interval of scale * mean(flags) + shift over resamples."""
+  reps = ci_lib.bootstrap_means(key, np.asarray(flags),
+                                num_resamples=num_resamples)
+  lo, hi = ci_lib.percentile_intervals(reps, level=level)[0]
+  return (scale * float(lo) + shift, scale * float(hi) + shift)
+
+
+def _ct_null_std(ct) -> float:
+  """std of sum P Z / sum P over the used cells when each Z has variance 1."""
+  p = np.where(np.asarray(ct.cell_used), np.asarray(ct.cell_test_fraction,
+                                                    np.float64), 0.0)
+  return float(np.sqrt(np.sum(p ** 2)) / np.sum(p))
 
 
 def _suspicious_table(name, res, flags, top_k) -> List[str]:
@@ -147,7 +225,18 @@ def fld_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   if note:
     out.notes.append(note)
   key_base, key_models = jax.random.split(key)
-  baselines: Dict[int, fld_lib.BaselineResult] = {}
+  baselines: Dict[tuple, fld_lib.BaselineResult] = {}
+  num_seeds, level = int(cfg["num_seeds"]), float(cfg["level"])
+  num_b = int(cfg["num_resamples"])
+
+  def baseline(size, seed):
+    """C for `size` centres; seed 0 is the reported one, shared by models."""
+    if (size, seed) not in baselines:
+      k = key_base if seed == 0 else jax.random.fold_in(key_base, seed)
+      baselines[(size, seed)] = fld_lib.fld_baseline(
+          train, test, key=k, size=size, max_epochs=cfg["max_epochs"])
+    return baselines[(size, seed)]
+
   fld_values, gap_values, pairs, sections = [], [], {}, []
   ct_notes, small_baseline = set(), []
   for i, (name, gen) in enumerate(inputs.generated.items()):
@@ -156,11 +245,7 @@ def fld_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
                                            3)
     size = fld_lib.default_baseline_size(len(train), len(gen),
                                          cfg["max_generated"])
-    if size not in baselines:
-      baselines[size] = fld_lib.fld_baseline(train, test, key=key_base,
-                                             size=size,
-                                             max_epochs=cfg["max_epochs"])
-    base = baselines[size]
+    base = baseline(size, 0)
     if size < min(len(gen), cfg["max_generated"]):
       small_baseline.append(name)
     res = fld_lib.fld(train, test, gen, key=k_fld,
@@ -172,23 +257,51 @@ def fld_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     auth = memorization.auth_pct(train, gen, key=k_auth,
                                  max_samples=cfg["auth_max_samples"])
     n_used = len(np.asarray(res.generated_index))
+    seed_fld, seed_gap = [float(res.fld)], [float(res.gap)]
+    for s in range(1, num_seeds):
+      again = fld_lib.fld(train, test, gen, key=jax.random.fold_in(k_fld, s),
+                          max_generated=cfg["max_generated"],
+                          baseline_nll=float(baseline(size, s).nll),
+                          max_epochs=cfg["max_epochs"])
+      seed_fld.append(float(again.fld))
+      seed_gap.append(float(again.gap))
+    k_test, k_train, k_copy, k_auth_b = jax.random.split(
+        jax.random.fold_in(jax.random.fold_in(key_models, i), 0x1B007), 4)
+    sd_test = _boot_std(k_test, res.test_nlls, num_b)
+    sd_train = _boot_std(k_train, train_nlls(train, test, gen, res), num_b)
     metrics = {
-        "fld": report.entry(res.fld, baseline_nll=float(base.nll),
+        "fld": report.entry(res.fld, ci=ci_lib.seed_interval(
+            float(res.fld), seed_fld, 100.0 * sd_test, level=level),
+                            seeds=seed_fld, baseline_nll=float(base.nll),
                             baseline_size=size,
                             fit_epochs=int(res.fit_epochs),
                             fit_converged=bool(res.fit_converged),
                             num_generated_used=n_used),
-        "fld_gap": report.entry(res.gap, nll_train=float(res.nll_train),
-                                nll_test=float(res.nll_test)),
-        "copies": report.entry(flags.num_flagged,
-                               fraction=float(flags.fraction),
-                               threshold=flags.threshold),
-        "auth_pct": report.entry(auth.auth_pct),
+        "fld_gap": report.entry(
+            res.gap, ci=ci_lib.seed_interval(
+                float(res.gap), seed_gap,
+                100.0 * float(np.hypot(sd_train, sd_test)), level=level),
+            seeds=seed_gap, nll_train=float(res.nll_train),
+            nll_test=float(res.nll_test)),
+        "copies": report.entry(
+            flags.num_flagged, ci=_flag_interval(
+                k_copy, flags.flagged, len(gen), 0.0, num_b, level),
+            fraction=float(flags.fraction), threshold=flags.threshold),
+        "auth_pct": report.entry(auth.auth_pct, ci=_flag_interval(
+            k_auth_b, auth.authentic, 100.0, -50.0, num_b, level)),
     }
     if cfg["data_copying"]:
       ct, why = _data_copying(train, test, gen, k_ct, cfg)
       if ct is not None:
-        metrics["c_t"] = report.entry(ct.c_t)
+        seed_ct = [float(ct.c_t)]
+        for s in range(1, num_seeds):
+          again, _ = _data_copying(train, test, gen,
+                                   jax.random.fold_in(k_ct, s), cfg)
+          if again is not None:
+            seed_ct.append(float(again.c_t))
+        metrics["c_t"] = report.entry(ct.c_t, ci=ci_lib.seed_interval(
+            float(ct.c_t), seed_ct, _ct_null_std(ct), level=level),
+                                      seeds=seed_ct)
       elif why:
         ct_notes.add(why)
     out.metrics[name] = metrics
@@ -219,9 +332,11 @@ def fld_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
                      for j in order[:cfg["grid_pairs"]]]
 
   out.notes += sorted(ct_notes)
+  out.notes.append(NOTE.format(seeds=num_seeds))
   if small_baseline:
     out.notes.append(
-        f"the baseline has min(N, n_train / 2) = {sorted(baselines)} centres "
+        f"the baseline has min(N, n_train / 2) = "
+        f"{sorted({size for size, _ in baselines})} centres "
         f"for {len(train)} training samples, fewer than the N generated "
         "samples of " + ", ".join(small_baseline) + ": FLD of a model as good "
         "as real data is then slightly below 0 (the reference package's "

@@ -10,7 +10,37 @@ class; one figure shows the real rows' weights n * w_i grouped by class.
 
 Generated labels come from the inputs when a model has them, otherwise from
 a k-NN vote among the labelled real rows (noted in the report).
+
+Verdict rules (thresholds in the config section `gel`), from the one-sample
+class masses m_c of the real rows against the real class mix r_c (they need
+no labels on the generated side):
+  m_c < drop_threshold x r_c for some classes
+      -> "gives classes ... almost no mass (dropped)"
+  m_c < under_ratio x r_c for classes not dropped, and the Hellinger
+  distance H(m, r) > imbalance_hellinger
+      -> "under-represents classes ... (class imbalance)"
+
+Intervals (`num_resamples` bootstrap refits, vmapped; 95% by default):
+  gel_mode_dropping, gel_mode_recovery, gel_max_class_divergence
+      the whole class-mass procedure (one-sample, two-sample and per-class
+      GEL problems) is solved again on B resamples of the real and the
+      generated rows (labels resampled with their rows, witnesses held
+      fixed), all B in one vmapped program; the interval is estimate -+ z
+      std of the replicates (Hellinger distances and divergences are biased
+      upwards by the repeated rows of a resample, so the percentile interval
+      could miss the estimate), clipped to [0, 1] / [0, inf). Replicates
+      whose problem is infeasible (divergence inf) are left out of the
+      spread; a class divergence of inf (a class the model lacks) has none.
+  gel_dropped_classes
+      the percentile range of the replicates' counts, widened to contain
+      the estimate.
+  gel_statistic, gel_p_value: no interval, on purpose. The statistic is a
+      test statistic calibrated by its permutation test: the p-value is its
+      statement of uncertainty, and a p-value is not an estimate with an
+      interval.
 """
+
+import functools
 
 import numpy as np
 import jax
@@ -18,8 +48,10 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 
 from gendiag import report
+from gendiag.evaluators import _intervals as ci_lib
 from gendiag.metrics import gel as gel_lib
 from gendiag.metrics import gel_modes
+from gendiag.ops import distances
 from gendiag.ops import gel_dual
 
 DEFAULTS = dict(
@@ -30,7 +62,18 @@ DEFAULTS = dict(
     class_moments=8,
     max_samples=2000,        # rows of each set used (first ones)
     drop_threshold=0.1,
+    under_ratio=0.5,         # finding: class mass < 0.5 x its real share
+    imbalance_hellinger=0.1,  # ... and H(masses, real mix) > 0.1
+    num_resamples=20,        # bootstrap refits of the class masses
+    level=0.95,              # interval level
 )
+
+NOTE = (
+    "Intervals: 95% bootstrap of the class-mass procedure refitted on "
+    "resampled real and generated rows (witnesses fixed; estimate -+ 1.96 "
+    "std of the refits; dropped classes: the refits' percentile range). "
+    "gel_statistic and gel_p_value carry none: the permutation test "
+    "calibrates the statistic, and its p-value is the uncertainty statement.")
 
 DESCRIPTION = (
     "Generalized empirical likelihood (Ravuri et al. 2023): how must the "
@@ -44,7 +87,85 @@ DESCRIPTION = (
     "against the model's own class mix (small: the masses are trustworthy). "
     "`gel_dropped_classes`: classes with mass < 0.1 x their real share. "
     "`gel_max_class_divergence`: the largest per-class two-sample divergence "
-    "(within-class diversity; inf for a class the model lacks).")
+    "(within-class diversity; inf for a class the model lacks). Intervals: "
+    "bootstrap refits (see the notes); none for the test statistic and its "
+    "p-value. Verdict rules (config `gel`): a class with mass < 0.1 x its "
+    "real share is dropped; classes below 0.5 x with H > 0.1 are "
+    "under-represented.")
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "num_resamples", "objective", "kernel", "num_classes", "class_moments"))
+def mode_bootstrap(key, real, generated, real_labels, generated_labels,
+                   witnesses, drop_threshold, *, num_resamples: int,
+                   objective: str, kernel: str, num_classes: int,
+                   class_moments: int):
+  """Bootstrap refits of `gel_mode_probabilities`' scalars (vmapped).
+
+  Each replicate resamples the real rows and the generated rows with
+  replacement (labels follow their rows), keeps the witnesses, and solves
+  every GEL problem of the class-mass procedure again.
+
+  Args:
+    key: PRNG key of the resamples.
+    real: (n, d) real features.
+    generated: (m, d) generated features.
+    real_labels: (n,) int labels of the real rows.
+    generated_labels: (m,) int labels of the generated rows (given or the
+      k-NN vote of the estimate, `GELModeResult.generated_labels`).
+    witnesses: (J, d) witness rows of the kernel moments.
+    drop_threshold: a class is dropped below this share of its real mix.
+    num_resamples: B.
+    objective: 'et', 'el' or 'cue'.
+    kernel: kernel name of the moments.
+    num_classes: C.
+    class_moments: principal moments per class problem.
+
+  Returns:
+    (B, 4) float32 replicates of (hellinger_to_real, hellinger_to_generated,
+    number of dropped classes, max class divergence).
+  """
+  n, m = real.shape[0], generated.shape[0]
+  key_r, key_g = jax.random.split(key)
+  rows_r = jax.random.randint(key_r, (num_resamples, n), 0, n)
+  rows_g = jax.random.randint(key_g, (num_resamples, m), 0, m)
+  name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
+
+  def one(i, j):
+    res = gel_modes._modes(  # pylint: disable=protected-access
+        real[i], generated[j], real_labels[i], generated_labels[j],
+        witnesses, obj, 1.0, drop_threshold, objective=objective,
+        moments="kernel", kernel=name, max_iterations=100, tol=None,
+        block_size=distances.DEFAULT_BLOCK_SIZE, num_classes=num_classes,
+        class_moments=class_moments)
+    return jnp.stack([res.hellinger_to_real, res.hellinger_to_generated,
+                      jnp.sum(res.dropped).astype(jnp.float32),
+                      jnp.max(res.class_divergence)])
+
+  return jax.vmap(one)(rows_r, rows_g)
+
+
+def _findings(modes, dropped, cfg):
+  """Dropped and under-represented classes from the one-sample masses."""
+  findings = []
+  names = lambda cs: ", ".join(str(c) for c in cs)
+  if dropped:
+    findings.append(
+        f"gives class{'es' if len(dropped) > 1 else ''} {names(dropped)} "
+        f"almost no GEL mass (< {cfg['drop_threshold']:g} x the real share: "
+        "dropped)")
+  masses = np.asarray(modes.real_masses, np.float64)
+  shares = np.asarray(modes.real_proportions, np.float64)
+  under = [int(c) for c in np.flatnonzero(
+      (masses < cfg["under_ratio"] * shares) & (shares > 0))
+           if int(c) not in dropped]
+  hellinger = float(modes.hellinger_to_real)
+  if under and hellinger > cfg["imbalance_hellinger"]:
+    findings.append(
+        f"under-represents class{'es' if len(under) > 1 else ''} "
+        f"{names(under)} (GEL mass < {cfg['under_ratio']:g} x the real share, "
+        f"Hellinger {hellinger:.2f}: class imbalance)")
+  return findings
 
 
 def _status(code) -> str:
@@ -139,6 +260,18 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         drop_threshold=cfg["drop_threshold"], **common)
     dropped = [int(c) for c in np.flatnonzero(np.asarray(modes.dropped))]
     divs = np.asarray(modes.class_divergence)
+    level = float(cfg["level"])
+    reps = np.asarray(mode_bootstrap(
+        jax.random.fold_in(model_key, 0x1B007), real, gen,
+        jnp.asarray(real_labels), modes.generated_labels, witnesses,
+        cfg["drop_threshold"], num_resamples=int(cfg["num_resamples"]),
+        objective=cfg["objective"], kernel=cfg["kernel"],
+        num_classes=num_classes, class_moments=cfg["class_moments"]))
+    h_ci = ci_lib.normal_intervals(
+        [modes.hellinger_to_real, modes.hellinger_to_generated], reps[:, :2],
+        level=level)
+    div_ci = ci_lib.normal_intervals([np.max(divs)], reps[:, 3:],
+                                     level=level, bounds=(0.0, np.inf))
     out.metrics[name] = {
         "gel_statistic": report.entry(
             test.statistic, status=_status(test.status),
@@ -147,14 +280,23 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         "gel_p_value": report.entry(test.p_value,
                                     null_unsolved=test.null_unsolved),
         "gel_mode_dropping": report.entry(
-            modes.hellinger_to_real, status=_status(modes.one_sample_status),
+            modes.hellinger_to_real, ci=ci_lib.as_ci(h_ci[0]),
+            status=_status(modes.one_sample_status),
             masses=modes.real_masses),
-        "gel_mode_recovery": report.entry(modes.hellinger_to_generated),
-        "gel_dropped_classes": report.entry(len(dropped), classes=dropped),
+        "gel_mode_recovery": report.entry(modes.hellinger_to_generated,
+                                          ci=ci_lib.as_ci(h_ci[1])),
+        "gel_dropped_classes": report.entry(
+            len(dropped), ci=ci_lib.count_interval(len(dropped), reps[:, 2],
+                                                   level=level),
+            classes=dropped),
         "gel_max_class_divergence": report.entry(
-            np.max(divs), per_class=[None if not np.isfinite(d) else float(d)
-                                     for d in divs]),
+            np.max(divs), ci=ci_lib.as_ci(div_ci[0]),
+            per_class=[None if not np.isfinite(d) else float(d)
+                       for d in divs]),
     }
+    findings = _findings(modes, dropped, cfg)
+    if findings:
+      out.findings[name] = findings
     if int(test.status) == gel_dual.INFEASIBLE or int(
         modes.one_sample_status) == gel_dual.INFEASIBLE:
       infeasible.append(name)
@@ -163,6 +305,7 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
                      else "k-NN vote among the real rows")
     out.sections.append(_class_table(name, modes, sources[name]))
   out.figures["gel_weights.png"] = _weights_figure(weights, real_labels)
+  out.notes.append(NOTE)
   out.notes.append(
       f"objective {cfg['objective']}, {cfg['kernel']} kernel moments at "
       f"witness rows drawn from each pooled sample (J <= "

@@ -47,9 +47,9 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
+from gendiag.evaluators import _intervals as ci_lib
 from gendiag.metrics import precision_recall as pr_lib
 from gendiag.metrics import prd as prd_lib
-from gendiag.ops import bootstrap
 from gendiag.ops import fdiv
 
 DEFAULTS = dict(
@@ -94,45 +94,6 @@ NOTE = (
     "(clusterings held fixed); classifier F: held-out scores resampled "
     "(probes held fixed); both F intervals are estimate -+ 1.96 bootstrap "
     "std, clipped to [0, 1].")
-
-
-@functools.partial(jax.jit, static_argnames=("num_resamples",))
-def bootstrap_means(key, values, *, num_resamples: int):
-  """Bootstrap replicates of the column means of per-row values.
-
-  theta*_b = (1/n) sum_i w_bi v_i with w_b ~ Multinomial(n; 1/n, ..., 1/n)
-  (`ops.bootstrap.resample_weights`): one (B, n) x (n, K) product gives all
-  B replicates of all K means.
-
-  Args:
-    key: PRNG key of the resamples.
-    values: (n,) or (n, K) per-row values (flags, counts).
-    num_resamples: B.
-
-  Returns:
-    (B, K) replicates (K = 1 for a vector).
-  """
-  values = jnp.asarray(values, jnp.float32)
-  values = values.reshape(values.shape[0], -1)
-  w = bootstrap.resample_weights(key, values.shape[0], num_resamples)
-  return jnp.matmul(w, values, precision=lax.Precision.HIGHEST) / (
-      values.shape[0])
-
-
-def percentile_intervals(replicates, *, level: float = 0.95):
-  """(K, 2) percentile intervals of the columns of (B, K) replicates."""
-  lo, hi = jax.vmap(functools.partial(bootstrap.percentile_interval,
-                                      level=level), in_axes=1)(replicates)
-  return np.stack([np.asarray(lo), np.asarray(hi)], axis=1)
-
-
-def normal_intervals(estimates, replicates, *, level: float = 0.95,
-                     bounds=(0.0, 1.0)):
-  """(K, 2) estimate -+ z std(replicates), clipped to `bounds`."""
-  lo, hi = jax.vmap(functools.partial(bootstrap.normal_interval, level=level),
-                    in_axes=(0, 1))(jnp.asarray(estimates, jnp.float32),
-                                    replicates)
-  return np.clip(np.stack([np.asarray(lo), np.asarray(hi)], axis=1), *bounds)
 
 
 def _resample_histograms(key, hist, count):
@@ -306,21 +267,21 @@ def precision_recall_family(inputs: report.EvalInputs,
     coverage = float(dc.coverage)
     density = float(dc.density)
     num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
-    gen_ci = percentile_intervals(bootstrap_means(
+    gen_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
         key_gen_b, jnp.stack([ipr.generated_in_real_manifold,
                               dc.generated_neighbor_counts / cfg["prdc_k"]],
                              axis=1), num_resamples=num_b), level=level)
-    real_ci = percentile_intervals(bootstrap_means(
+    real_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
         key_real_b, jnp.stack([ipr.real_in_generated_manifold,
                                dc.real_covered], axis=1),
         num_resamples=num_b), level=level)
-    prd_ci = normal_intervals(
+    prd_ci = ci_lib.normal_intervals(
         [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
             key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
             num_real=len(sub_real), num_generated=len(sub_gen),
             num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
         level=level)
-    clf_ci = normal_intervals(
+    clf_ci = ci_lib.normal_intervals(
         [clf.f_beta, clf.f_inv_beta], classifier_bootstrap(
             key_clf_b, clf.logits_real, clf.logits_generated,
             num_resamples=num_b, num_angles=int(clf.slopes.shape[0])),
