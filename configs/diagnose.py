@@ -43,7 +43,7 @@ def get_config(arg: str = ""):
       num_classes=10, dim=64, separation=6.0, num_real=2000, num_pool=10000,
       num_train=2000, num_per_model=2000, noise_std=0.5, shrink_factor=0.5))
 
-  config.fid = ml_collections.ConfigDict(dict(num_resamples=50))
+  config.fid = ml_collections.ConfigDict(dict(num_resamples=50, level=0.95))
   config.kid = ml_collections.ConfigDict(dict(
       num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
   config.mmd = ml_collections.ConfigDict(dict(
@@ -65,11 +65,12 @@ def get_config(arg: str = ""):
       max_generated=10_000, max_epochs=50, copy_threshold=1.0 / 3.0,
       copy_finding_fraction=0.01, gap_threshold=-20.0, fld_threshold=10.0,
       auth_max_samples=10_000, data_copying=True, num_cells=3, top_k=5,
-      grid_pairs=6))
+      grid_pairs=6, num_seeds=3, num_resamples=200, level=0.95))
   config.gel = ml_collections.ConfigDict(dict(
       objective="et", kernel="gaussian", num_witnesses=128,
       num_permutations=200, class_moments=8, max_samples=2000,
-      drop_threshold=0.1))
+      drop_threshold=0.1, under_ratio=0.5, imbalance_hellinger=0.1,
+      num_resamples=20, level=0.95))
   config.frontiers = ml_collections.ConfigDict(dict(
       num_clusters=0, cluster_rule="n/10", explained_variance=0.9,
       num_restarts=5, max_iters=500, smoothing="empirical",
@@ -82,9 +83,9 @@ def get_config(arg: str = ""):
                           num_per_model=300)
     config.fid.update(num_resamples=10)
     config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
-    config.fld.update(top_k=3)
+    config.fld.update(top_k=3, num_seeds=2)
     config.mmd.update(num_permutations=50, num_resamples=20)
-    config.gel.update(num_witnesses=32, num_permutations=20)
+    config.gel.update(num_witnesses=32, num_permutations=20, num_resamples=8)
     config.frontiers.update(num_restarts=2, max_iters=100, num_resamples=30,
                             classifier_steps=200)
     config.precision_recall.update(prd_runs=2, classifier_runs=2,
