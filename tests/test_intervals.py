@@ -212,6 +212,7 @@ def _labelled_inputs(n, config, seed=11):
       config=config)
 
 
+@pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_gel_family_intervals():
   from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {"gel": dict(
@@ -256,6 +257,7 @@ def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
   assert np.all(reps[:, 2] == 0)
 
 
+@pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_fld_family_intervals():
   from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {"fld": dict(num_seeds=2, num_resamples=100,
@@ -272,6 +274,7 @@ def test_fld_family_intervals():
   assert any("seeds of their fits" in n for n in out.notes)
 
 
+@pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_fld_interval_shrinks_with_the_test_set():
   from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
   widths = []
