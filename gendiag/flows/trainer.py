@@ -104,7 +104,8 @@ class TrainResult:
     params: the flow's final parameters.
     critic_params: the critic's final parameters ({} without a critic).
     step: steps done (== config.num_steps).
-    metrics: the last logged metrics line.
+    metrics: the last logged metrics line (read from the workdir's log when
+      a finished run is resumed at its end).
     resumed_from: the checkpoint step the run restarted from, or None.
     objective: the objective as trained (with `prepare`'s defaults).
   """
@@ -409,10 +410,25 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
     raise
   save(step, state)
   _close(manager, writer)
+  if not last_metrics and workdir is not None:
+    last_metrics = _last_logged(os.path.join(workdir, "metrics.jsonl"))
   return TrainResult(params=state["params"],
                      critic_params=state.get("critic_params", {}), step=step,
                      metrics=last_metrics, resumed_from=resumed_from,
                      objective=objective)
+
+
+def _last_logged(path) -> dict:
+  """The last metrics line of a finished run resumed at its end ({} if none)."""
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    lines = [line for line in f if line.strip()]
+  if not lines:
+    return {}
+  out = json.loads(lines[-1])
+  out.pop("step", None)
+  return out
 
 
 def _close(manager, writer):
