@@ -14,8 +14,9 @@ from gendiag.ops import kernels
 
 
 def _pair(sizes):
-  x = jnp.asarray(common.random_features(0, sizes["n"], sizes["d"]))
-  y = jnp.asarray(common.random_features(1, sizes["m"], sizes["d"], 0.05))
+  # One set at a time, the host copy freed once on the device.
+  x = jax.device_put(common.random_features(0, sizes["n"], sizes["d"]))
+  y = jax.device_put(common.random_features(1, sizes["m"], sizes["d"], 0.05))
   return x, y
 
 
