@@ -23,22 +23,21 @@ from gendiag.ops import bootstrap
 from gendiag.ops import kernels
 
 
-@functools.partial(jax.jit, static_argnames=("num_resamples", "batch_size"))
-def fid_term_replicates(real, generated, key, *, num_resamples: int,
-                        batch_size: int = 4):
+@functools.partial(jax.jit, static_argnames=("num_resamples",))
+def fid_term_replicates(real, generated, key, *, num_resamples: int):
   """(B, 3) bootstrap replicates of (fid, mean_term, trace_term).
 
   The resamples of `frechet.fid_bootstrap` (same key, same weights, so the
   FID column equals its `.replicates`), keeping both terms of each
   replicate: means, covariances and the trace term refitted on weighted
-  rows, `batch_size` replicates at a time under `vmap`.
+  rows, one replicate at a time (`lax.map`: batched LAPACK calls can
+  deadlock XLA:CPU, see `frechet._fid_replicates`).
 
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
     key: PRNG key of the resamples.
     num_resamples: B.
-    batch_size: replicates computed together.
 
   Returns:
     (B, 3) float32 replicates.
@@ -53,7 +52,7 @@ def fid_term_replicates(real, generated, key, *, num_resamples: int,
                                   frechet._weighted_stats(generated, wv[1]))
     return jnp.stack([res.fid, res.mean_term, res.trace_term])
 
-  return lax.map(one, (w, v), batch_size=batch_size)
+  return lax.map(one, (w, v))
 
 
 @report.register(

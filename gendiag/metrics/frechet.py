@@ -166,29 +166,34 @@ class FIDBootstrapResult:
   level: float
 
 
-@functools.partial(jax.jit, static_argnames=("num_resamples", "batch_size"))
-def _fid_replicates(real, generated, key, num_resamples, batch_size):
+@functools.partial(jax.jit, static_argnames=("num_resamples",))
+def _fid_replicates(real, generated, key, num_resamples):
   key_x, key_y = jax.random.split(key)
   w = bootstrap.resample_weights(key_x, real.shape[0], num_resamples)
   v = bootstrap.resample_weights(key_y, generated.shape[0], num_resamples)
+  # One replicate at a time: vmapping the Cholesky/eigh/SVD would batch the
+  # LAPACK calls, and two batched LAPACK calls running at once deadlock
+  # XLA:CPU's intra-op pool on a 2-core machine (jaxlib 0.10; seen with
+  # n = 537, m = 400, d = 64, 4 replicates per batch).
   return jax.lax.map(
       lambda wv: _fid_from_stats(_weighted_stats(real, wv[0]),
                                  _weighted_stats(generated, wv[1])).fid,
-      (w, v), batch_size=batch_size)
+      (w, v))
 
 
 def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
-                  num_resamples: int = 100, level: float = 0.95,
-                  batch_size: int = 4) -> FIDBootstrapResult:
+                  num_resamples: int = 100, level: float = 0.95
+                  ) -> FIDBootstrapResult:
   """FID and a bootstrap interval (both sets resampled with replacement).
 
   Each replicate refits means, covariances and the trace term on weighted
-  rows, so it costs about one FID; `batch_size` replicates run at once
-  under `vmap`. FID is biased upwards at finite n and resamples repeat rows,
-  so replicates sit above the estimate (by ~50% for n = 300, d = 20): a
-  percentile interval could miss the estimate itself. The interval is
-  therefore fid -+ z * std(replicates), the sampling uncertainty of FID at
-  this n (compare models at equal n; FID is not comparable across n).
+  rows, so it costs about one FID; replicates run one after another
+  (`lax.map`), never as batched LAPACK calls. FID is biased upwards at
+  finite n and resamples repeat rows, so replicates sit above the estimate
+  (by ~50% for n = 300, d = 20): a percentile interval could miss the
+  estimate itself. The interval is therefore fid -+ z * std(replicates),
+  the sampling uncertainty of FID at this n (compare models at equal n;
+  FID is not comparable across n).
 
   Args:
     real: (n, d) real features.
@@ -196,14 +201,13 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     key: a `jax.random` key for the resamples.
     num_resamples: bootstrap replicates.
     level: coverage of the interval.
-    batch_size: replicates computed together (memory vs speed).
 
   Returns:
     A `FIDBootstrapResult`.
   """
   _checks.check_pair(real, generated, min_rows=2)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
-  replicates = _fid_replicates(real, generated, key, num_resamples, batch_size)
+  replicates = _fid_replicates(real, generated, key, num_resamples)
   value = _fid_from_stats(_stats(real), _stats(generated)).fid
   low, high = bootstrap.normal_interval(value, replicates, level=level)
   return FIDBootstrapResult(fid=value, ci_low=low, ci_high=high,
