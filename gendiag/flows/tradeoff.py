@@ -187,7 +187,7 @@ class TradeoffResult:
     k: the k of improved precision/recall.
     num_seeds: S.
   """
-  lams: jax.Array
+  lams: np.ndarray  # float64: the config's lams to the last digit
   precision: jax.Array
   recall: jax.Array
   prd_precision: jax.Array
@@ -390,8 +390,8 @@ def pr_tradeoff_sweep(
                         for run in per_run], jnp.float32)
 
   return TradeoffResult(
-      lams=jnp.asarray([np.nan if lam is None else lam for _, lam in runs],
-                       jnp.float32),
+      lams=np.asarray([np.nan if lam is None else lam for _, lam in runs],
+                      np.float64),
       precision=stack("precision"), recall=stack("recall"),
       prd_precision=curve("prd_precision"), prd_recall=curve("prd_recall"),
       prd_f_beta=stack("prd_f_beta"), prd_f_inv_beta=stack("prd_f_inv_beta"),
