@@ -33,6 +33,9 @@ def get_config(arg: str = ""):
       **{f"gel_{s}_{o}": dict(n=2000, m=2000, d=32, num_witnesses=256)
          for s in ("one", "two") for o in ("et", "el")},
       "gel_test_10k": dict(big, num_witnesses=1024, num_permutations=200),
+      # Flow trainer: `steps` jitted steps at configs/train_flow.py's batch.
+      **{f"flow_{c}_steps": dict(steps=100, batch_size=256)
+         for c in ("ring", "ring_pr", "digits")},
       "mauve_5k": dict(n=5000, m=5000, d=1024),
       "mauve_5k_cube_root": dict(n=5000, m=5000, d=1024),
   })
@@ -48,6 +51,8 @@ def get_config(arg: str = ""):
       if name.startswith("gel_"):
         config.sizes[name].num_witnesses = 32
     config.sizes.gel_test_10k.num_permutations = 20
+    for c in ("ring", "ring_pr", "digits"):
+      config.sizes[f"flow_{c}_steps"].update(steps=5, batch_size=32)
   elif arg:
     raise ValueError(f"unknown variant {arg!r}; use '' or 'smoke'.")
   return config

@@ -2,7 +2,8 @@
 
 import importlib
 
-MODULES = ("distances", "precision_recall", "frontiers", "gel", "fld")
+MODULES = ("distances", "precision_recall", "frontiers", "gel", "fld",
+           "flows")
 
 
 def load_all():
