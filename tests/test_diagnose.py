@@ -86,6 +86,7 @@ def test_cas_in_the_report_catches_dropped_classes(smoke_run):
   assert os.path.getsize(os.path.join(workdir, "cas_samples.png")) > 1000
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_mixture_default_is_still_available(tmp_path):
   config = diagnose_config.get_config("smoke")
   config.default.data = "mixture"
@@ -117,6 +118,7 @@ def test_user_files_and_validation(tmp_path, rng):
   config.real = str(tmp_path / "real.npy")
   config.generated = f"a={tmp_path}/a.npy,b={tmp_path}/b.npz:f"
   config.kid.subset_size = 50
+  config.metrics = "fid,kid"  # file loading is the point, not the families
   out = diagnose.diagnose(config, str(tmp_path / "w"))
   assert out["models"]["a"]["fid"]["value"] > out["models"]["b"]["fid"]["value"]
   config.generated = f"a={tmp_path}/missing.npy"

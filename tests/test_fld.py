@@ -450,6 +450,7 @@ def test_bad_inputs_raise():
 # The report family.
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_report_family_flags_the_memorizing_model():
   from gendiag import report  # pylint: disable=g-import-not-at-top
   from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top

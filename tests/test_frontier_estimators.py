@@ -69,6 +69,7 @@ def test_fi_by_estimator_matches_the_library_per_estimator():
       np.asarray(fx._fi_by_estimator(counts_p, counts_p)), 0.0, atol=1e-6)
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_smoke_config_end_to_end(tmp_path):
   config = config_lib.get_config("smoke")
   results = fx.experiment(config, str(tmp_path))

@@ -32,6 +32,7 @@ def family_output():
   return inputs, frontiers_family.frontiers_family(inputs, jax.random.key(1))
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_family_scores_intervals_null_and_findings(family_output, tmp_path):
   inputs, out = family_output
   good, dropped = out.metrics["good"], out.metrics["dropped"]

@@ -32,6 +32,7 @@ def family_output():
   return inputs, gel_family.gel_family(inputs, jax.random.key(1))
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_family_reports_the_test_masses_table_and_figure(family_output,
                                                          tmp_path):
   inputs, out = family_output
@@ -52,6 +53,7 @@ def test_family_reports_the_test_masses_table_and_figure(family_output,
   json.load(open(tmp_path / "metrics.json"))  # strict JSON (no NaN/inf)
 
 
+@pytest.mark.slow  # smoke-size end to end (tens of seconds of compiles)
 def test_experiment_smoke_end_to_end(tmp_path):
   config = experiment_config.get_config("smoke")
   results = gel_experiment.experiment(config, str(tmp_path))

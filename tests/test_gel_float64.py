@@ -113,9 +113,15 @@ def test_two_sample_cue_has_the_correct_closed_form():
     np.testing.assert_allclose(p @ y, q @ x, atol=1e-10)
 
 
-@pytest.mark.parametrize("two_sample", [False, True])
-@pytest.mark.parametrize("objective", ["et", "el", "cue"])
-def test_statistic_gradient_matches_finite_differences(two_sample, objective):
+# Two of the six cases by default (each compiles a float64 solver and its
+# implicit gradient); the rest are slow.
+@pytest.mark.parametrize("objective, two_sample", [
+    ("et", True), ("el", False),
+    pytest.param("et", False, marks=pytest.mark.slow),
+    pytest.param("el", True, marks=pytest.mark.slow),
+    pytest.param("cue", False, marks=pytest.mark.slow),
+    pytest.param("cue", True, marks=pytest.mark.slow)])
+def test_statistic_gradient_matches_finite_differences(objective, two_sample):
   """Implicit gradients through the solver (and invariant whitening)."""
   rng = np.random.default_rng(0)
   x = rng.normal(size=(60, 3))

@@ -116,6 +116,7 @@ def _check_entries(metrics, exempt=()):
       assert _contains(e["ci"], e["value"]), (model, name, e)
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_precision_recall_family_has_intervals_everywhere():
   rng = np.random.default_rng(3)
   real, labels = _mixture(rng, 200)
@@ -236,6 +237,7 @@ def test_gel_family_intervals():
   assert any("permutation test" in n for n in out.notes)
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
   from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
   from gendiag.metrics import gel_modes  # pylint: disable=g-import-not-at-top

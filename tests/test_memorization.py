@@ -163,6 +163,7 @@ def test_bad_inputs_raise():
 # The experiment binary's library side, smoke config end to end.
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_fld_memorization_experiment_smoke(tmp_path):
   from configs import fld_memorization as config_lib  # pylint: disable=g-import-not-at-top
   from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top

@@ -208,6 +208,7 @@ def test_prd_validation():
 # The report family.
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_report_family_flags_a_dropped_mode():
   from gendiag import report  # pylint: disable=g-import-not-at-top
   from gendiag.evaluators import precision_recall as family  # pylint: disable=g-import-not-at-top

@@ -32,6 +32,7 @@ def _check_outputs(workdir, dim, n):
   return report, samples
 
 
+@pytest.mark.slow  # smoke-size end to end (tens of seconds of compiles)
 def test_binary_runs_the_ring_smoke_config(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "experiments", "train_flow.py"),
          f"--workdir={tmp_path}",
@@ -46,6 +47,7 @@ def test_binary_runs_the_ring_smoke_config(tmp_path):
   assert bad.returncode != 0
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_grid_pr_weighted_mle_resumes_to_the_same_samples(tmp_path):
   config = train_flow_config.get_config("grid,smoke")
   config.objective.update(name="fdiv_weighted_mle", divergence="pr", lam=2.0)
@@ -62,6 +64,7 @@ def test_grid_pr_weighted_mle_resumes_to_the_same_samples(tmp_path):
   assert again["train"] == first["train"]
 
 
+@pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_digits_conditional_adversarial_pr_with_pretraining(tmp_path):
   config = train_flow_config.get_config("digits,smoke")
   config.objective.update(name="fdiv_adversarial", divergence="pr", lam=0.5)
