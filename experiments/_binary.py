@@ -1,0 +1,37 @@
+"""What every experiment binary shares: --config, --workdir and absl's run.
+
+A binary is its docstring plus
+
+  from experiments import _binary
+  _binary.run(job, "name")
+
+which defines --config (default configs/name.py, any field overridable with
+--config.field=value, unknown fields rejected) and a required --workdir,
+then calls job(config, workdir) under `absl.app.run`.
+"""
+
+import os
+from typing import Callable
+
+from absl import app
+from absl import flags
+from ml_collections import config_flags
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run(job: Callable[..., object], config_name: str,
+        workdir_help: str = "Directory for the results.") -> None:
+  """Defines the two flags and runs job(config, workdir)."""
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(ROOT, "configs", config_name + ".py"),
+      "Path to a config file.", lock_config=True)
+  flags.DEFINE_string("workdir", None, workdir_help)
+  flags.mark_flags_as_required(["workdir"])
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    job(flags.FLAGS.config, flags.FLAGS.workdir)
+
+  app.run(main)
