@@ -1,17 +1,15 @@
 """Report families for the distribution distances FID, KID and MMD.
 
 Intervals: FID's and its two terms' from one set of bootstrap replicates
-(`fid_term_replicates`, the resamples of `fid_bootstrap`; estimate -+ z *
+(`frechet.fid_term_replicates`, the resamples of `fid_bootstrap`; estimate -+ z *
 bootstrap std, the terms clipped at 0); KID's and MMD's from `mmd_bootstrap`
 (percentile; for KID, of the full-sample unbiased MMD^2 with KID's kernel,
 which estimates the same population value as the subset average). The MMD
 test's p-value carries none (it is the test's own uncertainty statement).
 """
 
-import functools
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 import numpy as np
 
@@ -19,40 +17,10 @@ from gendiag import report
 from gendiag.evaluators import _intervals as ci_lib
 from gendiag.metrics import frechet
 from gendiag.metrics import mmd as mmd_lib
-from gendiag.ops import bootstrap
 from gendiag.ops import kernels
 
 
-@functools.partial(jax.jit, static_argnames=("num_resamples",))
-def fid_term_replicates(real, generated, key, *, num_resamples: int):
-  """(B, 3) bootstrap replicates of (fid, mean_term, trace_term).
-
-  The resamples of `frechet.fid_bootstrap` (same key, same weights, so the
-  FID column equals its `.replicates`), keeping both terms of each
-  replicate: means, covariances and the trace term refitted on weighted
-  rows, one replicate at a time (`lax.map`: batched LAPACK calls can
-  deadlock XLA:CPU, see `frechet._fid_replicates`).
-
-  Args:
-    real: (n, d) real features.
-    generated: (m, d) generated features.
-    key: PRNG key of the resamples.
-    num_resamples: B.
-
-  Returns:
-    (B, 3) float32 replicates.
-  """
-  key_x, key_y = jax.random.split(key)
-  w = bootstrap.resample_weights(key_x, real.shape[0], num_resamples)
-  v = bootstrap.resample_weights(key_y, generated.shape[0], num_resamples)
-
-  def one(wv):
-    # pylint: disable=protected-access
-    res = frechet._fid_from_stats(frechet._weighted_stats(real, wv[0]),
-                                  frechet._weighted_stats(generated, wv[1]))
-    return jnp.stack([res.fid, res.mean_term, res.trace_term])
-
-  return lax.map(one, (w, v))
+fid_term_replicates = frechet.fid_term_replicates
 
 
 @report.register(

@@ -167,18 +167,37 @@ class FIDBootstrapResult:
 
 
 @functools.partial(jax.jit, static_argnames=("num_resamples",))
-def _fid_replicates(real, generated, key, num_resamples):
+def fid_term_replicates(real, generated, key, *, num_resamples: int):
+  """(B, 3) bootstrap replicates of (fid, mean_term, trace_term).
+
+  Both sets resampled with replacement (as weights); means, covariances and
+  the trace term refitted per replicate. `fid_bootstrap`'s replicates are
+  the first column (same key, same resamples).
+
+  Replicates run one at a time (`lax.map`): vmapping the Cholesky/eigh/SVD
+  would batch the LAPACK calls, and two batched LAPACK calls running at once
+  deadlock XLA:CPU's intra-op pool on a 2-core machine (jaxlib 0.10; seen
+  with n = 537, m = 400, d = 64, 4 replicates per batch).
+
+  Args:
+    real: (n, d) real features.
+    generated: (m, d) generated features.
+    key: PRNG key of the resamples.
+    num_resamples: B.
+
+  Returns:
+    (B, 3) float32 replicates.
+  """
   key_x, key_y = jax.random.split(key)
   w = bootstrap.resample_weights(key_x, real.shape[0], num_resamples)
   v = bootstrap.resample_weights(key_y, generated.shape[0], num_resamples)
-  # One replicate at a time: vmapping the Cholesky/eigh/SVD would batch the
-  # LAPACK calls, and two batched LAPACK calls running at once deadlock
-  # XLA:CPU's intra-op pool on a 2-core machine (jaxlib 0.10; seen with
-  # n = 537, m = 400, d = 64, 4 replicates per batch).
-  return jax.lax.map(
-      lambda wv: _fid_from_stats(_weighted_stats(real, wv[0]),
-                                 _weighted_stats(generated, wv[1])).fid,
-      (w, v))
+
+  def one(wv):
+    res = _fid_from_stats(_weighted_stats(real, wv[0]),
+                          _weighted_stats(generated, wv[1]))
+    return jnp.stack([res.fid, res.mean_term, res.trace_term])
+
+  return jax.lax.map(one, (w, v))
 
 
 def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
@@ -207,7 +226,8 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   """
   _checks.check_pair(real, generated, min_rows=2)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
-  replicates = _fid_replicates(real, generated, key, num_resamples)
+  replicates = fid_term_replicates(real, generated, key,
+                                   num_resamples=num_resamples)[:, 0]
   value = _fid_from_stats(_stats(real), _stats(generated)).fid
   low, high = bootstrap.normal_interval(value, replicates, level=level)
   return FIDBootstrapResult(fid=value, ci_low=low, ci_high=high,
