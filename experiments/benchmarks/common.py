@@ -122,6 +122,12 @@ def random_features(seed: int, n: int, d: int, shift: float = 0.0):
   return out
 
 
+def random_pair(sizes):
+  """A case's host feature pair: (n, d) features and (m, d) shifted ones."""
+  return (random_features(0, sizes["n"], sizes["d"]),
+          random_features(1, sizes["m"], sizes["d"], 0.05))
+
+
 DEVICE_COUNTS = (1, 2, 4, 8)
 
 

@@ -23,12 +23,6 @@ from experiments.benchmarks import common
 from gendiag.metrics import frontier_estimators
 
 
-def _pair(sizes):
-  x = common.random_features(0, sizes["n"], sizes["d"])
-  y = common.random_features(1, sizes["m"], sizes["d"], 0.05)
-  return x, y
-
-
 def _peer(x, y, num_buckets):
   import mauve  # pylint: disable=g-import-not-at-top
 
@@ -41,7 +35,7 @@ def _peer(x, y, num_buckets):
 
 
 def _case(sizes, cluster_rule, peer_name):
-  x, y = _pair(sizes)
+  x, y = common.random_pair(sizes)
   xj, yj = jnp.asarray(x), jnp.asarray(y)
   key = jax.random.key(0)
   k = frontier_estimators.num_clusters_for(min(sizes["n"], sizes["m"]),

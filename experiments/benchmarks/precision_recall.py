@@ -20,12 +20,6 @@ from experiments.benchmarks import common
 from gendiag.metrics import precision_recall
 
 
-def _pair(sizes):
-  x = common.random_features(0, sizes["n"], sizes["d"])
-  y = common.random_features(1, sizes["m"], sizes["d"], 0.05)
-  return x, y
-
-
 def _peer(x, y, ks):
   import prdc  # pylint: disable=g-import-not-at-top
 
@@ -37,7 +31,7 @@ def _peer(x, y, ks):
 
 
 def _case(sizes, ks, peer_name):
-  x, y = _pair(sizes)
+  x, y = common.random_pair(sizes)
   xj, yj = jnp.asarray(x), jnp.asarray(y)
   k = ks if len(ks) > 1 else ks[0]
   n, m, d = sizes["n"], sizes["m"], sizes["d"]
