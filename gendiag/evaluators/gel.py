@@ -20,17 +20,18 @@ no labels on the generated side):
   distance H(m, r) > imbalance_hellinger
       -> "under-represents classes ... (class imbalance)"
 
-Intervals (`num_resamples` bootstrap refits, vmapped; 95% by default):
+Intervals (`num_resamples` bootstrap refits; 95% by default):
   gel_mode_dropping, gel_mode_recovery, gel_max_class_divergence
       the whole class-mass procedure (one-sample, two-sample and per-class
       GEL problems) is solved again on B resamples of the real and the
       generated rows (labels resampled with their rows, witnesses held
-      fixed), all B in one vmapped program; the interval is estimate -+ z
-      std of the replicates (Hellinger distances and divergences are biased
-      upwards by the repeated rows of a resample, so the percentile interval
-      could miss the estimate), clipped to [0, 1] / [0, inf). Replicates
-      whose problem is infeasible (divergence inf) are left out of the
-      spread; a class divergence of inf (a class the model lacks) has none.
+      fixed), each through the estimate's compiled program; the
+      interval is estimate -+ z std of the replicates (Hellinger distances
+      and divergences are biased upwards by the repeated rows of a
+      resample, so the percentile interval could miss the estimate),
+      clipped to [0, 1] / [0, inf). Replicates whose problem is infeasible
+      (divergence inf) are left out of the spread; a class divergence of
+      inf (a class the model lacks) has none.
   gel_dropped_classes
       the percentile range of the replicates' counts, widened to contain
       the estimate.
@@ -39,8 +40,6 @@ Intervals (`num_resamples` bootstrap refits, vmapped; 95% by default):
       statement of uncertainty, and a p-value is not an estimate with an
       interval.
 """
-
-import functools
 
 import numpy as np
 import jax
@@ -94,17 +93,21 @@ DESCRIPTION = (
     "under-represented.")
 
 
-@functools.partial(jax.jit, static_argnames=(
-    "num_resamples", "objective", "kernel", "num_classes", "class_moments"))
 def mode_bootstrap(key, real, generated, real_labels, generated_labels,
                    witnesses, drop_threshold, *, num_resamples: int,
                    objective: str, kernel: str, num_classes: int,
                    class_moments: int):
-  """Bootstrap refits of `gel_mode_probabilities`' scalars (vmapped).
+  """Bootstrap refits of `gel_mode_probabilities`' scalars.
 
   Each replicate resamples the real rows and the generated rows with
   replacement (labels follow their rows), keeps the witnesses, and solves
-  every GEL problem of the class-mass procedure again.
+  every GEL problem of the class-mass procedure again. The replicates run
+  one after another through the estimate's own compiled program (same
+  shapes and options), so the bootstrap compiles nothing new: a vmapped
+  program would cost more to compile (~9 s on 2 cores) than the B refits
+  take to run at the report's sizes, and would batch the Newton solves'
+  Cholesky factorisations into parallel LAPACK calls (see
+  `frechet.fid_term_replicates`).
 
   Args:
     key: PRNG key of the resamples.
@@ -130,19 +133,20 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
   rows_r = jax.random.randint(key_r, (num_resamples, n), 0, n)
   rows_g = jax.random.randint(key_g, (num_resamples, m), 0, m)
   name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
-
-  def one(i, j):
+  real_labels = jnp.asarray(real_labels)
+  generated_labels = jnp.asarray(generated_labels)
+  reps = []
+  for i, j in zip(rows_r, rows_g):
     res = gel_modes._modes(  # pylint: disable=protected-access
         real[i], generated[j], real_labels[i], generated_labels[j],
         witnesses, obj, 1.0, drop_threshold, objective=objective,
         moments="kernel", kernel=name, max_iterations=100, tol=None,
         block_size=distances.DEFAULT_BLOCK_SIZE, num_classes=num_classes,
         class_moments=class_moments)
-    return jnp.stack([res.hellinger_to_real, res.hellinger_to_generated,
-                      jnp.sum(res.dropped).astype(jnp.float32),
-                      jnp.max(res.class_divergence)])
-
-  return jax.vmap(one)(rows_r, rows_g)
+    reps.append(jnp.stack([res.hellinger_to_real, res.hellinger_to_generated,
+                           jnp.sum(res.dropped).astype(jnp.float32),
+                           jnp.max(res.class_divergence)]))
+  return jnp.stack(reps)
 
 
 def _findings(modes, dropped, cfg):
