@@ -21,7 +21,8 @@ fine-tuning 1000 steps of maximum likelihood:
   --config.objective.name=fdiv_adversarial --config.objective.divergence=pr \
   --config.objective.lam=5 --config.train.pretrain_mle_steps=1000
 
-  objective.name        mle | fdiv_adversarial | fdiv_weighted_mle | mmd
+  objective.name        mle | fdiv_adversarial | fdiv_weighted_mle |
+                        fdiv_score_function | mmd
   objective.divergence  a key of gendiag.ops.fdiv.DIVERGENCES (kl,
                         reverse_kl, pearson, hellinger, jensen_shannon,
                         total_variation, pr)

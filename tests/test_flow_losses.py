@@ -81,6 +81,49 @@ def test_weighted_mle_gradient_is_the_f_divergence_gradient(name, kw):
   assert float(jnp.max(jnp.abs(exact))) > 1e-3
 
 
+@pytest.mark.parametrize("name, kw", DIVS)
+def test_score_function_gradient_is_the_f_divergence_gradient(name, kw):
+  # Same model, expectation under Q instead of P: grad D_f(P || Q_theta) =
+  # E_Q[(h(r) - b) grad log q_theta], h = f - r f', for any constant b.
+  div = fdiv.get(name, **kw)
+  theta = jnp.log(jnp.asarray(Q))
+  p = jnp.asarray(P)
+  exact = jax.grad(lambda t: fdiv.f_divergence(p, jax.nn.softmax(t), div))(
+      theta)
+  q = jax.nn.softmax(theta)
+  h = div.score_weight(p / q)
+  np.testing.assert_allclose(h, div.f(p / q) - p / q * div.f_prime(p / q),
+                             rtol=1e-5, atol=1e-6)
+  for b in (0.0, 0.7, float(jnp.sum(q * h))):
+    surrogate = lambda t, b=b: jnp.sum(
+        q * (h - b) * jax.nn.log_softmax(t))
+    np.testing.assert_allclose(jax.grad(surrogate)(theta), exact, atol=1e-5)
+
+
+def test_score_function_loss_differentiates_only_the_density():
+  # The flow's samples are held fixed: the gradient is exactly that of
+  # mean((h_i - b_i) log q_theta(x_i)) with the leave-one-out baseline b_i,
+  # with no pathwise term through x = T_theta(z).
+  flow = _small_flow()
+  params = _perturbed(flow)
+  # lam = 1 splits the random critic's ratios (~1 +- small) into both
+  # values of h = 1[lam r <= 1] - max(lam, 1).
+  obj = losses.make_objective("fdiv", divergence="pr", lam=1.0,
+                              form="score_function", critic_hidden_sizes=(8,))
+  assert isinstance(obj, losses.ScoreFunctionFDivergence) and obj.uses_critic
+  critic_params = obj.init_critic(flow, jax.random.key(5))
+  batch, key = _batch(), jax.random.key(3)
+  g = jax.grad(lambda p: obj.flow_loss(flow, p, critic_params, batch, key)[0])(
+      params)
+  x = flow.sample(params, key, batch.x.shape[0])
+  h = obj.divergence.score_weight(obj.critic.ratio(critic_params, flow, x))
+  assert 0.2 < float(jnp.mean(h + 1.0)) < 0.8  # both sides of lam r = 1
+  b = (jnp.sum(h) - h) / (h.shape[0] - 1)
+  g_ref = jax.grad(lambda p: jnp.mean((h - b) * flow.log_prob(p, x)))(params)
+  for a, c in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+    np.testing.assert_allclose(a, c, rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("name, kw", DIVS + [("total_variation", {})])
 def test_dual_at_its_optimum_equals_the_primal(name, kw):
   # sup_T E_P[T] - E_Q[f*(T)] is attained at T = f'(p/q). Samples are the
@@ -219,6 +262,9 @@ def test_objective_names_and_forms():
   assert isinstance(
       losses.make_objective("fdiv_weighted_mle", divergence="pr", lam=2.0),
       losses.WeightedMaximumLikelihood)
+  assert isinstance(
+      losses.make_objective("fdiv_score_function", divergence="pr", lam=2.0),
+      losses.ScoreFunctionFDivergence)
   desc = losses.make_objective("fdiv", divergence="pr", lam=2.0).to_dict()
   assert desc["objective"] == "fdiv_adversarial"
   assert desc["divergence"]["lam"] == 2.0

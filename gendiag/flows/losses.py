@@ -39,6 +39,19 @@ P the data, Q_theta the flow and r = p / q_theta:
       Adam, but it keeps the loss on the NLL's scale). For f = KL, w = 1:
       exactly the MLE gradient, and no critic is trained.
 
+  ScoreFunctionFDivergence  the same gradient on the flow's own samples,
+      held fixed (x ~ Q_theta, no pathwise term),
+
+        grad D_f(P || Q_theta) = E_Q[ (h(r) - b) grad_theta log q_theta(x) ],
+        h(r) = f(r) - r f'(r)          (`FDivergence.score_weight`),
+
+      with r = r_hat from the critic and b the leave-one-out batch mean of
+      h (E_Q[grad log q_theta] = 0, so b adds no bias). It needs only the
+      critic's values on model samples: neither the critic's spatial
+      gradient (adversarial form) nor importance weights q / p on data that
+      cannot see where the flow puts mass the data lacks (weighted MLE).
+      For PR-lam, h = 1[lam r <= 1] - max(lam, 1): bounded.
+
   MMD   MMD^2(P, Q_theta) between a data batch and as many reparameterised
       samples (Gretton et al. 2012; as a flow/GAN loss: Li et al. 2015,
       Dziugaite et al. 2015), with an `ops.kernels` kernel; the Gaussian
@@ -63,8 +76,9 @@ from gendiag.flows import discriminator
 from gendiag.ops import fdiv
 from gendiag.ops import kernels
 
-OBJECTIVES = ("mle", "fdiv", "fdiv_adversarial", "fdiv_weighted_mle", "mmd")
-FORMS = ("adversarial", "weighted_mle")
+OBJECTIVES = ("mle", "fdiv", "fdiv_adversarial", "fdiv_weighted_mle",
+              "fdiv_score_function", "mmd")
+FORMS = ("adversarial", "weighted_mle", "score_function")
 MMD_ESTIMATORS = ("unbiased", "biased")
 
 
@@ -212,6 +226,45 @@ class WeightedMaximumLikelihood(_WithCritic):
 
 
 @dataclasses.dataclass(frozen=True)
+class ScoreFunctionFDivergence(_WithCritic):
+  """E_Q[(h(r) - b) log q_theta(x)] on the flow's own, frozen samples.
+
+  The exact gradient on model samples (score-function / likelihood-ratio
+  form): with x ~ Q_theta held fixed and h(r) = f(r) - r f'(r)
+  (`FDivergence.score_weight`),
+
+    grad D_f(P || Q_theta) = E_Q[ h(r(x)) grad_theta log q_theta(x) ],
+
+  and E_Q[grad log q_theta] = 0 lets a baseline b (leave-one-out batch mean
+  of h) cut the variance without bias. Unlike the adversarial form it uses
+  only the critic's values on model samples, not its spatial gradient, and
+  unlike the weighted-MLE form it needs no importance weight q / p to see
+  where the flow puts mass the data lacks. For the PR-divergence h is
+  1[lam r <= 1] + const: bounded, it lowers the density of the samples the
+  critic marks as outside the lam-trade-off region {lam p > q}.
+
+  Attributes:
+    divergence: the f-divergence whose gradient is followed.
+    critic: the Discriminator giving r_hat on model samples.
+  """
+  divergence: fdiv.FDivergence
+  critic: discriminator.Discriminator
+  name = "fdiv_score_function"
+
+  def flow_loss(self, flow, params, critic_params, batch, key):
+    n = batch.x.shape[0]
+    x = jax.lax.stop_gradient(flow.sample(params, key, n, batch.labels))
+    r = self.critic.ratio(jax.lax.stop_gradient(critic_params), flow, x,
+                          batch.labels)
+    h = jax.lax.stop_gradient(self.divergence.score_weight(r))
+    baseline = (jnp.sum(h) - h) / max(n - 1, 1)
+    log_q = flow.log_prob(params, x, batch.labels)
+    loss = jnp.mean((h - baseline) * log_q)
+    return loss, {"divergence_estimate": jnp.mean(self.divergence.f(r)),
+                  "mean_ratio_generated": jnp.mean(r)}
+
+
+@dataclasses.dataclass(frozen=True)
 class MMD(Objective):
   """MMD^2 between a data batch and reparameterised flow samples.
 
@@ -299,13 +352,14 @@ def make_objective(name: str, *, divergence: str = "kl",
 
   Args:
     name: 'mle', 'fdiv' (with `form`), 'fdiv_adversarial' (= 'fdiv' with
-      form='adversarial'), 'fdiv_weighted_mle' (form='weighted_mle') or
-      'mmd'.
+      form='adversarial'), 'fdiv_weighted_mle' (form='weighted_mle'),
+      'fdiv_score_function' (form='score_function') or 'mmd'.
     divergence: for 'fdiv', a key of `ops.fdiv.DIVERGENCES` (e.g. 'pr').
     lam: the PR trade-off lam > 0 (only with divergence='pr', required).
     form: 'adversarial' (the paper's: f of the critic's ratio on flow
-      samples; the default) or 'weighted_mle' (the exact-likelihood gradient
-      on data).
+      samples; the default), 'weighted_mle' (the exact-likelihood gradient
+      on data) or 'score_function' (the exact gradient on the flow's own,
+      fixed samples).
     auxiliary: the critic's divergence (needs a ratio; 'pearson' as in the
       paper).
     critic_hidden_sizes: critic MLP widths.
@@ -352,4 +406,6 @@ def make_objective(name: str, *, divergence: str = "kl",
       raise ValueError(f"{div.name}: f is infinite at the ratio clip "
                        f"{ratio_range[0]}; raise ratio_range[0].")
     return AdversarialFDivergence(div, critic)
+  if form == "score_function":
+    return ScoreFunctionFDivergence(div, critic)
   return WeightedMaximumLikelihood(div, critic, normalize_weights)

@@ -129,7 +129,7 @@ class ObjectiveSettings:
   """How the critic-based objectives ('pr', 'reverse_kl') are built.
 
   Attributes:
-    form: 'adversarial' (the paper's) or 'weighted_mle'
+    form: 'adversarial' (the paper's), 'weighted_mle' or 'score_function'
       (`losses.make_objective`).
     auxiliary: the critic's divergence ('pearson' as in the paper).
     critic_hidden_sizes: critic MLP widths.

@@ -33,7 +33,9 @@ weighted maximum likelihood,
 
   grad_theta D_f(P || Q_theta) = -E_P[ w(r) grad_theta log q_theta ],
 
-which is exactly the NLL gradient (w = 1) for f = KL.
+which is exactly the NLL gradient (w = 1) for f = KL; on the model's own
+samples the same gradient is E_Q[h(r) grad log q_theta] with
+`score_weight(r) = f(r) - r f'(r)` (= -r w(r)).
 """
 
 import dataclasses
@@ -105,6 +107,14 @@ class FDivergence:
     """w(r) = f'(r) - f(r)/r, the weight of the exact weighted-MLE gradient."""
     rs = _safe_pos(r)
     return self.f_prime(rs) - self.f(rs) / rs
+
+  def score_weight(self, r):
+    """h(r) = f(r) - r f'(r), the weight of the exact score-function gradient.
+
+    grad_theta D_f(P || Q_theta) = E_{Q_theta}[ h(r) grad_theta log q_theta ]
+    (x held fixed), with r = p / q_theta; h = -r w(r).
+    """
+    return -r * self.likelihood_weight(r)
 
   def in_conjugate_domain(self, t):
     if self.conjugate_sup_closed:
