@@ -63,22 +63,28 @@ def test_weighted_mle_with_kl_has_exactly_the_mle_gradient():
   assert max(float(jnp.max(jnp.abs(a))) for a in jax.tree.leaves(g_mle)) > 0
 
 
+def _softmax_model(div):
+  """Softmax q_theta on 4 states at Q: theta, p, grad D_f(P || Q_theta)."""
+  theta = jnp.log(jnp.asarray(Q))
+  p = jnp.asarray(P)
+  exact = jax.grad(lambda t: fdiv.f_divergence(p, jax.nn.softmax(t), div))(
+      theta)
+  assert float(jnp.max(jnp.abs(exact))) > 1e-3
+  return theta, p, exact
+
+
 @pytest.mark.parametrize("name, kw", DIVS)
 def test_weighted_mle_gradient_is_the_f_divergence_gradient(name, kw):
   # Softmax model q_theta on 4 states, exact ratio r = p / q_theta:
   # grad D_f(P || Q_theta) = -E_P[w(r) grad log q_theta], w = f' - f / r.
   div = fdiv.get(name, **kw)
-  theta = jnp.log(jnp.asarray(Q))
-  p = jnp.asarray(P)
-  exact = jax.grad(lambda t: fdiv.f_divergence(p, jax.nn.softmax(t), div))(
-      theta)
+  theta, p, exact = _softmax_model(div)
   w = div.likelihood_weight(p / jax.nn.softmax(theta))
 
   def surrogate(t):  # the WeightedMaximumLikelihood loss, unnormalised
     return -jnp.sum(p * jax.lax.stop_gradient(w) * jax.nn.log_softmax(t))
 
   np.testing.assert_allclose(jax.grad(surrogate)(theta), exact, atol=1e-5)
-  assert float(jnp.max(jnp.abs(exact))) > 1e-3
 
 
 @pytest.mark.parametrize("name, kw", DIVS)
@@ -86,10 +92,7 @@ def test_score_function_gradient_is_the_f_divergence_gradient(name, kw):
   # Same model, expectation under Q instead of P: grad D_f(P || Q_theta) =
   # E_Q[(h(r) - b) grad log q_theta], h = f - r f', for any constant b.
   div = fdiv.get(name, **kw)
-  theta = jnp.log(jnp.asarray(Q))
-  p = jnp.asarray(P)
-  exact = jax.grad(lambda t: fdiv.f_divergence(p, jax.nn.softmax(t), div))(
-      theta)
+  theta, p, exact = _softmax_model(div)
   q = jax.nn.softmax(theta)
   h = div.score_weight(p / q)
   np.testing.assert_allclose(h, div.f(p / q) - p / q * div.f_prime(p / q),

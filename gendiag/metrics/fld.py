@@ -81,8 +81,8 @@ ORIGIN_SCALE = 0.81      # (1 - 0.1)^2, the origin component's shrinkage
 DEFAULT_MAX_CACHE_BYTES = 1 << 30
 # Rows per step of the fit's epochs: the objective makes ~6 passes over each
 # (rows x N) slab of distances (max, exp, sums, two vector-matrix products);
-# 32 x 10k floats stay in L2, a 1024-row block does not (2.7x slower epochs
-# at N = 10k on 2 cores). Distances are still computed in `block_size` rows.
+# 16 x 10k floats (640 KB) stay in L2, a 1024-row block does not (2.7x
+# slower epochs at N = 10k on 2 cores). Distances are still computed in `block_size` rows.
 EPOCH_ROWS = 16
 INITS = ("nearest", "unit")
 
