@@ -9,7 +9,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_sharded_equals_single_device():
   env = dict(os.environ,
-             XLA_FLAGS="--xla_force_host_platform_device_count=4",
+             XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
+                        + " --xla_force_host_platform_device_count=4"),
              PYTHONPATH=ROOT)
   proc = subprocess.run([sys.executable, "-m", "tests.sharding_check"],
                         cwd=ROOT, env=env, capture_output=True, text=True,

@@ -295,7 +295,9 @@ def _fit_block(d2, origin_d2, valid, w, c, w0, c0, dim):
   """
   a = c - d2 * w
   a0 = c0 - origin_d2 * w0
-  m = jnp.maximum(jnp.max(a, axis=1), a0)
+  # m only shifts the exponents (ll does not depend on it): no gradient
+  # through the max, whose rule needs a recomputed `a` to equal it bitwise.
+  m = lax.stop_gradient(jnp.maximum(jnp.max(a, axis=1), a0))
   e = jnp.exp(a - m[:, None])
   e0 = jnp.exp(a0 - m)
   s = jnp.sum(e, axis=1) + e0
@@ -576,13 +578,29 @@ def _prepare_pair(train, test):
 def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   """C on standardised sets: centres = `size` shuffled train rows."""
   key_split, key_fit = jax.random.split(key)
-  perm = jax.random.permutation(key_split, train_s.shape[0])
-  centres = train_s[perm[:size]]
-  fit, _ = _fit_jit(train_s[perm[size:]], centres, key_fit, dim, **options)
-  nll = jnp.mean(_nll_jit(test_s, centres, fit.log_variances, dim,
-                          options["block_size"], mesh))
-  return BaselineResult(nll=nll, centre_index=perm[:size].astype(jnp.int32),
-                        epochs=fit.epochs, converged=fit.converged)
+  rest, centres, index = _shuffle_split(key_split, train_s, size)
+  fit, _ = _fit_jit(rest, centres, key_fit, dim, **options)
+  nll = _mean(_nll_jit(test_s, centres, fit.log_variances, dim,
+                       options["block_size"], mesh))
+  return BaselineResult(nll=nll, centre_index=index, epochs=fit.epochs,
+                        converged=fit.converged)
+
+
+@functools.partial(jax.jit, static_argnames="size")
+def _shuffle_split(key, x, size):
+  """(rows after the first `size` of a permutation, those rows, their index)."""
+  perm = jax.random.permutation(key, x.shape[0])
+  return x[perm[size:]], x[perm[:size]], perm[:size].astype(jnp.int32)
+
+
+_mean = jax.jit(jnp.mean)
+
+
+@jax.jit
+def _memorization_scores(nearest_sq_distance, log_var, dim):
+  """log N(nearest train row; centre, exp(log_var) I) per dimension."""
+  return (-0.5 * nearest_sq_distance * jnp.exp(-log_var) / dim
+          - 0.5 * (log_var + LOG_2PI))
 
 
 def _fld(train, test, generated, key, baseline_nll, *, max_generated,
@@ -595,7 +613,7 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
   log_var = fit.log_variances
   test_nlls = _nll_jit(test_s, gen_s, log_var, dim, options["block_size"],
                        mesh)
-  test_nll = jnp.mean(test_nlls)
+  test_nll = _mean(test_nlls)
   if baseline_nll is None:
     base = _baseline(train_s, test_s, key_base, dim, baseline_size, mesh,
                      **options)
@@ -603,8 +621,7 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
   else:
     c = jnp.asarray(baseline_nll, jnp.float32)
     base_epochs, base_conv = jnp.int32(-1), jnp.bool_(True)
-  scores = (-0.5 * fit.nearest_sq_distance * jnp.exp(-log_var) / dim
-            - 0.5 * (log_var + LOG_2PI))
+  scores = _memorization_scores(fit.nearest_sq_distance, log_var, dim)
   return FLDResult(
       fld=100.0 * (test_nll - c), gap=100.0 * (train_nll - test_nll),
       fld_train=100.0 * (train_nll - c), nll_test=test_nll,
