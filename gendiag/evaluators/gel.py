@@ -125,16 +125,18 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
     class_moments: principal moments per class problem.
 
   Returns:
-    (B, 4) float32 replicates of (hellinger_to_real, hellinger_to_generated,
+    (B, 4) float32 numpy replicates of (hellinger_to_real, hellinger_to_generated,
     number of dropped classes, max class divergence).
   """
   n, m = real.shape[0], generated.shape[0]
   key_r, key_g = jax.random.split(key)
-  rows_r = jax.random.randint(key_r, (num_resamples, n), 0, n)
-  rows_g = jax.random.randint(key_g, (num_resamples, m), 0, m)
+  rows_r = np.asarray(jax.random.randint(key_r, (num_resamples, n), 0, n))
+  rows_g = np.asarray(jax.random.randint(key_g, (num_resamples, m), 0, m))
   name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
-  real_labels = jnp.asarray(real_labels)
-  generated_labels = jnp.asarray(generated_labels)
+  # Rows are gathered on the host: one small program per gather otherwise.
+  real, generated = np.asarray(real), np.asarray(generated)
+  real_labels = np.asarray(real_labels)
+  generated_labels = np.asarray(generated_labels)
   reps = []
   for i, j in zip(rows_r, rows_g):
     res = gel_modes._modes(  # pylint: disable=protected-access
@@ -143,10 +145,10 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
         moments="kernel", kernel=name, max_iterations=100, tol=None,
         block_size=distances.DEFAULT_BLOCK_SIZE, num_classes=num_classes,
         class_moments=class_moments)
-    reps.append(jnp.stack([res.hellinger_to_real, res.hellinger_to_generated,
-                           jnp.sum(res.dropped).astype(jnp.float32),
-                           jnp.max(res.class_divergence)]))
-  return jnp.stack(reps)
+    reps.append([res.hellinger_to_real, res.hellinger_to_generated,
+                 np.asarray(res.dropped).sum(),
+                 np.asarray(res.class_divergence).max()])
+  return np.asarray(reps, np.float32)
 
 
 def _findings(modes, dropped, cfg):
@@ -251,9 +253,9 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
                                min(len(real), len(gen)) // 8))
     model_key = jax.random.fold_in(key, i)
     witness_key, test_key = jax.random.split(model_key)
-    pooled = jnp.concatenate([real, gen])
-    witnesses = pooled[jax.random.choice(witness_key, len(pooled),
-                                         (num_witnesses,), replace=False)]
+    pooled = np.concatenate([np.asarray(real), np.asarray(gen)])
+    witnesses = jnp.asarray(pooled[np.asarray(jax.random.choice(
+        witness_key, len(pooled), (num_witnesses,), replace=False))])
     common = dict(objective=cfg["objective"], kernel=cfg["kernel"],
                   witnesses=witnesses)
     test = gel_lib.gel_test(real, gen, key=test_key,

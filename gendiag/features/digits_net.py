@@ -190,10 +190,13 @@ def _blocked_apply(params, images: jax.Array, block: int = 256):
   n = images.shape[0]
   if isinstance(images, jax.core.Tracer) or n == 0:
     return apply(params, images)
-  padded = jnp.pad(images, ((0, -n % block), (0, 0), (0, 0)))
+  # Padding, slicing and joining on the host: as JAX ops each new n would
+  # compile a few small programs of its own.
+  padded = np.pad(np.asarray(images), ((0, -n % block), (0, 0), (0, 0)))
   outs = [apply(params, padded[i:i + block])
           for i in range(0, padded.shape[0], block)]
-  return tuple(jnp.concatenate(parts)[:n] for parts in zip(*outs))
+  return tuple(jnp.asarray(np.concatenate([np.asarray(p) for p in parts])[:n])
+               for parts in zip(*outs))
 
 
 def digits_features(images, *, params=None,
@@ -222,7 +225,11 @@ def digits_features(images, *, params=None,
   if params is None:
     params, meta = load_params()
     scale = meta.get("feature_scale", 1.0) if scale is None else scale
-  return _blocked_apply(params, images)[1] / (1.0 if scale is None else scale)
+  features = _blocked_apply(params, images)[1]
+  if isinstance(features, jax.core.Tracer):
+    return features / (1.0 if scale is None else scale)
+  return jnp.asarray(np.asarray(features)
+                     / np.float32(1.0 if scale is None else scale))
 
 
 def digits_logits(images, *, params=None) -> jax.Array:

@@ -194,9 +194,12 @@ def _bootstrap_scores(key, labels_real, labels_gen, scaling_factor, *,
   return jax.vmap(one)(w_real, w_gen)
 
 
+@functools.partial(jax.jit, static_argnames=("level", "upper"))
 def _interval(estimate, replicates, level, upper):
+  """(the normal interval clipped to [0, upper] (2,), std of the replicates)."""
   lo, hi = bootstrap.normal_interval(estimate, replicates, level=level)
-  return jnp.stack([jnp.maximum(lo, 0.0), jnp.minimum(hi, upper)])
+  return (jnp.stack([jnp.maximum(lo, 0.0), jnp.minimum(hi, upper)]),
+          jnp.std(replicates, ddof=1))
 
 
 # --------------------------------------------------------------------------
@@ -227,6 +230,7 @@ def _quantize(real, generated, key, *, num_clusters, normalize,
   return fit.labels[:n], fit.labels[n:], fit, int(union.shape[1])
 
 
+@functools.partial(jax.jit, static_argnames="k")
 def _counts(labels, k):
   return jnp.bincount(labels, length=k).astype(jnp.float32)
 
@@ -366,12 +370,10 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
         key_boot, labels_real, labels_gen, c, num_clusters=k,
         num_resamples=int(num_resamples), smoothing=smoothing,
         num_weights=int(num_weights))
-    extra.update(
-        mauve_ci=_interval(front.mauve, mauves, level, 1.0),
-        frontier_integral_ci=_interval(front.frontier_integral, fis, level,
-                                       1.0),
-        mauve_std=jnp.std(mauves, ddof=1),
-        frontier_integral_std=jnp.std(fis, ddof=1))
+    mauve_ci, mauve_std = _interval(front.mauve, mauves, float(level), 1.0)
+    fi_ci, fi_std = _interval(front.frontier_integral, fis, float(level), 1.0)
+    extra.update(mauve_ci=mauve_ci, frontier_integral_ci=fi_ci,
+                 mauve_std=mauve_std, frontier_integral_std=fi_std)
   if null_baseline:
     if n < 2:
       raise ValueError("null_baseline needs at least 2 real samples.")
@@ -610,8 +612,9 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
   if not 0.0 < level < 1.0:
     raise ValueError(f"level must be in (0, 1); got {level}.")
   _checks.check_positive_int(num_weights, "num_weights", minimum=2)
-  real = jnp.asarray(real, jnp.float32)
-  generated = jnp.asarray(generated, jnp.float32)
+  # Folds are gathered on the host (a JAX gather per fold shape otherwise).
+  real = np.asarray(real, np.float32)
+  generated = np.asarray(generated, np.float32)
   n, m = real.shape[0], generated.shape[0]
   key_r, key_g, key_fit, key_boot = jax.random.split(key, 4)
   folds_r, folds_g = _folds(key_r, n, num_folds), _folds(key_g, m, num_folds)
@@ -640,18 +643,20 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
     mauves, fis = _bootstrap_ratio(key_boot, s_real, s_gen, c,
                                    num_resamples=int(num_resamples),
                                    num_weights=int(num_weights))
-    extra.update(
-        mauve_ci=_interval(front.mauve, mauves, level, 1.0),
-        frontier_integral_ci=_interval(front.frontier_integral, fis, level,
-                                       1.0),
-        mauve_std=jnp.std(mauves, ddof=1),
-        frontier_integral_std=jnp.std(fis, ddof=1))
-  accuracy = 0.5 * (jnp.mean(s_real > 0) + jnp.mean(s_gen <= 0))
+    mauve_ci, mauve_std = _interval(front.mauve, mauves, float(level), 1.0)
+    fi_ci, fi_std = _interval(front.frontier_integral, fis, float(level), 1.0)
+    extra.update(mauve_ci=mauve_ci, frontier_integral_ci=fi_ci,
+                 mauve_std=mauve_std, frontier_integral_std=fi_std)
+  # Summaries of the host-side scores in numpy, not as small programs.
+  sr, sg = np.asarray(s_real), np.asarray(s_gen)
+  accuracy = np.float32(0.5 * (np.mean(sr > 0) + np.mean(sg <= 0)))
   return ClassifierFrontierResult(
       mauve=front.mauve, frontier_integral=front.frontier_integral,
       weights=front.weights, kl_generated=front.kl_generated,
       kl_real=front.kl_real, log_ratio_real=s_real, log_ratio_generated=s_gen,
-      ratio_mean_generated=jnp.mean(jnp.exp(s_gen)),
-      heldout_accuracy=accuracy, train_loss=jnp.stack(losses),
-      grad_norm=jnp.stack(norms), num_folds=int(num_folds),
+      ratio_mean_generated=jnp.asarray(np.mean(np.exp(sg), dtype=np.float32)),
+      heldout_accuracy=jnp.asarray(accuracy),
+      train_loss=jnp.asarray(np.array([np.asarray(v) for v in losses])),
+      grad_norm=jnp.asarray(np.array([np.asarray(v) for v in norms])),
+      num_folds=int(num_folds),
       hidden_sizes=tuple(int(h) for h in hidden_sizes), **extra)

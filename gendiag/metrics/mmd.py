@@ -206,11 +206,18 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   kernel = kernels.Polynomial() if kernel is None else kernel
   values = _kid_values(real, generated, kernel, key, num_subsets, subset_size,
                        block_size, mesh)
-  stderr = (jnp.std(values, ddof=1) / jnp.sqrt(num_subsets)
-            if num_subsets > 1 else jnp.asarray(jnp.nan, values.dtype))
-  return KIDResult(mean=jnp.mean(values), std=jnp.std(values), stderr=stderr,
-                   values=values, num_subsets=num_subsets,
-                   subset_size=subset_size)
+  mean, std, stderr = _kid_summary(values)
+  return KIDResult(mean=mean, std=std, stderr=stderr, values=values,
+                   num_subsets=num_subsets, subset_size=subset_size)
+
+
+@jax.jit
+def _kid_summary(values):
+  """(mean, std, std(ddof=1) / sqrt(S) or NaN for S = 1) of (S,) values."""
+  s = values.shape[0]
+  stderr = (jnp.std(values, ddof=1) / jnp.sqrt(s) if s > 1
+            else jnp.asarray(jnp.nan, values.dtype))
+  return jnp.mean(values), jnp.std(values), stderr
 
 
 @functools.partial(jax.jit, static_argnames=("block_size", "mesh"))
@@ -338,10 +345,16 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   stats = _permutation_statistics(pooled, kernel, key, real.shape[0],
                                   num_permutations, estimator, block_size,
                                   mesh)
-  observed, null = stats[0], stats[1:]
-  p_value = (1.0 + jnp.sum(null >= observed)) / (1.0 + num_permutations)
+  observed, null, p_value = _p_value(stats)
   return MMDTestResult(statistic=observed, p_value=p_value,
                        null_statistics=null, num_permutations=num_permutations)
+
+
+@jax.jit
+def _p_value(stats):
+  """(observed, null, (1 + #{null >= observed}) / (1 + P)) from stats[0|1:]."""
+  observed, null = stats[0], stats[1:]
+  return observed, null, (1.0 + jnp.sum(null >= observed)) / (1.0 + null.size)
 
 
 @_results.result(static=("num_resamples", "level"))

@@ -107,7 +107,20 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
         f"`real` has {n} samples and `generated` {m}; PRD clusters their "
         "union, so unequal sizes bias it towards the larger set. Subsample "
         "the larger set to the same size, or pass enforce_balance=False.")
-  union = jnp.concatenate([jnp.asarray(real), jnp.asarray(generated)])
+  return _prd(jnp.asarray(real), jnp.asarray(generated), key,
+              num_clusters=num_clusters, num_runs=num_runs,
+              num_angles=num_angles, beta=float(beta),
+              num_restarts=num_restarts, max_iters=max_iters)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "num_clusters", "num_runs", "num_angles", "beta", "num_restarts",
+    "max_iters"))
+def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
+         num_restarts, max_iters):
+  """`prd` after its checks, as one program (runs vmapped over keys)."""
+  n, m = real.shape[0], generated.shape[0]
+  union = jnp.concatenate([real, generated])
 
   def run(k):
     fit = quantize.kmeans(union, key=k, num_clusters=num_clusters,
@@ -266,6 +279,31 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
   r_tr, r_te, g_tr, g_te = probe_lib.train_test_split(
       real, generated, key=key_split, test_fraction=test_fraction)
 
+  lr, lg, accuracy, loss, gnorm = _probe_ensemble(
+      r_tr, r_te, g_tr, g_te, jax.random.split(key_fit, num_runs),
+      learning_rate, weight_decay,
+      hidden_sizes=tuple(int(h) for h in hidden_sizes),
+      num_steps=int(num_steps),
+      batch_size=None if batch_size is None else int(batch_size))
+  curve = _curve_from_scores(lr, lg, num_angles=int(num_angles),
+                             beta=float(beta))
+  return ClassifierPRCurve(
+      precision=curve.precision, recall=curve.recall, slopes=curve.slopes,
+      f_beta=curve.f_beta, f_inv_beta=curve.f_inv_beta, logits_real=lr,
+      logits_generated=lg, heldout_accuracy=accuracy, train_loss=loss,
+      grad_norm=gnorm)
+
+
+@functools.partial(jax.jit, static_argnames=("hidden_sizes", "num_steps",
+                                             "batch_size"))
+def _probe_ensemble(r_tr, r_te, g_tr, g_te, keys, learning_rate,
+                    weight_decay, *, hidden_sizes, num_steps, batch_size):
+  """Probes vmapped over keys; median held-out logits of real and generated.
+
+  Returns:
+    median logits (N_test,) and (M_test,), their balanced accuracy at 0,
+    (R,) train losses, (R,) gradient norms.
+  """
   def fit(k):
     probe = probe_lib.fit_probe(
         r_tr, g_tr, key=k, hidden_sizes=hidden_sizes, num_steps=num_steps,
@@ -275,13 +313,7 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
             probe_lib.probe_logits(probe, g_te), probe.train_loss,
             probe.grad_norm)
 
-  lr, lg, loss, gnorm = jax.vmap(fit)(jax.random.split(key_fit, num_runs))
+  lr, lg, loss, gnorm = jax.vmap(fit)(keys)
   lr, lg = jnp.median(lr, axis=0), jnp.median(lg, axis=0)
-  curve = _curve_from_scores(lr, lg, num_angles=int(num_angles),
-                             beta=float(beta))
   accuracy = 0.5 * (jnp.mean(lr > 0) + jnp.mean(lg <= 0))
-  return ClassifierPRCurve(
-      precision=curve.precision, recall=curve.recall, slopes=curve.slopes,
-      f_beta=curve.f_beta, f_inv_beta=curve.f_inv_beta, logits_real=lr,
-      logits_generated=lg, heldout_accuracy=accuracy, train_loss=loss,
-      grad_norm=gnorm)
+  return lr, lg, accuracy, loss, gnorm

@@ -185,11 +185,44 @@ def _manifold_pass(real, generated, *, ks, strict, realism, block_size,
               nearest_generated=nearest_gen)
 
 
-def _squeeze(k, tree):
-  """Drops the K axis when `k` was a single int."""
-  if isinstance(k, int) or not hasattr(k, "__len__"):
-    return jax.tree.map(lambda a: a[0], tree)
-  return tree
+def _single(k) -> bool:
+  """Whether `k` was a single int (results then drop the K axis)."""
+  return isinstance(k, int) or not hasattr(k, "__len__")
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "block_size", "mesh",
+                                             "single"))
+def _improved_fields(real, generated, *, ks, block_size, mesh, single):
+  """`improved_precision_recall`'s fields, summaries included, in one program."""
+  out = _manifold_pass(real, generated, ks=ks, strict=False, realism=True,
+                       block_size=block_size, mesh=mesh)
+  fields = dict(
+      precision=jnp.mean(out["generated_in_real"], axis=1),
+      recall=jnp.mean(out["real_in_generated"], axis=1),
+      realism=out["realism"],
+      generated_in_real_manifold=out["generated_in_real"],
+      real_in_generated_manifold=out["real_in_generated"],
+      real_radii=out["real_radii"], generated_radii=out["generated_radii"])
+  return jax.tree.map(lambda a: a[0], fields) if single else fields
+
+
+@functools.partial(jax.jit, static_argnames=("ks", "block_size", "mesh",
+                                             "single"))
+def _prdc_fields(real, generated, *, ks, block_size, mesh, single):
+  """`prdc`'s fields, summaries included, in one program."""
+  out = _manifold_pass(real, generated, ks=ks, strict=True, realism=False,
+                       block_size=block_size, mesh=mesh)
+  k_col = jnp.asarray(ks, jnp.float32)[:, None]
+  fields = dict(
+      precision=jnp.mean(out["generated_in_real"], axis=1),
+      recall=jnp.mean(out["real_in_generated"], axis=1),
+      density=jnp.mean(out["counts"] / k_col, axis=1),
+      coverage=jnp.mean(out["covered"], axis=1),
+      generated_in_real_manifold=out["generated_in_real"],
+      real_in_generated_manifold=out["real_in_generated"],
+      generated_neighbor_counts=out["counts"], real_covered=out["covered"],
+      real_radii=out["real_radii"], generated_radii=out["generated_radii"])
+  return jax.tree.map(lambda a: a[0], fields) if single else fields
 
 
 @_results.result(static=("k",))
@@ -297,17 +330,10 @@ def improved_precision_recall(
   """
   ks = _normalise_ks(k)
   _check_inputs(real, generated, ks)
-  out = _manifold_pass(jnp.asarray(real), jnp.asarray(generated), ks=ks,
-                       strict=False, realism=True, block_size=block_size,
-                       mesh=mesh)
-  fields = dict(
-      precision=jnp.mean(out["generated_in_real"], axis=1),
-      recall=jnp.mean(out["real_in_generated"], axis=1),
-      realism=out["realism"],
-      generated_in_real_manifold=out["generated_in_real"],
-      real_in_generated_manifold=out["real_in_generated"],
-      real_radii=out["real_radii"], generated_radii=out["generated_radii"])
-  return ImprovedPRResult(**_squeeze(k, fields), k=_static_k(k, ks))
+  fields = _improved_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
+                            block_size=block_size, mesh=mesh,
+                            single=_single(k))
+  return ImprovedPRResult(**fields, k=_static_k(k, ks))
 
 
 def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
@@ -346,21 +372,10 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
   """
   ks = _normalise_ks(k)
   _check_inputs(real, generated, ks)
-  out = _manifold_pass(jnp.asarray(real), jnp.asarray(generated), ks=ks,
-                       strict=True, realism=False, block_size=block_size,
-                       mesh=mesh)
-  k_col = jnp.asarray(ks, jnp.float32)[:, None]
-  fields = dict(
-      precision=jnp.mean(out["generated_in_real"], axis=1),
-      recall=jnp.mean(out["real_in_generated"], axis=1),
-      density=jnp.mean(out["counts"] / k_col, axis=1),
-      coverage=jnp.mean(out["covered"], axis=1),
-      generated_in_real_manifold=out["generated_in_real"],
-      real_in_generated_manifold=out["real_in_generated"],
-      generated_neighbor_counts=out["counts"], real_covered=out["covered"],
-      real_radii=out["real_radii"], generated_radii=out["generated_radii"])
-  return PRDCResult(**_squeeze(k, fields), k=_static_k(k, ks))
+  fields = _prdc_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
+                        block_size=block_size, mesh=mesh, single=_single(k))
+  return PRDCResult(**fields, k=_static_k(k, ks))
 
 
 def _static_k(k, ks):
-  return ks[0] if isinstance(k, int) or not hasattr(k, "__len__") else ks
+  return ks[0] if _single(k) else ks

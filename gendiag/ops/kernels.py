@@ -141,10 +141,19 @@ def median_heuristic(x: jax.Array, y: Optional[jax.Array] = None, *,
   Returns:
     A scalar; 1.0 if every sampled pair coincides (so it is never 0).
   """
+  n = x.shape[0] + (0 if y is None else y.shape[0])
+  keep = (None if n <= max_points else
+          np.linspace(0, n - 1, max_points).astype(np.int32))
+  rows, cols = np.triu_indices(min(n, max_points), k=1)
+  return _median_distance(x, y, keep, rows, cols)
+
+
+@jax.jit
+def _median_distance(x, y, keep, rows, cols):
+  """sqrt(median of |z_r - z_c|^2 over the (rows, cols) pairs) or 1 if 0."""
   z = x if y is None else jnp.concatenate([x, y], axis=0)
-  if z.shape[0] > max_points:
-    z = z[np.linspace(0, z.shape[0] - 1, max_points).astype(np.int32)]
-  rows, cols = np.triu_indices(z.shape[0], k=1)
+  if keep is not None:
+    z = z[keep]
   sq = distances.sq_distances(z, z)[rows, cols]
   median = jnp.sqrt(jnp.median(sq))
   return jnp.where(median > 0, median, 1.0)

@@ -25,6 +25,7 @@ from flax import linen as nn
 import jax
 from jax import lax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from gendiag import _checks
@@ -68,9 +69,10 @@ class Probe:
   num_generated: int = 0
 
 
-def _logits(params, hidden_sizes, mean, scale, x):
+@functools.partial(jax.jit, static_argnames="hidden_sizes")
+def _logits(params, hidden_sizes, mean, scale, x, offset):
   return _MLP(tuple(hidden_sizes)).apply({"params": params},
-                                         (x - mean) / scale)
+                                         (x - mean) / scale) + offset
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -154,13 +156,14 @@ def fit_probe(real: jax.Array, generated: jax.Array, *, key: jax.Array,
 def probe_logits(probe: Probe, x: jax.Array) -> jax.Array:
   """(n,) log-odds that each row of x (n, D) is real."""
   return _logits(probe.params, probe.hidden_sizes, probe.mean, probe.scale,
-                 jnp.asarray(x))
+                 jnp.asarray(x), 0.0)
 
 
 def log_density_ratio(probe: Probe, x: jax.Array) -> jax.Array:
   """(n,) estimate of log dP/dQ(x) = logit(x) + log(N_g / N_r)."""
-  return probe_logits(probe, x) + jnp.log(probe.num_generated /
-                                          probe.num_real)
+  return _logits(probe.params, probe.hidden_sizes, probe.mean, probe.scale,
+                 jnp.asarray(x), float(np.log(probe.num_generated /
+                                              probe.num_real)))
 
 
 def train_test_split(real: jax.Array, generated: jax.Array, *,
@@ -183,9 +186,15 @@ def train_test_split(real: jax.Array, generated: jax.Array, *,
     if n < 2:
       raise ValueError(f"`{name}` needs at least 2 samples to split; got {n}.")
     n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
-    perm = jax.random.permutation(k, n)
-    out += [jnp.asarray(x)[perm[n_test:]], jnp.asarray(x)[perm[:n_test]]]
+    out += _split(k, jnp.asarray(x), n_test)
   return tuple(out)
+
+
+@functools.partial(jax.jit, static_argnames="num_test")
+def _split(key, x, num_test):
+  """(rows after the first num_test of a permutation, those num_test rows)."""
+  perm = jax.random.permutation(key, x.shape[0])
+  return [x[perm[num_test:]], x[perm[:num_test]]]
 
 
 def heldout_logits(real: jax.Array, generated: jax.Array, *, key: jax.Array,

@@ -98,13 +98,19 @@ def pca_fit(x: jax.Array, *, num_components: Optional[int] = None,
     r = int(num_components)
   else:
     r = d
-  return PCA(mean=mean, components=components[:, :r],
-             explained_variance_ratio=ratio[:r])
+  # Kept columns sliced on the host (a JAX slice compiles a program per r).
+  return PCA(mean=mean, components=jnp.asarray(np.asarray(components)[:, :r]),
+             explained_variance_ratio=jnp.asarray(np.asarray(ratio)[:r]))
 
 
 def pca_transform(pca: PCA, x: jax.Array) -> jax.Array:
   """Projects (n, d) rows onto the fitted components: (n, r)."""
-  return jnp.matmul(x - pca.mean, pca.components, precision=linalg.HIGHEST)
+  return _project(jnp.asarray(x), pca.mean, pca.components)
+
+
+@jax.jit
+def _project(x, mean, components):
+  return jnp.matmul(x - mean, components, precision=linalg.HIGHEST)
 
 
 @_results.result(static=("num_clusters",))
