@@ -73,6 +73,7 @@ import optax
 
 from gendiag import _checks
 from gendiag import _results
+from gendiag.ops import bootstrap
 from gendiag.ops import distances
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -578,19 +579,12 @@ def _prepare_pair(train, test):
 def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   """C on standardised sets: centres = `size` shuffled train rows."""
   key_split, key_fit = jax.random.split(key)
-  rest, centres, index = _shuffle_split(key_split, train_s, size)
+  rest, centres, index = bootstrap.permuted_split(key_split, train_s, size)
   fit, _ = _fit_jit(rest, centres, key_fit, dim, **options)
   nll = _mean(_nll_jit(test_s, centres, fit.log_variances, dim,
                        options["block_size"], mesh))
   return BaselineResult(nll=nll, centre_index=index, epochs=fit.epochs,
                         converged=fit.converged)
-
-
-@functools.partial(jax.jit, static_argnames="size")
-def _shuffle_split(key, x, size):
-  """(rows after the first `size` of a permutation, those rows, their index)."""
-  perm = jax.random.permutation(key, x.shape[0])
-  return x[perm[size:]], x[perm[:size]], perm[:size].astype(jnp.int32)
 
 
 _mean = jax.jit(jnp.mean)

@@ -12,6 +12,8 @@ References:
   intervals).
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import jax.scipy.stats  # noqa: F401  (registers jax.scipy.stats)
@@ -45,3 +47,16 @@ def normal_interval(estimate: jax.Array, values: jax.Array, *,
   z = jax.scipy.stats.norm.ppf(0.5 + level / 2.0)
   half = z * jnp.std(values, ddof=1)
   return estimate - half, estimate + half
+
+
+@functools.partial(jax.jit, static_argnames="num_first")
+def permuted_split(key: jax.Array, x: jax.Array, num_first: int):
+  """Rows of x in a seeded random order, cut after the first `num_first`.
+
+  Returns:
+    (the other rows (n - num_first, ...), the first rows (num_first, ...),
+    their int32 indices into x (num_first,)).
+  """
+  perm = jax.random.permutation(key, x.shape[0])
+  return (x[perm[num_first:]], x[perm[:num_first]],
+          perm[:num_first].astype(jnp.int32))

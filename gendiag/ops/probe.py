@@ -30,6 +30,7 @@ import optax
 
 from gendiag import _checks
 from gendiag import _results
+from gendiag.ops import bootstrap
 
 
 class _MLP(nn.Module):
@@ -186,15 +187,8 @@ def train_test_split(real: jax.Array, generated: jax.Array, *,
     if n < 2:
       raise ValueError(f"`{name}` needs at least 2 samples to split; got {n}.")
     n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
-    out += _split(k, jnp.asarray(x), n_test)
+    out += bootstrap.permuted_split(k, jnp.asarray(x), n_test)[:2]
   return tuple(out)
-
-
-@functools.partial(jax.jit, static_argnames="num_test")
-def _split(key, x, num_test):
-  """(rows after the first num_test of a permutation, those num_test rows)."""
-  perm = jax.random.permutation(key, x.shape[0])
-  return [x[perm[num_test:]], x[perm[:num_test]]]
 
 
 def heldout_logits(real: jax.Array, generated: jax.Array, *, key: jax.Array,
