@@ -202,6 +202,14 @@ def _interval(estimate, replicates, level, upper):
           jnp.std(replicates, ddof=1))
 
 
+def _interval_fields(front, mauves, fis, level):
+  """Result fields of the MAUVE and FI intervals from their replicates."""
+  mauve_ci, mauve_std = _interval(front.mauve, mauves, float(level), 1.0)
+  fi_ci, fi_std = _interval(front.frontier_integral, fis, float(level), 1.0)
+  return dict(mauve_ci=mauve_ci, frontier_integral_ci=fi_ci,
+              mauve_std=mauve_std, frontier_integral_std=fi_std)
+
+
 # --------------------------------------------------------------------------
 # Features -> cluster labels.
 
@@ -370,10 +378,7 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
         key_boot, labels_real, labels_gen, c, num_clusters=k,
         num_resamples=int(num_resamples), smoothing=smoothing,
         num_weights=int(num_weights))
-    mauve_ci, mauve_std = _interval(front.mauve, mauves, float(level), 1.0)
-    fi_ci, fi_std = _interval(front.frontier_integral, fis, float(level), 1.0)
-    extra.update(mauve_ci=mauve_ci, frontier_integral_ci=fi_ci,
-                 mauve_std=mauve_std, frontier_integral_std=fi_std)
+    extra.update(_interval_fields(front, mauves, fis, level))
   if null_baseline:
     if n < 2:
       raise ValueError("null_baseline needs at least 2 real samples.")
@@ -643,10 +648,7 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
     mauves, fis = _bootstrap_ratio(key_boot, s_real, s_gen, c,
                                    num_resamples=int(num_resamples),
                                    num_weights=int(num_weights))
-    mauve_ci, mauve_std = _interval(front.mauve, mauves, float(level), 1.0)
-    fi_ci, fi_std = _interval(front.frontier_integral, fis, float(level), 1.0)
-    extra.update(mauve_ci=mauve_ci, frontier_integral_ci=fi_ci,
-                 mauve_std=mauve_std, frontier_integral_std=fi_std)
+    extra.update(_interval_fields(front, mauves, fis, level))
   # Summaries of the host-side scores in numpy, not as small programs.
   sr, sg = np.asarray(s_real), np.asarray(s_gen)
   accuracy = np.float32(0.5 * (np.mean(sr > 0) + np.mean(sg <= 0)))
