@@ -73,18 +73,20 @@ def _interrupt_at(step):
   return hook
 
 
-@pytest.mark.parametrize("stop_at", [5, 6])
-def test_resume_gives_bitwise_identical_parameters(tmp_path, stop_at):
+@pytest.mark.parametrize("stop_at,warmup", [(5, 0), (6, 0), (5, 7)])
+def test_resume_gives_bitwise_identical_parameters(tmp_path, stop_at, warmup):
   # A critic objective, so the critic's parameters and optimiser state are
   # checkpointed too. Interrupting at 5 restarts from the on-exit save
   # (5 is no checkpoint period); at 6 from the periodic checkpoint and the
-  # on-exit save at the same step.
+  # on-exit save at the same step. With a critic warm-up, the resumed run
+  # must not warm up again.
   data, _ = _ring(256)
   flow = _flow(data)
   objective = losses.make_objective("fdiv_weighted_mle", divergence="pr",
                                     lam=2.0, critic_hidden_sizes=(8,))
   config = trainer.TrainConfig(num_steps=10, batch_size=32, log_every=5,
-                               checkpoint_every=3, critic_steps=1)
+                               checkpoint_every=3, critic_steps=1,
+                               critic_warmup_steps=warmup)
   key = jax.random.key(3)
   straight = trainer.train(flow, objective, data, key=key, config=config,
                            workdir=str(tmp_path / "straight"))
@@ -108,6 +110,36 @@ def test_resume_gives_bitwise_identical_parameters(tmp_path, stop_at):
   for a, b in zip(log, ref):
     if a["steps_averaged"] == b["steps_averaged"]:
       assert a["loss"] == b["loss"]
+
+
+def test_critic_warmup_fits_the_critic_before_the_first_flow_step():
+  # One flow step after 0 or 300 warm-up critic steps: the warm critic's
+  # dual bound (logged at step 1, after that step's own critic step) is
+  # higher, and MLE (no critic) ignores the setting.
+  data, _ = _ring(512)
+  flow = _flow(data)
+  objective = losses.make_objective("fdiv", divergence="pr", lam=1.0,
+                                    auxiliary="jensen_shannon",
+                                    critic_hidden_sizes=(32, 32))
+  bounds, critics = {}, {}
+  for warmup in (0, 300):
+    config = trainer.TrainConfig(num_steps=1, batch_size=128, log_every=1,
+                                 critic_steps=1, critic_learning_rate=3e-3,
+                                 critic_warmup_steps=warmup)
+    result = trainer.train(flow, objective, data, key=jax.random.key(0),
+                           config=config)
+    bounds[warmup] = result.metrics["critic_bound"]
+    critics[warmup] = result.critic_params
+  assert bounds[300] > bounds[0] + 0.05, bounds
+  assert not np.array_equal(critics[0]["Dense_0"]["kernel"],
+                            critics[300]["Dense_0"]["kernel"])
+  config = trainer.TrainConfig(num_steps=2, batch_size=32,
+                               critic_warmup_steps=50)
+  mle = losses.make_objective("mle")
+  a = trainer.train(flow, mle, data, key=jax.random.key(0), config=config)
+  b = trainer.train(flow, mle, data, key=jax.random.key(0),
+                    config=dataclasses.replace(config, critic_warmup_steps=0))
+  _leaves_equal(a.params, b.params)
 
 
 def test_checkpoints_and_run_identity(tmp_path):
@@ -179,7 +211,10 @@ def test_bad_inputs_fail_at_start(tmp_path):
     trainer.train(models.Flow(dim=2), "mle", data, key=key, config=config)
   for kwargs, match in ((dict(num_steps=0), "num_steps"),
                         (dict(learning_rate=0.0), "learning_rate"),
-                        (dict(grad_clip=-1.0), "grad_clip")):
+                        (dict(grad_clip=-1.0), "grad_clip"),
+                        (dict(critic_warmup_steps=-1), "critic_warmup_steps"),
+                        (dict(critic_warmup_steps=1.5),
+                         "critic_warmup_steps")):
     with pytest.raises(ValueError, match=match):
       trainer.TrainConfig(**kwargs)
   assert not os.listdir(tmp_path)  # nothing was written

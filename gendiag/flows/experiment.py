@@ -105,13 +105,17 @@ def build(config, data: Data):
       lam=oc.lam if divergence == "pr" else None, form=None,
       auxiliary=oc.auxiliary,
       critic_hidden_sizes=tuple(oc.critic_hidden_sizes),
+      critic_fourier_features=oc.critic_fourier_features,
+      critic_fourier_scale=oc.critic_fourier_scale,
       kernel=oc.kernel, bandwidth_multipliers=tuple(oc.bandwidth_multipliers))
   common = dict(batch_size=tc.batch_size, log_every=tc.log_every,
                 checkpoint_every=tc.checkpoint_every)
   train_config = trainer.TrainConfig(
       num_steps=tc.num_steps, learning_rate=tc.learning_rate,
       critic_learning_rate=tc.critic_learning_rate,
-      critic_steps=tc.critic_steps, grad_clip=tc.grad_clip, **common)
+      critic_steps=tc.critic_steps,
+      critic_warmup_steps=tc.critic_warmup_steps, grad_clip=tc.grad_clip,
+      **common)
   pretrain = None
   if tc.pretrain_mle_steps:
     pretrain = trainer.TrainConfig(num_steps=tc.pretrain_mle_steps,

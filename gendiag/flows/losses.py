@@ -118,7 +118,9 @@ class Objective:
       elif isinstance(value, discriminator.Discriminator):
         value = {"auxiliary": value.auxiliary.name,
                  "hidden_sizes": list(value.hidden_sizes),
-                 "ratio_range": list(value.ratio_range)}
+                 "ratio_range": list(value.ratio_range),
+                 "fourier_features": value.fourier_features,
+                 "fourier_scale": value.fourier_scale}
       elif isinstance(value, tuple):
         value = list(value)
       out[field.name] = value
@@ -344,7 +346,8 @@ def make_objective(name: str, *, divergence: str = "kl",
                    lam: Optional[float] = None, form: Optional[str] = None,
                    auxiliary: str = "pearson",
                    critic_hidden_sizes=(64, 64),
-                   ratio_range=(1e-3, 1e3), normalize_weights: bool = True,
+                   ratio_range=(1e-3, 1e3), critic_fourier_features: int = 0,
+                   critic_fourier_scale: float = 10.0, normalize_weights: bool = True,
                    kernel: str = "gaussian", bandwidth: Optional[float] = None,
                    bandwidth_multipliers=(1.0,),
                    estimator: str = "unbiased") -> Objective:
@@ -364,6 +367,8 @@ def make_objective(name: str, *, divergence: str = "kl",
       paper).
     critic_hidden_sizes: critic MLP widths.
     ratio_range: clip of the ratio estimate.
+    critic_fourier_features, critic_fourier_scale: the critic's sin input
+      layer (`discriminator.Discriminator`); 0 features for none.
     normalize_weights: weighted_mle's batch normalisation of the weights.
     kernel, bandwidth, bandwidth_multipliers, estimator: for 'mmd'.
 
@@ -400,7 +405,9 @@ def make_objective(name: str, *, divergence: str = "kl",
     div = fdiv.get(divergence)
   critic = discriminator.Discriminator(
       fdiv.get(auxiliary), hidden_sizes=tuple(critic_hidden_sizes),
-      ratio_range=tuple(ratio_range))
+      ratio_range=tuple(ratio_range),
+      fourier_features=critic_fourier_features,
+      fourier_scale=critic_fourier_scale)
   if form == "adversarial":
     if not np.isfinite(div.f(jnp.asarray(ratio_range[0]))):
       raise ValueError(f"{div.name}: f is infinite at the ratio clip "

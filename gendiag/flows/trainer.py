@@ -14,6 +14,12 @@ a fresh data batch and fresh flow samples):
   critic:  phi <- phi - adam(grad_phi critic_loss)
   flow:    theta <- theta - adam(clip(grad_theta flow_loss, grad_clip))
 
+A fresh (not resumed) run of a critic objective first takes
+`critic_warmup_steps` critic steps against the initial flow, so the flow's
+first steps follow a fitted ratio estimate rather than an untrained critic
+(fine-tuning a pretrained flow from a random critic moved it away from the
+data on the 2-D ring; with a warm critic the PR trade-off appears).
+
 The only I/O of the flows package lives here, in `workdir`:
 
   run.json          the run's identity (flow, objective, hyperparameters,
@@ -68,6 +74,8 @@ class TrainConfig:
     learning_rate: Adam learning rate of the flow.
     critic_learning_rate: Adam learning rate of the critic.
     critic_steps: critic steps per flow step (critic objectives only).
+    critic_warmup_steps: critic steps before the first flow step of a fresh
+      run (critic objectives only; 0 for none).
     grad_clip: global-norm clip of the flow gradient; 0 disables it.
     log_every: steps between metrics lines and progress logs.
     checkpoint_every: steps between checkpoints (with a workdir).
@@ -78,6 +86,7 @@ class TrainConfig:
   learning_rate: float = 1e-3
   critic_learning_rate: float = 1e-3
   critic_steps: int = 2
+  critic_warmup_steps: int = 0
   grad_clip: float = 1.0
   log_every: int = 100
   checkpoint_every: int = 500
@@ -89,6 +98,10 @@ class TrainConfig:
       value = getattr(self, name)
       if int(value) != value or value < 1:
         raise ValueError(f"`{name}` must be an integer >= 1; got {value}.")
+    value = self.critic_warmup_steps
+    if int(value) != value or value < 0:
+      raise ValueError(f"`critic_warmup_steps` must be an integer >= 0; got "
+                       f"{value}.")
     for name in ("learning_rate", "critic_learning_rate"):
       if not getattr(self, name) > 0:
         raise ValueError(f"`{name}` must be > 0; got {getattr(self, name)}.")
@@ -139,37 +152,51 @@ def init_state(flow, objective, config: TrainConfig, key, init_params=None):
   return state
 
 
-def make_step(flow, objective, config: TrainConfig):
-  """step(state, data, labels, key, t) -> (state, metrics): one pure step."""
-  flow_opt, critic_opt = _optimizers(config)
-  flow_grad = jax.value_and_grad(objective.flow_loss, argnums=1, has_aux=True)
+def _batch_at(data, labels, key, batch_size):
+  idx = jax.random.randint(key, (batch_size,), 0, data.shape[0])
+  return losses.Batch(data[idx], None if labels is None else labels[idx])
+
+
+def _critic_update(flow, objective, config: TrainConfig):
+  """update(state, data, labels, key) -> (state, loss, aux): one critic step."""
+  critic_opt = _optimizers(config)[1]
   critic_grad = jax.value_and_grad(objective.critic_loss, argnums=1,
                                    has_aux=True)
+
+  def update(state, data, labels, key):
+    kb, ks = jax.random.split(key)
+    (closs, caux), cg = critic_grad(
+        flow, state["critic_params"], state["params"],
+        _batch_at(data, labels, kb, config.batch_size), ks)
+    updates, cs = critic_opt.update(cg, state["critic_opt_state"],
+                                    state["critic_params"])
+    state = dict(state, critic_params=optax.apply_updates(
+        state["critic_params"], updates), critic_opt_state=cs)
+    return state, closs, caux
+
+  return update
+
+
+def make_step(flow, objective, config: TrainConfig):
+  """step(state, data, labels, key, t) -> (state, metrics): one pure step."""
+  flow_opt = _optimizers(config)[0]
+  flow_grad = jax.value_and_grad(objective.flow_loss, argnums=1, has_aux=True)
+  critic_update = _critic_update(flow, objective, config)
 
   def step(state, data, labels, key, t):
     key_t = jax.random.fold_in(key, t)
     key_batch, key_critic, key_flow = jax.random.split(key_t, 3)
-
-    def batch_at(k):
-      idx = jax.random.randint(k, (config.batch_size,), 0, data.shape[0])
-      return losses.Batch(data[idx], None if labels is None else labels[idx])
-
     metrics = {}
     state = dict(state)
     if objective.uses_critic:
-      cp, cs = state["critic_params"], state["critic_opt_state"]
       for j in range(config.critic_steps):
-        kb, ks = jax.random.split(jax.random.fold_in(key_critic, j))
-        (closs, caux), cg = critic_grad(flow, cp, state["params"],
-                                        batch_at(kb), ks)
-        updates, cs = critic_opt.update(cg, cs, cp)
-        cp = optax.apply_updates(cp, updates)
-      state["critic_params"], state["critic_opt_state"] = cp, cs
+        state, closs, caux = critic_update(
+            state, data, labels, jax.random.fold_in(key_critic, j))
       metrics["critic_loss"] = closs
       metrics.update(caux)
-    (loss, aux), grads = flow_grad(flow, state["params"],
-                                   state.get("critic_params", {}),
-                                   batch_at(key_batch), key_flow)
+    (loss, aux), grads = flow_grad(
+        flow, state["params"], state.get("critic_params", {}),
+        _batch_at(data, labels, key_batch, config.batch_size), key_flow)
     updates, state["opt_state"] = flow_opt.update(grads, state["opt_state"],
                                                   state["params"])
     state["params"] = optax.apply_updates(state["params"], updates)
@@ -180,6 +207,24 @@ def make_step(flow, objective, config: TrainConfig):
     return state, metrics
 
   return step
+
+
+@functools.lru_cache(maxsize=16)
+def make_critic_warmup(flow, objective, config: TrainConfig):
+  """Jitted warmup(state, data, labels, key) -> (state, critic losses).
+
+  `config.critic_warmup_steps` critic steps against the fixed flow.
+  """
+  critic_update = _critic_update(flow, objective, config)
+
+  def warmup(state, data, labels, key):
+    def body(s, k):
+      s, closs, _ = critic_update(s, data, labels, k)
+      return s, closs
+    return jax.lax.scan(body, state, jax.random.split(
+        key, config.critic_warmup_steps))
+
+  return jax.jit(warmup)
 
 
 @functools.lru_cache(maxsize=16)
@@ -370,7 +415,23 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
       saved_step = s
 
   step = start
+  warming = (resumed_from is None and objective.uses_critic
+             and config.critic_warmup_steps > 0)
   try:
+    if warming:
+      t0 = time.perf_counter()
+      state, closses = make_critic_warmup(flow, objective, config)(
+          state, data, labels, jax.random.split(key, 3)[2])
+      closses = np.asarray(closses)
+      if not np.all(np.isfinite(closses)):
+        raise NonFiniteLossError(
+            "flow training: the critic's loss became NaN/inf during its "
+            "warm-up; lower critic_learning_rate.")
+      warming = False
+      logging.info("flow trainer: critic warm-up, %d steps (%.1f s): critic "
+                   "loss %.4g -> %.4g", config.critic_warmup_steps,
+                   time.perf_counter() - t0, float(np.mean(closses[:10])),
+                   float(np.mean(closses[-10:])))
     for end in _boundaries(start, config):
       new_state, metrics = run(state, data, labels, key_steps,
                                jnp.int32(step), jnp.int32(end))
@@ -405,7 +466,8 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
     _close(manager, writer)
     raise
   except BaseException:
-    save(step, state)  # on exit: the last completed chunk's state
+    if not warming:  # an interrupted warm-up restarts from scratch
+      save(step, state)  # on exit: the last completed chunk's state
     _close(manager, writer)
     raise
   save(step, state)
