@@ -14,9 +14,11 @@ import numpy as np
 import pytest
 
 from configs import pr_tradeoff as experiment_config
+from gendiag.flows import losses
 from gendiag.flows import models
 from gendiag.flows import trainer
 from gendiag.flows import tradeoff
+from gendiag.ops import fdiv
 
 
 @pytest.fixture(scope="module")
@@ -73,6 +75,83 @@ def test_digits_are_pca_features():
   np.testing.assert_allclose(train.mean(axis=0), 0, atol=1e-3)
 
 
+@pytest.mark.parametrize("lam", [0.3, 0.7, 1.0, 2.5, 10.0])
+def test_centred_pr_is_the_pr_divergence_and_bounded(lam):
+  # Same divergence as f_lam on discrete P, Q (one with a state Q misses),
+  # bounded in [-1, 1] and flat where lam u >= 1.
+  pr = fdiv.get("pr", lam=lam)
+  centred = tradeoff.CentredPR(lam=lam)
+  for p, q in (([0.1, 0.2, 0.3, 0.4], [0.35, 0.3, 0.15, 0.2]),
+               ([0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.0, 0.0])):
+    p, q = np.asarray(p), np.asarray(q)
+    np.testing.assert_allclose(fdiv.f_divergence(p, q, centred),
+                               fdiv.f_divergence(p, q, pr), atol=1e-6)
+  assert float(centred.f(1.0)) == 0.0
+  u = np.geomspace(1e-6, 1e6, 49)
+  values = np.asarray(centred.f(u))
+  assert np.all(np.abs(values) <= 1.0)
+  np.testing.assert_array_equal(values[lam * u >= 1], values[-1])
+
+
+def test_by_side_form_picks_the_estimator_of_each_side():
+  settings = tradeoff.ObjectiveSettings(form="by_side",
+                                        critic_hidden_sizes=(8,))
+  recall_side = settings.make("pr", 0.3)
+  assert isinstance(recall_side, losses.WeightedMaximumLikelihood)
+  assert recall_side.divergence.lam == 0.3
+  for lam in (1.0, 3.0):
+    precision_side = settings.make("pr", lam)
+    assert isinstance(precision_side, losses.AdversarialFDivergence)
+    assert isinstance(precision_side.divergence, tradeoff.CentredPR)
+  assert isinstance(settings.make("reverse_kl"),
+                    losses.AdversarialFDivergence)
+  assert isinstance(settings.make("mle"), losses.MaximumLikelihood)
+  with pytest.raises(ValueError, match="unknown objective form"):
+    tradeoff.ObjectiveSettings(form="sideways")
+
+
+def _result(precision, recall, mle_recall, n=1000):
+  # PR runs at lam = 0.1, 1, 10 (values in that order), then MLE.
+  r = 4
+  col = lambda v: np.asarray(v, np.float32)[:, None]
+  return tradeoff.TradeoffResult(
+      lams=np.asarray([0.1, 1.0, 10.0, np.nan]),
+      precision=col(list(precision) + [0.5]),
+      recall=col(list(recall) + [mle_recall]),
+      prd_precision=np.zeros((r, 3), np.float32),
+      prd_recall=np.zeros((r, 3), np.float32),
+      prd_f_beta=col([0.0] * r), prd_f_inv_beta=col([0.0] * r),
+      final_loss=col([0.0] * r), samples=np.zeros((r, n, 2), np.float32),
+      pretrained_precision=np.zeros(1), pretrained_recall=np.zeros(1),
+      dataset="toy", objectives=("pr",) * (r - 1) + ("mle",),
+      labels=("a",) * r, k=3, num_seeds=1)
+
+
+def test_is_monotone_strict_within_noise_and_end_to_end():
+  # 2 standard errors at n = 1000 and p ~ 0.97 are ~0.015.
+  strict = tradeoff.is_monotone(_result([0.6, 0.8, 0.9], [0.98, 0.95, 0.85],
+                                        0.96))
+  assert all(strict.values()), strict
+  # A 0.008 step against the trend near recall 0.98: noise, not a failure.
+  noisy = tradeoff.is_monotone(_result([0.6, 0.8, 0.9], [0.973, 0.981, 0.85],
+                                       0.96))
+  assert not noisy["recall_falls"] and noisy["recall_falls_within_noise"]
+  assert noisy["recall_falls_end_to_end"]
+  # A 0.1 step against the trend is a failure either way; equal ends are no
+  # end-to-end trade-off; MLE below a lam > 1 run is off the recall side.
+  broken = tradeoff.is_monotone(_result([0.6, 0.5, 0.605], [0.9, 0.95, 0.9],
+                                        0.8))
+  assert not broken["precision_rises_within_noise"]
+  assert not broken["precision_rises_end_to_end"]
+  assert not broken["recall_falls_within_noise"]
+  assert not broken["recall_falls_end_to_end"]
+  assert not broken["mle_on_recall_side"]
+  # More rows, smaller noise: the same 0.008 step now counts.
+  assert not tradeoff.is_monotone(_result(
+      [0.6, 0.8, 0.9], [0.973, 0.981, 0.85], 0.96,
+      n=20000))["recall_falls_within_noise"]
+
+
 def test_bad_settings_fail_before_training():
   x = np.zeros((50, 2), np.float32) + np.arange(50)[:, None]
   with pytest.raises(ValueError, match="lams"):
@@ -99,6 +178,8 @@ def test_ring_tradeoff_direction():
       flow=models.Flow(dim=2, **flow_cfg),
       pretrain=trainer.TrainConfig(**config.pretrain.to_dict()),
       finetune=trainer.TrainConfig(**config.finetune.to_dict()),
+      objective=tradeoff.ObjectiveSettings.from_dict(
+          config.objective.to_dict()),
       prd_clusters=10, prd_runs=2, dataset="ring")
   precision = np.asarray(result.precision)[:, 0]
   recall = np.asarray(result.recall)[:, 0]
