@@ -68,7 +68,13 @@ class Laplace(_Radial):
   """Laplace kernel exp(-|x - y| / bandwidth).
 
   |x - y| is not differentiable at 0; the gradient there is defined as 0
-  (a safe square root), so `grad` stays finite.
+  (a safe square root), so `grad` stays finite. Distances come from the
+  matmul formula |x|^2 + |y|^2 - 2 x.y in float32, whose round-off (about
+  eps |x|^2) the square root raises to about sqrt(eps) |x|: k(x, x) can
+  read 1 - 4e-4 instead of 1 (measured for |x|^2 ~ 4, bandwidth 1, on a
+  CPU whose matmul sums in another order than the row norms). The
+  unbiased MMD never uses the diagonal; the Gaussian and IMQ kernels see
+  only eps-sized errors.
   """
   bandwidth: float = 1.0
 
