@@ -152,6 +152,19 @@ def test_is_monotone_strict_within_noise_and_end_to_end():
       n=20000))["recall_falls_within_noise"]
 
 
+def test_per_dataset_overrides_replace_fields_and_num_seeds():
+  config = experiment_config.get_config("")
+  digits, ring = (tradeoff._merged(config, n) for n in ("digits", "ring"))
+  assert digits["num_seeds"] == 3 and ring["num_seeds"] == config.num_seeds
+  assert digits["objective"]["critic_hidden_sizes"] == (32, 32)
+  assert digits["objective"]["auxiliary"] == config.objective.auxiliary
+  assert digits["finetune"]["critic_steps"] == 3
+  assert ring["finetune"]["critic_steps"] == config.finetune.critic_steps
+  config.overrides.ring = {"optimizer": {"lr": 1.0}}
+  with pytest.raises(ValueError, match="overrides.ring.optimizer"):
+    tradeoff._merged(config, "ring")
+
+
 def test_bad_settings_fail_before_training():
   x = np.zeros((50, 2), np.float32) + np.arange(50)[:, None]
   with pytest.raises(ValueError, match="lams"):

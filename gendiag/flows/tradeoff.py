@@ -716,13 +716,18 @@ def _version(package: str) -> str:
 
 
 def _merged(config, name):
-  """The config's flow/training/objective settings with its overrides."""
+  """The config's per-dataset settings: sections and num_seeds, overridden."""
   cfg = {"flow": config.flow.to_dict(), "pretrain": config.pretrain.to_dict(),
          "finetune": config.finetune.to_dict(),
-         "objective": config.objective.to_dict()}
+         "objective": config.objective.to_dict(),
+         "num_seeds": int(config.num_seeds)}
   overrides = config.get("overrides", {})
   for section, values in dict(overrides.get(name, {})).items():
-    cfg[section] = {**cfg[section], **dict(values)}
+    if section not in cfg:
+      raise ValueError(f"overrides.{name}.{section}: unknown; choose from "
+                       f"{sorted(cfg)}.")
+    cfg[section] = (int(values) if section == "num_seeds"
+                    else {**cfg[section], **dict(values)})
   return cfg
 
 
@@ -761,7 +766,7 @@ def experiment(config, workdir: str) -> dict:
           flow=models.Flow(dim=info["dim"], **flow_cfg),
           pretrain=trainer.TrainConfig(**cfg["pretrain"]),
           finetune=trainer.TrainConfig(**cfg["finetune"]),
-          objective=settings, num_seeds=config.num_seeds,
+          objective=settings, num_seeds=cfg["num_seeds"],
           k=config.eval.k, prd_clusters=config.eval.prd_clusters,
           prd_runs=config.eval.prd_runs, dataset=name)
       results.append(result)
