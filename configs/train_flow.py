@@ -72,7 +72,8 @@ def get_config(arg: str = ""):
       kernel="gaussian", bandwidth_multipliers=(0.5, 1.0, 2.0)))
   config.train = ml_collections.ConfigDict(dict(
       num_steps=3000, batch_size=256, learning_rate=1e-3,
-      critic_learning_rate=1e-3, critic_steps=2, critic_warmup_steps=500,
+      critic_learning_rate=1e-3, critic_weight_decay=0.0, critic_steps=2,
+      critic_warmup_steps=500,
       grad_clip=1.0,
       pretrain_mle_steps=0, pretrain_learning_rate=1e-3, log_every=100,
       checkpoint_every=500))

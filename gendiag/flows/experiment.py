@@ -113,6 +113,7 @@ def build(config, data: Data):
   train_config = trainer.TrainConfig(
       num_steps=tc.num_steps, learning_rate=tc.learning_rate,
       critic_learning_rate=tc.critic_learning_rate,
+      critic_weight_decay=tc.critic_weight_decay,
       critic_steps=tc.critic_steps,
       critic_warmup_steps=tc.critic_warmup_steps, grad_clip=tc.grad_clip,
       **common)
