@@ -57,6 +57,8 @@ def test_smoke_table_has_every_run(smoke_run):
     for r in runs:
       assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1
       assert np.isfinite(r["final_loss"])
+      # Every run but MLE trains a critic in the smoke config.
+      assert (r["critic_gap"] is None) == (r["objective"] == "mle"), r
     assert f"## {name}" in table
   for lam in config.lams:
     assert f"| PR | {lam:g} |" in table
@@ -110,6 +112,33 @@ def test_by_side_form_picks_the_estimator_of_each_side():
     tradeoff.ObjectiveSettings(form="sideways")
 
 
+def test_critic_gap_flags_a_critic_that_memorised_its_rows():
+  # 16 training rows of the ring: a wide critic fitted for 1,500 steps
+  # against the flow puts a much higher ratio on them than on fresh rows
+  # of the same ring; the untrained critic does not; MLE has no critic.
+  train, test, _ = tradeoff.load_dataset("ring", key=jax.random.key(3),
+                                         num_train=16, num_test=500)
+  flow = models.Flow(dim=2, num_layers=2, hidden_sizes=(16,)).normalized_for(
+      train)
+  objective = tradeoff.ObjectiveSettings(
+      form="adversarial", critic_hidden_sizes=(64, 64),
+      critic_fourier_features=0).make("pr", 1.0)
+  params = flow.init(jax.random.key(0))
+  gaps = {}
+  for steps in (1, 1500):
+    config = trainer.TrainConfig(num_steps=1, batch_size=16,
+                                 learning_rate=1e-9, critic_steps=1,
+                                 critic_learning_rate=3e-3,
+                                 critic_warmup_steps=steps)
+    fit = trainer.train(flow, objective, train, key=jax.random.key(1),
+                        config=config, init_params=params)
+    gaps[steps] = tradeoff.critic_gap(objective, flow, fit.critic_params,
+                                      train, test)
+  assert gaps[1500] > 0.5 and abs(gaps[1]) < 0.2, gaps  # 0.74, -0.10
+  assert np.isnan(tradeoff.critic_gap(losses.make_objective("mle"), flow,
+                                      {}, train, test))
+
+
 def _result(precision, recall, mle_recall, n=1000):
   # PR runs at lam = 0.1, 1, 10 (values in that order), then MLE.
   r = 4
@@ -121,7 +150,8 @@ def _result(precision, recall, mle_recall, n=1000):
       prd_precision=np.zeros((r, 3), np.float32),
       prd_recall=np.zeros((r, 3), np.float32),
       prd_f_beta=col([0.0] * r), prd_f_inv_beta=col([0.0] * r),
-      final_loss=col([0.0] * r), samples=np.zeros((r, n, 2), np.float32),
+      final_loss=col([0.0] * r), critic_gap=col([0.0] * (r - 1) + [np.nan]),
+      samples=np.zeros((r, n, 2), np.float32),
       pretrained_precision=np.zeros(1), pretrained_recall=np.zeros(1),
       dataset="toy", objectives=("pr",) * (r - 1) + ("mle",),
       labels=("a",) * r, k=3, num_seeds=1)
@@ -156,10 +186,11 @@ def test_per_dataset_overrides_replace_fields_and_num_seeds():
   config = experiment_config.get_config("")
   digits, ring = (tradeoff._merged(config, n) for n in ("digits", "ring"))
   assert digits["num_seeds"] == 3 and ring["num_seeds"] == config.num_seeds
-  assert digits["objective"]["critic_hidden_sizes"] == (32, 32)
+  assert digits["objective"]["critic_hidden_sizes"] == (64, 64)
   assert digits["objective"]["auxiliary"] == config.objective.auxiliary
-  assert digits["finetune"]["critic_steps"] == 3
-  assert ring["finetune"]["critic_steps"] == config.finetune.critic_steps
+  assert digits["finetune"]["critic_weight_decay"] == 0.2
+  assert digits["finetune"]["critic_steps"] == config.finetune.critic_steps
+  assert ring["finetune"]["critic_weight_decay"] == 0.0
   config.overrides.ring = {"optimizer": {"lr": 1.0}}
   with pytest.raises(ValueError, match="overrides.ring.optimizer"):
     tradeoff._merged(config, "ring")
