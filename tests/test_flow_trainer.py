@@ -118,9 +118,7 @@ def test_critic_warmup_fits_the_critic_before_the_first_flow_step():
   # higher, and MLE (no critic) ignores the setting.
   data, _ = _ring(512)
   flow = _flow(data)
-  objective = losses.make_objective("fdiv", divergence="pr", lam=1.0,
-                                    auxiliary="jensen_shannon",
-                                    critic_hidden_sizes=(32, 32))
+  objective = _critic_objective()
   bounds, critics = {}, {}
   for warmup in (0, 300):
     config = trainer.TrainConfig(num_steps=1, batch_size=128, log_every=1,
@@ -133,14 +131,23 @@ def test_critic_warmup_fits_the_critic_before_the_first_flow_step():
   assert bounds[300] > bounds[0] + 0.05, bounds
   assert not np.array_equal(critics[0]["Dense_0"]["kernel"],
                             critics[300]["Dense_0"]["kernel"])
-  config = trainer.TrainConfig(num_steps=2, batch_size=32,
-                               critic_warmup_steps=50)
+  _assert_mle_ignores(flow, data, critic_warmup_steps=50)
+
+
+def _critic_objective():
+  return losses.make_objective("fdiv", divergence="pr", lam=1.0,
+                               auxiliary="jensen_shannon",
+                               critic_hidden_sizes=(32, 32))
+
+
+def _assert_mle_ignores(flow, data, **critic_settings):
+  """MLE trains no critic: critic-only settings leave it bitwise unchanged."""
+  config = trainer.TrainConfig(num_steps=2, batch_size=32)
   mle = losses.make_objective("mle")
   a = trainer.train(flow, mle, data, key=jax.random.key(0), config=config)
   b = trainer.train(flow, mle, data, key=jax.random.key(0),
-                    config=dataclasses.replace(config, critic_warmup_steps=0))
+                    config=dataclasses.replace(config, **critic_settings))
   _leaves_equal(a.params, b.params)
-
 
 
 def test_critic_weight_decay_shrinks_only_the_critic():
@@ -148,9 +155,7 @@ def test_critic_weight_decay_shrinks_only_the_critic():
   # weights have a smaller norm; MLE (no critic) is bitwise unaffected.
   data, _ = _ring(512)
   flow = _flow(data)
-  objective = losses.make_objective("fdiv", divergence="pr", lam=1.0,
-                                    auxiliary="jensen_shannon",
-                                    critic_hidden_sizes=(32, 32))
+  objective = _critic_objective()
   norms = {}
   for decay in (0.0, 1.0):
     config = trainer.TrainConfig(num_steps=1, batch_size=128, critic_steps=1,
@@ -162,13 +167,8 @@ def test_critic_weight_decay_shrinks_only_the_critic():
     norms[decay] = float(sum(np.sum(np.square(leaf)) for leaf in
                              jax.tree_util.tree_leaves(critic)))
   assert norms[1.0] < 0.9 * norms[0.0], norms
-  config = trainer.TrainConfig(num_steps=2, batch_size=32)
-  mle = losses.make_objective("mle")
-  a = trainer.train(flow, mle, data, key=jax.random.key(0), config=config)
-  b = trainer.train(flow, mle, data, key=jax.random.key(0),
-                    config=dataclasses.replace(config,
-                                               critic_weight_decay=0.5))
-  _leaves_equal(a.params, b.params)
+  _assert_mle_ignores(flow, data, critic_weight_decay=0.5)
+
 
 def test_checkpoints_and_run_identity(tmp_path):
   data, _ = _ring(128)
