@@ -200,6 +200,22 @@ def test_checkpoints_and_run_identity(tmp_path):
     args.update(kwargs)
     with pytest.raises(ValueError, match="resuming would mix two runs"):
       trainer.train(**args)
+  # A run recorded before a TrainConfig field existed resumes when the field
+  # is at its default, and is refused when it is not.
+  with open(tmp_path / "run.json") as f:
+    stored = json.load(f)
+  del stored["train"]["critic_weight_decay"]
+  with open(tmp_path / "run.json", "w") as f:
+    json.dump(stored, f)
+  resumed = trainer.train(flow, objective, data, key=key,
+                          config=dataclasses.replace(config, num_steps=8),
+                          workdir=str(tmp_path))
+  assert resumed.resumed_from == 6 and resumed.step == 8
+  with pytest.raises(ValueError, match="resuming would mix two runs"):
+    trainer.train(flow, objective, data, key=key,
+                  config=dataclasses.replace(config, num_steps=8,
+                                             critic_weight_decay=0.1),
+                  workdir=str(tmp_path))
 
 
 def test_conditional_flow_trains_with_labels():

@@ -313,6 +313,12 @@ def _key_data(key) -> np.ndarray:
   return np.asarray(key)
 
 
+def _train_defaults() -> dict:
+  return json.loads(json.dumps({
+      f.name: f.default for f in dataclasses.fields(TrainConfig)
+      if f.name not in _IDENTITY_EXEMPT}))
+
+
 def _check_identity(path, identity):
   if not os.path.exists(path):
     with open(path, "w") as f:
@@ -320,6 +326,10 @@ def _check_identity(path, identity):
     return
   with open(path) as f:
     old = json.load(f)
+  if isinstance(old.get("train"), dict):
+    # A run recorded before a TrainConfig field existed ran with its default
+    # (new fields default to the old behaviour).
+    old["train"] = {**_train_defaults(), **old["train"]}
   diffs = [k for k in identity if old.get(k) != identity[k]]
   if diffs:
     raise ValueError(
