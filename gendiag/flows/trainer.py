@@ -296,11 +296,16 @@ def _fingerprint(data, labels) -> str:
   return h.hexdigest()
 
 
+def _train_identity(config: TrainConfig) -> dict:
+  """The config's fields that must match to resume (JSON-ready)."""
+  return {k: v for k, v in dataclasses.asdict(config).items()
+          if k not in _IDENTITY_EXEMPT}
+
+
 def _identity(flow, objective, config, key, data, labels) -> dict:
-  cfg = {k: v for k, v in dataclasses.asdict(config).items()
-         if k not in _IDENTITY_EXEMPT}
   return json.loads(json.dumps({
-      "flow": flow.to_dict(), "objective": objective.to_dict(), "train": cfg,
+      "flow": flow.to_dict(), "objective": objective.to_dict(),
+      "train": _train_identity(config),
       "key": _key_data(key).tolist(),
       "data_shape": list(np.shape(data)), "data_sha1": _fingerprint(
           data, labels)}))
@@ -313,12 +318,6 @@ def _key_data(key) -> np.ndarray:
   return np.asarray(key)
 
 
-def _train_defaults() -> dict:
-  return json.loads(json.dumps({
-      f.name: f.default for f in dataclasses.fields(TrainConfig)
-      if f.name not in _IDENTITY_EXEMPT}))
-
-
 def _check_identity(path, identity):
   if not os.path.exists(path):
     with open(path, "w") as f:
@@ -329,7 +328,8 @@ def _check_identity(path, identity):
   if isinstance(old.get("train"), dict):
     # A run recorded before a TrainConfig field existed ran with its default
     # (new fields default to the old behaviour).
-    old["train"] = {**_train_defaults(), **old["train"]}
+    defaults = json.loads(json.dumps(_train_identity(TrainConfig())))
+    old["train"] = {**defaults, **old["train"]}
   diffs = [k for k in identity if old.get(k) != identity[k]]
   if diffs:
     raise ValueError(
