@@ -6,8 +6,9 @@ A binary is its docstring plus
   _binary.run(job, "name")
 
 which defines --config (default configs/name.py, any field overridable with
---config.field=value, unknown fields rejected) and a required --workdir,
-then calls job(config, workdir) under `absl.app.run`.
+--config.field=value, unknown fields rejected), a required --workdir and
+--compilation_cache (JAX's persistent compilation cache, so a second run
+skips XLA compilation), then calls job(config, workdir) under `absl.app.run`.
 """
 
 import os
@@ -16,6 +17,8 @@ from typing import Callable
 from absl import app
 from absl import flags
 from ml_collections import config_flags
+
+from gendiag import compilation_cache
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -28,10 +31,16 @@ def run(job: Callable[..., object], config_name: str,
       "Path to a config file.", lock_config=True)
   flags.DEFINE_string("workdir", None, workdir_help)
   flags.mark_flags_as_required(["workdir"])
+  flags.DEFINE_string(
+      "compilation_cache", compilation_cache.default_directory(),
+      "Directory of JAX's persistent compilation cache ('none': off; "
+      f"default ${compilation_cache.ENV_VAR} or "
+      f"{compilation_cache.DEFAULT_DIR}).")
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    compilation_cache.enable_compilation_cache(flags.FLAGS.compilation_cache)
     job(flags.FLAGS.config, flags.FLAGS.workdir)
 
   app.run(main)
