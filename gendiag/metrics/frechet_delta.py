@@ -1,0 +1,139 @@
+"""Standard errors of FID by its influence function (the delta method).
+
+Write FID = |mu_1 - mu_2|^2 + tr S_1 + tr S_2 - 2 tr((S_1 S_2)^(1/2)). Its
+derivative in S_1 is I - T, with T = S_1^(-1/2) (S_1^(1/2) S_2 S_1^(1/2))^(1/2)
+S_1^(-1/2) the optimal-transport map from N(0, S_1) to N(0, S_2); in S_2 it
+is I - T^(-1). A real row x_i with c_i = x_i - mu_1 moves the mean by c_i and
+the covariance by c_i c_i^T - S_1, so its influence on FID is
+
+  psi_i = 2 (mu_1 - mu_2) . c_i + c_i^T (I - T) c_i     (+ a constant)
+
+and a generated row's, with c_j = y_j - mu_2 and T^(-1), the same with the
+sign of the mean part flipped. To first order
+Var(FID) = Var(psi_real) / n + Var(psi_gen) / m, estimated from the rows' own
+psi; the mean part alone gives the mean term's error, the quadratic part
+the trace term's. This costs about two FIDs (four d x d eigendecompositions
+and two n x d x d products) where a bootstrap of B replicates costs B.
+
+c^T T c is computed on the range of S_1 without forming S_1^(-1/2) densely:
+with S_1 = P L P^T, u = L^(-1/2) P^T c and K = L^(1/2) P^T S_2 P L^(1/2),
+c^T T c = u^T K^(1/2) u.
+
+Accuracy (Gaussians, d = 8-32, n = 300-2000, 60 Monte Carlo draws): this
+standard error was within 10% of FID's true sampling std where the models
+differ and overestimated it by ~30% for two samples of one law, where the
+bootstrap's std overestimated it by ~50-65%. It needs full-rank covariances
+(n > d); `fid_standard_error` reports `full_rank` and a caller should
+bootstrap otherwise.
+
+References:
+  Efron & Tibshirani, "An Introduction to the Bootstrap", 1993, ch. 21 (the
+  influence function and the delta method).
+  Dowson & Landau 1982; Givens & Shortt 1984 (the Gaussian transport map).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from gendiag import _checks
+from gendiag import _results
+from gendiag.metrics import frechet
+from gendiag.ops import linalg
+
+_HIGHEST = linalg.HIGHEST
+
+
+@_results.result
+class FIDStandardError:
+  """First-order standard errors of FID and its two terms.
+
+  Attributes:
+    fid: FID of the samples.
+    mean_term, trace_term: FID's two terms.
+    fid_se, mean_term_se, trace_term_se: their standard errors.
+    full_rank: both sets have more rows than features (n, m > d), so both
+      covariances can have full rank, as the formula needs.
+  """
+  fid: jax.Array
+  mean_term: jax.Array
+  trace_term: jax.Array
+  fid_se: jax.Array
+  mean_term_se: jax.Array
+  trace_term_se: jax.Array
+  full_rank: jax.Array
+
+
+def _transport_quadratic(centred, cov_own, cov_other):
+  """c_i^T T c_i for each row of `centred`, T the map N(cov_own)->N(cov_other).
+
+  Directions in which cov_own's eigenvalue is below float32 round-off
+  (d eps lambda_max) are left out: their share of c^T (I - T) c is of the
+  order of that eigenvalue.
+  """
+  evals, evecs = jnp.linalg.eigh(cov_own)
+  floor = evals[-1] * evals.shape[0] * jnp.finfo(evals.dtype).eps
+  keep = evals > floor
+  root = jnp.where(keep, jnp.sqrt(jnp.maximum(evals, 0.0)), 0.0)
+  inv_root = jnp.where(keep, 1.0 / jnp.where(keep, root, 1.0), 0.0)
+  rotated = jnp.matmul(jnp.matmul(evecs.T, cov_other, precision=_HIGHEST),
+                       evecs, precision=_HIGHEST)
+  k = root[:, None] * rotated * root[None, :]
+  k_evals, k_evecs = jnp.linalg.eigh(0.5 * (k + k.T))
+  k_root = jnp.matmul(k_evecs * jnp.sqrt(jnp.maximum(k_evals, 0.0)),
+                      k_evecs.T, precision=_HIGHEST)
+  u = jnp.matmul(centred, evecs, precision=_HIGHEST) * inv_root[None, :]
+  quad = jnp.sum(jnp.matmul(u, k_root, precision=_HIGHEST) * u, axis=1)
+  return quad
+
+
+def _se(values, n):
+  return jnp.sqrt(jnp.var(values, ddof=1) / n)
+
+
+@jax.jit
+def _fid_standard_error(real, generated):
+  mean_1, cov_1 = linalg.mean_and_covariance(real)
+  mean_2, cov_2 = linalg.mean_and_covariance(generated)
+  c_1, c_2 = real - mean_1, generated - mean_2
+  diff = mean_1 - mean_2
+  quad_1 = _transport_quadratic(c_1, cov_1, cov_2)
+  quad_2 = _transport_quadratic(c_2, cov_2, cov_1)
+  # psi's quadratic part: c^T (I - T) c.
+  trace_1 = jnp.sum(c_1 * c_1, axis=1) - quad_1
+  trace_2 = jnp.sum(c_2 * c_2, axis=1) - quad_2
+  mean_part_1 = 2 * jnp.matmul(c_1, diff, precision=_HIGHEST)
+  mean_part_2 = -2 * jnp.matmul(c_2, diff, precision=_HIGHEST)
+  n, m = real.shape[0], generated.shape[0]
+
+  def se(part_1, part_2):
+    return jnp.sqrt(_se(part_1, n) ** 2 + _se(part_2, m) ** 2)
+
+  res = frechet.fid(real, generated)
+  return FIDStandardError(
+      fid=res.fid, mean_term=res.mean_term, trace_term=res.trace_term,
+      fid_se=se(mean_part_1 + trace_1, mean_part_2 + trace_2),
+      mean_term_se=se(mean_part_1, mean_part_2),
+      trace_term_se=se(trace_1, trace_2),
+      full_rank=jnp.asarray(min(n, m) > real.shape[1]))
+
+
+def fid_standard_error(real: jax.Array, generated: jax.Array
+                       ) -> FIDStandardError:
+  """FID with first-order (influence-function) standard errors.
+
+  An interval is fid -+ z * fid_se, as `fid_bootstrap`'s is fid -+ z *
+  std(replicates), at the cost of about two FIDs instead of one per
+  replicate. Not differentiable usefully (use `fid` as a loss).
+
+  Args:
+    real: (n, d) real features, n > d for `full_rank`.
+    generated: (m, d) generated features, m > d for `full_rank`.
+
+  Returns:
+    A `FIDStandardError`. Where `full_rank` is False (n <= d or m <= d) the
+    formula holds only on the covariances' range: bootstrap instead
+    (`fid_bootstrap`; cheap at such n).
+  """
+  _checks.check_pair(real, generated, min_rows=3)
+  return _fid_standard_error(jnp.asarray(real, jnp.float32),
+                             jnp.asarray(generated, jnp.float32))
