@@ -328,8 +328,9 @@ def _check_inputs(x, name, shape, recipe):
     raise ValueError(
         f"the cnn recipe takes images (n, H, W) or (n, H, W, C); `{name}` "
         f"has shape {x_shape}. Reshape them or use Recipe('mlp').")
-  _checks.check_features(np.reshape(np.asarray(x, np.float32),
-                                    (x_shape[0], -1)), name)
+  flat = _checks.check_features(
+      np.reshape(_checks.as_float(x, name), (x_shape[0], -1)), name)
+  _checks.check_range(flat, name)
 
 
 def classification_accuracy_score(

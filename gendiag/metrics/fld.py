@@ -628,6 +628,19 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
       baseline_converged=base_conv, num_dims=dim.astype(jnp.int32))
 
 
+def _float_sets(*xs, names=("train", "test", "generated")):
+  """The sets as float arrays, rescaled together by a power of two.
+
+  FLD standardises by the test set, so it is invariant to a common scale;
+  sets outside [2^-32, 2^32] are brought into float32's range exactly
+  (`_checks.rescale`) before the float32 standardisation.
+  """
+  xs = [_checks.as_float(x, name) for x, name in zip(xs, names)]
+  if all(np.ndim(x) == 2 and np.size(x) for x in xs):
+    xs = _checks.rescale(*xs)[0]
+  return xs
+
+
 def _check_sets(train, test, generated, min_test=2):
   _checks.check_features(train, "train", min_rows=2)
   d = np.shape(train)[1]
@@ -676,6 +689,7 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
   Returns:
     A `BaselineResult`; `.nll` is C.
   """
+  train, test = _float_sets(train, test)
   _check_sets(train, test, None)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train = np.shape(train)[0]
@@ -745,6 +759,7 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
     Jiralerspong et al., NeurIPS 2023; package marcojira/fld (conventions
     as listed in the module docstring).
   """
+  train, test, generated = _float_sets(train, test, generated)
   _check_sets(train, test, generated)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train, n_gen = np.shape(train)[0], np.shape(generated)[0]

@@ -80,7 +80,8 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   Save them with `gendiag.io.save_frechet_stats` and compare later with
   `fid_from_stats`, as pytorch-fid's `--save-stats` does.
   """
-  _checks.check_features(x, "x", min_rows=2)
+  x = _checks.check_features(x, "x", min_rows=2)
+  _checks.check_range(x, "x")
   return _stats(x)
 
 
@@ -115,8 +116,11 @@ def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   Returns:
     A `FrechetResult`; `.fid` is the distance.
   """
-  _checks.check_pair(real, generated, min_rows=2)
-  return _fid_from_stats(_stats(real), _stats(generated))
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
+  result = _fid_from_stats(_stats(real), _stats(generated))
+  _checks.check_finite_result(result, "FID")
+  return result
 
 
 def frechet_stats_from_moments(mean, cov, n) -> FrechetStats:
@@ -224,7 +228,8 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Returns:
     A `FIDBootstrapResult`.
   """
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
   replicates = fid_term_replicates(real, generated, key,
                                    num_resamples=num_resamples)[:, 0]

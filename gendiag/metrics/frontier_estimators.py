@@ -353,7 +353,8 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   """
   _check_settings(smoothing, cluster_rule, num_clusters, explained_variance,
                   num_resamples, level, scaling_factor, num_weights)
-  _checks.check_pair(real, generated, min_rows=1)
+  real, generated = _checks.check_pair(real, generated, min_rows=1)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   n, m = np.shape(real)[0], np.shape(generated)[0]
   k = (int(num_clusters) if num_clusters is not None
        else num_clusters_for(min(n, m), cluster_rule))
@@ -480,7 +481,7 @@ def null_baseline(real: jax.Array, *, key: jax.Array,
   """
   if kwargs.get("null_baseline"):
     raise ValueError("null_baseline() already is the null baseline.")
-  _checks.check_features(real, "real", min_rows=2)
+  real = _checks.check_features(real, "real", min_rows=2)
   key_split, key_run = jax.random.split(key)
   half_a, half_b = _split_real(real, key_split)
   return divergence_frontier(half_a, half_b, key=key_run, **kwargs)
@@ -610,7 +611,8 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
     mauve-text implements no such estimator.
   """
   _checks.check_positive_int(num_folds, "num_folds", minimum=2)
-  _checks.check_pair(real, generated, min_rows=num_folds)
+  real, generated = _checks.check_pair(real, generated, min_rows=num_folds)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=0)
   if num_resamples == 1:
     raise ValueError("num_resamples must be 0 (no interval) or >= 2.")

@@ -269,7 +269,8 @@ def gel_mode_probabilities(
     Ravuri et al., CVPR 2023 (class masses, Hellinger to the gold mix; the
     reference notebook's `make_mode_probs` and `hellinger_dist`).
   """
-  gel_lib._check_common(real, generated, objective, moments, kernel, max_iterations)
+  real, generated = gel_lib._check_common(real, generated, objective, moments,
+                                          kernel, max_iterations)
   _checks.check_positive_int(class_moments, "class_moments")
   _checks.check_positive_int(knn_k, "knn_k")
   real_labels = _check_labels(real_labels, "real_labels", np.shape(real)[0],
@@ -282,6 +283,12 @@ def gel_mode_probabilities(
         [] if generated_labels is None else [generated_labels.max()])
     num_classes = int(max(top)) + 1
   _checks.check_positive_int(num_classes, "num_classes", minimum=2)
+  empty = np.flatnonzero(np.bincount(real_labels, minlength=num_classes) == 0)
+  if empty.size:
+    raise ValueError(
+        f"classes {empty.tolist()[:10]} have no rows in `real_labels`; label "
+        f"the classes 0..C-1 without gaps (e.g. np.unique(labels, "
+        "return_inverse=True)[1]) or pass a smaller num_classes.")
   if generated_labels is None:
     source = "knn"
     generated_labels = nearest_neighbor_labels(

@@ -33,6 +33,7 @@ References:
   "On Memorization in Diffusion Models", 2023 (the 1/3 ratio rule).
 """
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -96,6 +97,26 @@ def _copy_flags(train, generated, threshold, block_size):
                    threshold=threshold)
 
 
+def _check_sets(train, *others, names=("train", "generated")):
+  """Float arrays (train, *others, s), rescaled together by 2^s.
+
+  Nearest-neighbour comparisons are invariant to a common scale, so inputs
+  outside [2^-32, 2^32] are brought into float32's range exactly
+  (`_checks.rescale`); distances in the result are scaled back.
+  """
+  train = _checks.check_features(train, names[0], min_rows=2)
+  others = [_checks.check_features(x, name, dim=np.shape(train)[1])
+            for x, name in zip(others, names[1:])]
+  xs, s = _checks.rescale(train, *others)
+  return (*xs, s)
+
+
+def _unscale(res, s, fields):
+  """`res` with its distance `fields` multiplied back by 2^-s (exact)."""
+  return dataclasses.replace(res, **{
+      f: _checks.scale_pow2(getattr(res, f), -s) for f in fields})
+
+
 def copy_flags(train: jax.Array, generated: jax.Array, *,
                threshold: float = 1.0 / 3.0,
                block_size: int = distances.DEFAULT_BLOCK_SIZE) -> CopyFlags:
@@ -123,14 +144,14 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
     Yoon et al. 2023 and Gu et al. 2023 (the 1/3 ratio rule for memorised
     diffusion samples).
   """
-  _checks.check_pair(train, generated, names=("train", "generated"))
-  _checks.check_features(train, "train", min_rows=2)
+  train, generated, s = _check_sets(train, generated)
   if not 0.0 < threshold <= 1.0:
     raise ValueError(f"`threshold` must lie in (0, 1]; got {threshold}.")
   _checks.check_positive_int(block_size, "block_size")
-  return _copy_flags(jnp.asarray(train, jnp.float32),
-                     jnp.asarray(generated, jnp.float32),
-                     threshold=float(threshold), block_size=int(block_size))
+  flags = _copy_flags(jnp.asarray(train, jnp.float32),
+                      jnp.asarray(generated, jnp.float32),
+                      threshold=float(threshold), block_size=int(block_size))
+  return _unscale(flags, s, ("distance", "second_distance"))
 
 
 # --------------------------------------------------------------------------
@@ -212,8 +233,7 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
     (marcojira/fld), whose convention (strict <, Euclidean, 10k subsets) this
     follows.
   """
-  _checks.check_pair(train, generated, names=("train", "generated"))
-  _checks.check_features(train, "train", min_rows=2)
+  train, generated, s = _check_sets(train, generated)
   _checks.check_positive_int(block_size, "block_size")
   if max_samples is not None:
     _checks.check_positive_int(max_samples, "max_samples", minimum=2)
@@ -225,10 +245,11 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
         f"{n}, generated {m}); pass key=jax.random.key(...) or "
         "max_samples=None to use every row.")
   key_t, key_g = (jax.random.split(key) if key is not None else (None, None))
-  return _auth(jnp.asarray(train, jnp.float32),
-               jnp.asarray(generated, jnp.float32),
-               _subset(key_t, n, max_samples), _subset(key_g, m, max_samples),
-               block_size=int(block_size))
+  res = _auth(jnp.asarray(train, jnp.float32),
+              jnp.asarray(generated, jnp.float32),
+              _subset(key_t, n, max_samples), _subset(key_g, m, max_samples),
+              block_size=int(block_size))
+  return _unscale(res, s, ("distance", "train_nn_distance"))
 
 
 # --------------------------------------------------------------------------
@@ -379,10 +400,9 @@ def data_copying_test(train: jax.Array, test: jax.Array,
     Meehan, Chaudhuri & Dasgupta, AISTATS 2020; marcojira/fld CTTest.
   """
   from gendiag.ops import quantize  # pylint: disable=g-import-not-at-top
-  _checks.check_features(train, "train", min_rows=2)
+  train, test, generated, s = _check_sets(
+      train, test, generated, names=("train", "test", "generated"))
   d = np.shape(train)[1]
-  _checks.check_features(test, "test", min_rows=1, dim=d)
-  _checks.check_features(generated, "generated", min_rows=1, dim=d)
   _checks.check_positive_int(num_cells, "num_cells")
   _checks.check_positive_int(block_size, "block_size")
   if num_cells > np.shape(train)[0]:
@@ -418,6 +438,7 @@ def data_copying_test(train: jax.Array, test: jax.Array,
       train, test, generated, train_cells, test_cells, gen_cells,
       jnp.float32(min_cell_samples), k=int(num_cells),
       block_size=int(block_size))
+  gen_d, test_d = (_checks.scale_pow2(a, -s) for a in (gen_d, test_d))
   return DataCopyingResult(
       c_t=c_t, cell_z=z, cell_test_fraction=p_n, cell_generated_fraction=q_m,
       cell_used=used, generated_distance=gen_d, test_distance=test_d,

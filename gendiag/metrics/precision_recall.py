@@ -36,6 +36,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 from jax.sharding import Mesh
+import numpy as np
 
 from gendiag import _checks
 from gendiag import _results
@@ -58,8 +59,27 @@ def _normalise_ks(k: Ks) -> Tuple[int, ...]:
 
 
 def _check_inputs(real, generated, ks):
+  """(real, generated, s): float arrays rescaled by 2^s (`_checks.rescale`).
+
+  The k-NN memberships are invariant to a common scale, so inputs outside
+  [2^-32, 2^32] are brought into float32's safe range exactly.
+  """
   need = max(ks) + 2
-  _checks.check_pair(real, generated, min_rows=need)
+  for name, x in (("real", real), ("generated", generated)):
+    if np.ndim(x) == 2 and np.shape(x)[0] < need:
+      raise ValueError(
+          f"`{name}` has {np.shape(x)[0]} samples but k={max(ks)} needs at "
+          f"least k + 2 = {need}; pass a smaller k or more samples.")
+  real, generated = _checks.check_pair(real, generated, min_rows=need)
+  (real, generated), s = _checks.rescale(real, generated)
+  return real, generated, s
+
+
+def _unscale_radii(fields, s):
+  """Radii back in the caller's units (exact: s is a power-of-two shift)."""
+  for name in ("real_radii", "generated_radii"):
+    fields[name] = _checks.scale_pow2(fields[name], -s)
+  return fields
 
 
 def _median(x):
@@ -329,11 +349,11 @@ def improved_precision_recall(
     threshold 1).
   """
   ks = _normalise_ks(k)
-  _check_inputs(real, generated, ks)
+  real, generated, s = _check_inputs(real, generated, ks)
   fields = _improved_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                             block_size=block_size, mesh=mesh,
                             single=_single(k))
-  return ImprovedPRResult(**fields, k=_static_k(k, ks))
+  return ImprovedPRResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
 
 
 def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
@@ -371,10 +391,10 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
     self) up to float32 near-ties; k = 5 as in the paper.
   """
   ks = _normalise_ks(k)
-  _check_inputs(real, generated, ks)
+  real, generated, s = _check_inputs(real, generated, ks)
   fields = _prdc_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                         block_size=block_size, mesh=mesh, single=_single(k))
-  return PRDCResult(**fields, k=_static_k(k, ks))
+  return PRDCResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
 
 
 def _static_k(k, ks):
