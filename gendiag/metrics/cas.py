@@ -355,6 +355,12 @@ def classification_accuracy_score(
   classifiers under `vmap` (sizes are padded to multiples of 256 so calls of
   similar size reuse the compiled program).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+  Labels must be integers in [0, num_classes), one per row, every class
+  present in the real and test labels (else ValueError).
+
   Args:
     real: (n_r, ...) real training inputs (images (n, H, W) or features).
     real_labels: (n_r,) int labels in [0, num_classes).

@@ -677,6 +677,11 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
   several models with N generated samples each against one C; the reference
   uses size = min(N, floor(n_train / 2)) (`default_baseline_size`).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     train: (n_train, d) training features.
     test: (n_test, d) held-out real features (they set the standardisation).
@@ -724,6 +729,11 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
   `max_cache_bytes` (10k x 10k: 400 MB) and recomputed in blocks of
   `block_size` rows every epoch otherwise; nothing else is larger than
   block_size x N.
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact) before FLD's float32 standardisation.
 
   Args:
     train: (n_train, d) the generator's training features, n_train >= 2.

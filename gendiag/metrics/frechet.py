@@ -78,7 +78,9 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   """Mean, unbiased covariance and a covariance factor of (n, d) features.
 
   Save them with `gendiag.io.save_frechet_stats` and compare later with
-  `fid_from_stats`, as pytorch-fid's `--save-stats` does.
+  `fid_from_stats`, as pytorch-fid's `--save-stats` does. Array-likes and
+  integer arrays are cast to float32; |x| > 7.2e16 / sqrt(d) raises
+  ValueError (standardise the features).
   """
   x = _checks.check_features(x, "x", min_rows=2)
   _checks.check_range(x, "x")
@@ -108,6 +110,11 @@ def fid_from_stats(real: FrechetStats, generated: FrechetStats
 
 def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   """Frechet Inception Distance between two (n, d) feature sets.
+
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError, as does a
+  non-finite FID (standardise the features).
 
   Args:
     real: (n, d) real features, n >= 2.
@@ -217,6 +224,10 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   estimate itself. The interval is therefore fid -+ z * std(replicates),
   the sampling uncertainty of FID at this n (compare models at equal n;
   FID is not comparable across n).
+
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
 
   Args:
     real: (n, d) real features.

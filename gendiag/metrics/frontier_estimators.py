@@ -307,6 +307,11 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   Not jittable end to end (the PCA dimension depends on the data); the
   histogram scores and the bootstrap are jitted and vmapped.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (n, d) real (reference) features, P.
     generated: (m, d) model features, Q.
@@ -589,6 +594,11 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
   suffices). A poor probe biases towards P = Q (MAUVE up, FI down), like
   quantization; `ratio_mean_generated` far from 1 flags a poor ratio. The
   bootstrap resamples rows at fixed log ratios (the probe is not refitted).
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
 
   Args:
     real: (n, d) real features, at least num_folds rows.

@@ -222,6 +222,10 @@ def gel(real: jax.Array, generated: jax.Array, *, two_sample: bool = False,
   weights exist (with kernel moments: too few real rows per present mode
   relative to J; use fewer witnesses).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -361,6 +365,10 @@ def gel_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   `vmap`ped solves, to the same residual tolerance as the observed fit, so
   they solve the same problem; the witnesses are drawn from the pooled
   sample, independently of the labels, so relabellings are exchangeable.
+
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
 
   Args:
     real: (n, d) real features.

@@ -241,6 +241,12 @@ def gel_mode_probabilities(
   from the caller (e.g. a conditional model's class) or, if omitted, from a
   k-NN vote among the real rows (`nearest_neighbor_labels`).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+  Labels must be integers 0..C-1, one per row, every class with real rows
+  (gaps such as {0, 2, 5} raise ValueError: relabel them).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.

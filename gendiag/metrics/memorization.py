@@ -130,6 +130,12 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
   only where training samples are isolated). Distances are Euclidean in the
   given features; standardise first if dimensions have different scales.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
+
   Args:
     train: (n, d) training features, n >= 2.
     generated: (N, d) generated features.
@@ -215,6 +221,12 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
   only outputs training samples scores -50; fresh samples score around
   +25 in the reference's experiments (not 50: a fresh sample is often
   closer to t* than t*'s own neighbour is).
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
 
   Args:
     train: (n, d) training features, n >= 2.
@@ -376,6 +388,12 @@ def data_copying_test(train: jax.Array, test: jax.Array,
   projected on the training set's top 64 principal components; k = 3 cells
   from k-means with 10 restarts (k-means++); the 0.5 continuity correction
   in the null mean; ties in U count 1/2 (scipy's convention).
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
 
   Args:
     train: (l, d) training features.

@@ -102,6 +102,12 @@ def mmd(real: jax.Array, generated: jax.Array, *,
         mesh: Optional[Mesh] = None) -> jax.Array:
   """Squared MMD between two samples, blocked; differentiable in both inputs.
 
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
+
   Args:
     real: (n, d) samples of P.
     generated: (m, d) samples of Q.
@@ -201,6 +207,12 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Unlike clean-fid and dgm-eval, a sample smaller than `subset_size` is an
   error, not silently clipped: pass subset_size=min(n, m) explicitly.
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError, as does a
+  non-finite KID (the cubic kernel overflows from |x| ~ 1e6; standardise
+  the features).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -261,6 +273,12 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
   distribution has more mass than the model (dropped or under-weighted
   regions), negative where the model puts too much (over-represented modes,
   artefacts). MMD^2 (biased) = mean_i f(x_i) - mean_j f(y_j).
+
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
 
   Args:
     real: (n, d) real features.
@@ -343,6 +361,12 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   the observed one, plus one, so it is valid at finite sizes. The pooled
   kernel is evaluated once; memory is block_size x (n + m) plus
   (n + m) x (num_permutations + 1) indicator floats.
+
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
 
   Args:
     real: (n, d) real features.
@@ -446,6 +470,12 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   replicate's U-statistic skips pairs of the same original row, so it stays
   unbiased; the kernel is evaluated once for every replicate (blocked K W).
   With `kernel=Polynomial()` this is the interval for KID's population value.
+
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
 
   Args:
     real: (n, d) real features.

@@ -74,6 +74,11 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   on the angle grid; the curves are averaged over runs and summarised by max
   F_8 / F_1/8.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (N, D) real features.
     generated: (M, D) generated features.
@@ -254,6 +259,11 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
   over keys) are trained on the training parts, their held-out logits are
   combined by the median, and the curve is alpha(lam) = min_t lam FNR(t) +
   FPR(t) over thresholds t of the combined score.
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
 
   Args:
     real: (N, D) real features, N >= 4.

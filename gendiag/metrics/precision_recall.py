@@ -69,7 +69,7 @@ def _check_inputs(real, generated, ks):
     if np.ndim(x) == 2 and np.shape(x)[0] < need:
       raise ValueError(
           f"`{name}` has {np.shape(x)[0]} samples but k={max(ks)} needs at "
-          f"least k + 2 = {need}; pass a smaller k or more samples.")
+          f"least {need} (k + 2); pass a smaller k or more samples.")
   real, generated = _checks.check_pair(real, generated, min_rows=need)
   (real, generated), s = _checks.rescale(real, generated)
   return real, generated, s
@@ -326,6 +326,13 @@ def improved_precision_recall(
   NND_k is the distance to the k-th nearest other point of the same set
   (duplicates count, at distance 0). Boundary points are inside (`<=`).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); radii come back in
+  the caller's units and the realism's 1e-5 guard is then relative to the
+  rescaled max|x|. k >= N - 1 raises ValueError (pass a smaller k).
+
   Args:
     real: (N, D) real features, N >= k + 2.
     generated: (M, D) generated features, M >= k + 2.
@@ -369,6 +376,12 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
 
   When P = Q, E[density] = 1 and E[coverage] = 1 - prod_{i<k} (N-1-i) /
   (N-1+M-i) (0.969 for k = 5, N = M = 10000).
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); radii come back in the caller's units.
+  k >= N - 1 raises ValueError (pass a smaller k).
 
   Args:
     real: (N, D) real features, N >= k + 2.
