@@ -3,12 +3,28 @@
 Checks that depend on values (finiteness) run only on concrete arrays: under
 `jit`, `vmap` or `grad` the inputs are tracers and only the static checks
 (rank, shapes, sample counts) apply.
+
+Inputs: every public function casts its arrays with `as_float`: lists,
+tuples, numpy and jax arrays of bool, integer, float16 or bfloat16 values
+become float32 (float32 and float64 are kept; float64 is computed as such
+only with x64 enabled). Values are then checked against the range in which
+float32 squared distances and row products are safe (`check_range`), or,
+for the scale-invariant k-NN metrics, rescaled into it by a power of two
+(`rescale`), which is exact.
 """
 
 from typing import Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+
+_KEPT = (np.dtype(np.float32), np.dtype(np.float64))
+# check_range's margin: max|x|^2 * d * 2^16 must stay below the dtype's
+# largest value (4 for differences of rows, 2^14 for sums over rows).
+_MARGIN = 2.0 ** 16
+# rescale leaves inputs with max|x| in [2^-32, 2^32] untouched.
+_RESCALE_RANGE = 32
 
 
 def is_concrete(x) -> bool:
@@ -16,16 +32,118 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def as_float(x, name: str):
+  """`x` as a floating array: float32 unless it is float32 or float64 already.
+
+  jax arrays (and tracers) stay jax arrays, cast on their devices; other
+  array-likes (lists, tuples, numpy arrays) become numpy arrays.
+
+  Raises:
+    ValueError: `x` does not hold real numbers (strings, objects, ragged
+      lists, complex values).
+  """
+  if isinstance(x, jax.Array):
+    dtype = np.dtype(x.dtype)
+    if not (jnp.issubdtype(dtype, jnp.floating) or dtype.kind in "biu"):
+      raise ValueError(f"`{name}` must hold real numbers; got dtype {dtype}.")
+    return x if dtype in _KEPT else x.astype(jnp.float32)
+  try:
+    a = np.asarray(x)
+  except (TypeError, ValueError) as e:  # ragged nested lists
+    raise ValueError(f"`{name}` is not a rectangular array of numbers: "
+                     f"{e}") from None
+  if not (jnp.issubdtype(a.dtype, jnp.floating) or a.dtype.kind in "biu"):
+    raise ValueError(f"`{name}` must hold real numbers; got dtype {a.dtype}. "
+                     "Pass a numeric (n, d) array.")
+  return a if a.dtype in _KEPT else a.astype(np.float32)
+
+
+@jax.jit
+def _max_abs(x):
+  return jnp.max(jnp.abs(x))
+
+
+def max_abs(x) -> float:
+  """max |x| of a concrete array (a jitted reduction for jax arrays)."""
+  if not np.size(x):
+    return 0.0
+  if isinstance(x, np.ndarray):
+    return float(np.max(np.abs(x)))
+  return float(_max_abs(x))
+
+
+def _compute_dtype(x):
+  """The dtype jax computes `x` in (float64 only with x64 enabled)."""
+  return jax.dtypes.canonicalize_dtype(np.dtype(x.dtype))
+
+
+def safe_bound(x) -> float:
+  """sqrt(dtype max / (2^16 d)): the largest |x| check_range accepts."""
+  d = max(np.shape(x)[-1], 1)
+  return float(np.sqrt(np.finfo(_compute_dtype(x)).max / (_MARGIN * d)))
+
+
+def check_range(x, name: str):
+  """Raises `ValueError` if |x| exceeds the safe range for squared distances.
+
+  Squared distances and products of rows reach 4 max|x|^2 d, and sums of
+  them more; the check requires max|x|^2 d 2^16 <= float32 max (3.4e38),
+  i.e. |x| <= 7.2e16 / sqrt(d) (float64 with x64: 5.2e151 / sqrt(d)). Only
+  concrete arrays are checked.
+  """
+  if not is_concrete(x):
+    return
+  m, bound = max_abs(x), safe_bound(x)
+  if m > bound:
+    raise ValueError(
+        f"`{name}` has values up to {m:.3g}: features exceed "
+        f"{np.dtype(_compute_dtype(x)).name}'s safe range for squared "
+        f"distances (|x| <= {bound:.3g} for {np.shape(x)[-1]} features); "
+        "standardise them, e.g. (x - mean) / std with the real set's "
+        "statistics.")
+
+
+def rescale(*xs):
+  """(xs * 2^s, s): a common power of two bringing max|x| into [1/2, 1).
+
+  For scale-invariant metrics: multiplying by a power of two is exact, so
+  inputs with max|x| in [2^-32, 2^32] are returned as they are (s = 0) and
+  others give the results of that exact rescaling (distances in the result
+  are multiplied back by 2^-s). Only concrete arrays are rescaled.
+  """
+  if not all(is_concrete(x) for x in xs):
+    return xs, 0
+  m = max(max_abs(x) for x in xs)
+  if m == 0 or 2.0 ** -_RESCALE_RANGE <= m <= 2.0 ** _RESCALE_RANGE:
+    return xs, 0
+  s = -int(np.frexp(m)[1])
+  return tuple(scale_pow2(x, s) for x in xs), s
+
+
+def scale_pow2(x, s: int):
+  """x * 2^s, exact, in two factors so that neither over- or underflows."""
+  if s == 0:
+    return x
+  a = s // 2
+  if isinstance(x, np.ndarray):
+    return np.ldexp(np.ldexp(x, a), s - a).astype(x.dtype)
+  return (x * (2.0 ** a)) * (2.0 ** (s - a))
+
+
 def check_features(x, name: str, *, min_rows: int = 1,
                    dim: Optional[int] = None):
-  """Raises `ValueError` unless `x` is a finite (n, d) array with n >= min_rows.
+  """`x` cast by `as_float`; `ValueError` unless a finite (n, d), n >= min_rows.
 
   Args:
-    x: the array to check.
+    x: the array to check (any array-like).
     name: the argument's name, used in the message.
     min_rows: the fewest rows the caller's estimator needs.
     dim: if given, the feature dimension `x` must have.
+
+  Returns:
+    `x` as a floating array (`as_float`).
   """
+  x = as_float(x, name)
   shape = np.shape(x)
   if len(shape) != 2:
     raise ValueError(
@@ -50,16 +168,59 @@ def check_features(x, name: str, *, min_rows: int = 1,
       raise ValueError(
           f"`{name}` contains NaN or inf in {rows.size} rows (first: "
           f"{rows[:5].tolist()}); drop or fix those samples before calling.")
+  return x
 
 
 def check_pair(real, generated, *, min_rows: int = 1,
                names=("real", "generated")):
-  """`check_features` on both sets, which must share a feature dimension."""
-  check_features(real, names[0], min_rows=min_rows)
-  check_features(generated, names[1], min_rows=min_rows,
-                 dim=np.shape(real)[1])
+  """`check_features` on both sets, which must share a feature dimension.
+
+  Returns:
+    (real, generated), cast by `as_float`.
+  """
+  real = check_features(real, names[0], min_rows=min_rows)
+  generated = check_features(generated, names[1], min_rows=min_rows,
+                             dim=np.shape(real)[1])
+  return real, generated
 
 
 def check_positive_int(value, name: str, *, minimum: int = 1):
   if int(value) != value or value < minimum:
     raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}.")
+
+
+def fit_range(xs, names, *, invariant: bool):
+  """Rescales (scale-invariant metrics) or range-checks the arrays `xs`.
+
+  Returns:
+    `xs`, rescaled by one common power of two if `invariant` (`rescale`),
+    else unchanged after `check_range` on each.
+  """
+  if invariant:
+    return rescale(*xs)[0]
+  for x, name in zip(xs, names):
+    check_range(x, name)
+  return tuple(xs)
+
+
+@jax.jit
+def _all_finite(tree):
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(v))
+                            for v in jax.tree.leaves(tree)]))
+
+
+def check_finite_result(value, what: str):
+  """Raises `ValueError` if a concrete result (array or pytree) is not finite.
+
+  For metrics whose kernel or products can overflow float32 inside the safe
+  range of `check_range` (e.g. a cubic polynomial kernel, max|x|^6).
+  """
+  leaves = [v for v in jax.tree.leaves(value)
+            if jnp.issubdtype(jnp.result_type(v), jnp.floating)]
+  if not leaves or not all(is_concrete(v) for v in leaves):
+    return
+  if not bool(_all_finite(leaves)):
+    raise ValueError(
+        f"{what} is not finite: kernel values or products of the features "
+        "overflowed float32; standardise the features, e.g. (x - mean) / std "
+        "with the real set's statistics.")

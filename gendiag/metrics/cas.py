@@ -328,8 +328,9 @@ def _check_inputs(x, name, shape, recipe):
     raise ValueError(
         f"the cnn recipe takes images (n, H, W) or (n, H, W, C); `{name}` "
         f"has shape {x_shape}. Reshape them or use Recipe('mlp').")
-  _checks.check_features(np.reshape(np.asarray(x, np.float32),
-                                    (x_shape[0], -1)), name)
+  flat = _checks.check_features(
+      np.reshape(_checks.as_float(x, name), (x_shape[0], -1)), name)
+  _checks.check_range(flat, name)
 
 
 def classification_accuracy_score(
@@ -353,6 +354,12 @@ def classification_accuracy_score(
   program, free of RNG, that trains all (2 + len(nas_fractions)) x num_seeds
   classifiers under `vmap` (sizes are padded to multiples of 256 so calls of
   similar size reuse the compiled program).
+
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+  Labels must be integers in [0, num_classes), one per row, every class
+  present in the real and test labels (else ValueError).
 
   Args:
     real: (n_r, ...) real training inputs (images (n, H, W) or features).

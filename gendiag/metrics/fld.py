@@ -628,6 +628,19 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
       baseline_converged=base_conv, num_dims=dim.astype(jnp.int32))
 
 
+def _float_sets(*xs, names=("train", "test", "generated")):
+  """The sets as float arrays, rescaled together by a power of two.
+
+  FLD standardises by the test set, so it is invariant to a common scale;
+  sets outside [2^-32, 2^32] are brought into float32's range exactly
+  (`_checks.rescale`) before the float32 standardisation.
+  """
+  xs = [_checks.as_float(x, name) for x, name in zip(xs, names)]
+  if all(np.ndim(x) == 2 and np.size(x) for x in xs):
+    xs = _checks.rescale(*xs)[0]
+  return xs
+
+
 def _check_sets(train, test, generated, min_test=2):
   _checks.check_features(train, "train", min_rows=2)
   d = np.shape(train)[1]
@@ -664,6 +677,11 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
   several models with N generated samples each against one C; the reference
   uses size = min(N, floor(n_train / 2)) (`default_baseline_size`).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     train: (n_train, d) training features.
     test: (n_test, d) held-out real features (they set the standardisation).
@@ -676,6 +694,7 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
   Returns:
     A `BaselineResult`; `.nll` is C.
   """
+  train, test = _float_sets(train, test)
   _check_sets(train, test, None)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train = np.shape(train)[0]
@@ -711,6 +730,11 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
   `block_size` rows every epoch otherwise; nothing else is larger than
   block_size x N.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact) before FLD's float32 standardisation.
+
   Args:
     train: (n_train, d) the generator's training features, n_train >= 2.
     test: (n_test, d) held-out real features, n_test >= 2; they set the
@@ -745,6 +769,7 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
     Jiralerspong et al., NeurIPS 2023; package marcojira/fld (conventions
     as listed in the module docstring).
   """
+  train, test, generated = _float_sets(train, test, generated)
   _check_sets(train, test, generated)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train, n_gen = np.shape(train)[0], np.shape(generated)[0]

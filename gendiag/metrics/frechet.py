@@ -78,9 +78,12 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   """Mean, unbiased covariance and a covariance factor of (n, d) features.
 
   Save them with `gendiag.io.save_frechet_stats` and compare later with
-  `fid_from_stats`, as pytorch-fid's `--save-stats` does.
+  `fid_from_stats`, as pytorch-fid's `--save-stats` does. Array-likes and
+  integer arrays are cast to float32; |x| > 7.2e16 / sqrt(d) raises
+  ValueError (standardise the features).
   """
-  _checks.check_features(x, "x", min_rows=2)
+  x = _checks.check_features(x, "x", min_rows=2)
+  _checks.check_range(x, "x")
   return _stats(x)
 
 
@@ -108,6 +111,11 @@ def fid_from_stats(real: FrechetStats, generated: FrechetStats
 def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   """Frechet Inception Distance between two (n, d) feature sets.
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError, as does a
+  non-finite FID (standardise the features).
+
   Args:
     real: (n, d) real features, n >= 2.
     generated: (m, d) generated features, m >= 2.
@@ -115,8 +123,11 @@ def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   Returns:
     A `FrechetResult`; `.fid` is the distance.
   """
-  _checks.check_pair(real, generated, min_rows=2)
-  return _fid_from_stats(_stats(real), _stats(generated))
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
+  result = _fid_from_stats(_stats(real), _stats(generated))
+  _checks.check_finite_result(result, "FID")
+  return result
 
 
 def frechet_stats_from_moments(mean, cov, n) -> FrechetStats:
@@ -214,6 +225,10 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   the sampling uncertainty of FID at this n (compare models at equal n;
   FID is not comparable across n).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -224,7 +239,8 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Returns:
     A `FIDBootstrapResult`.
   """
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
   replicates = fid_term_replicates(real, generated, key,
                                    num_resamples=num_resamples)[:, 0]

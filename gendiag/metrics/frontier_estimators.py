@@ -307,6 +307,11 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   Not jittable end to end (the PCA dimension depends on the data); the
   histogram scores and the bootstrap are jitted and vmapped.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (n, d) real (reference) features, P.
     generated: (m, d) model features, Q.
@@ -353,7 +358,8 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   """
   _check_settings(smoothing, cluster_rule, num_clusters, explained_variance,
                   num_resamples, level, scaling_factor, num_weights)
-  _checks.check_pair(real, generated, min_rows=1)
+  real, generated = _checks.check_pair(real, generated, min_rows=1)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   n, m = np.shape(real)[0], np.shape(generated)[0]
   k = (int(num_clusters) if num_clusters is not None
        else num_clusters_for(min(n, m), cluster_rule))
@@ -480,7 +486,7 @@ def null_baseline(real: jax.Array, *, key: jax.Array,
   """
   if kwargs.get("null_baseline"):
     raise ValueError("null_baseline() already is the null baseline.")
-  _checks.check_features(real, "real", min_rows=2)
+  real = _checks.check_features(real, "real", min_rows=2)
   key_split, key_run = jax.random.split(key)
   half_a, half_b = _split_real(real, key_split)
   return divergence_frontier(half_a, half_b, key=key_run, **kwargs)
@@ -589,6 +595,11 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
   quantization; `ratio_mean_generated` far from 1 flags a poor ratio. The
   bootstrap resamples rows at fixed log ratios (the probe is not refitted).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (n, d) real features, at least num_folds rows.
     generated: (m, d) model features, at least num_folds rows.
@@ -610,7 +621,8 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
     mauve-text implements no such estimator.
   """
   _checks.check_positive_int(num_folds, "num_folds", minimum=2)
-  _checks.check_pair(real, generated, min_rows=num_folds)
+  real, generated = _checks.check_pair(real, generated, min_rows=num_folds)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=0)
   if num_resamples == 1:
     raise ValueError("num_resamples must be 0 (no interval) or >= 2.")

@@ -159,7 +159,13 @@ def _gel(real, generated, witnesses, kernel_obj, scale, *, two_sample,
 
 def _check_common(real, generated, objective, moments, kernel,
                   max_iterations):
-  _checks.check_pair(real, generated, min_rows=2)
+  """Checks the settings; returns (real, generated) as float arrays.
+
+  The moments depend on the features' scale: values beyond
+  `_checks.check_range`'s bound (|x| <= 7.2e16 / sqrt(d)) raise ValueError.
+  """
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   if objective not in gel_dual.OBJECTIVES:
     raise ValueError(f"objective must be one of {gel_dual.OBJECTIVES}; got "
                      f"{objective!r}.")
@@ -169,6 +175,7 @@ def _check_common(real, generated, objective, moments, kernel,
     raise ValueError(f"kernel must be one of {gm.KERNEL_NAMES} or a kernel "
                      f"object; got {kernel!r}.")
   _checks.check_positive_int(max_iterations, "max_iterations")
+  return real, generated
 
 
 def _pick_witnesses(real, generated, moments, witnesses, num_witnesses, key):
@@ -176,7 +183,9 @@ def _pick_witnesses(real, generated, moments, witnesses, num_witnesses, key):
   if moments != "kernel":
     return None
   if witnesses is not None:
-    _checks.check_features(witnesses, "witnesses", dim=np.shape(real)[1])
+    witnesses = _checks.check_features(witnesses, "witnesses",
+                                       dim=np.shape(real)[1])
+    _checks.check_range(witnesses, "witnesses")
     return jnp.asarray(witnesses, jnp.result_type(real))
   if key is None:
     raise ValueError(
@@ -213,6 +222,10 @@ def gel(real: jax.Array, generated: jax.Array, *, two_sample: bool = False,
   weights exist (with kernel moments: too few real rows per present mode
   relative to J; use fewer witnesses).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -238,7 +251,8 @@ def gel(real: jax.Array, generated: jax.Array, *, two_sample: bool = False,
     on the real rows, the stacked two-sample problem, the exponential
     kernel); matches its outputs to 1e-6 in float64 (tests/data).
   """
-  _check_common(real, generated, objective, moments, kernel, max_iterations)
+  real, generated = _check_common(real, generated, objective, moments, kernel,
+                                  max_iterations)
   w = _pick_witnesses(real, generated, moments, witnesses, num_witnesses, key)
   name, obj = _kernel_args(kernel)
   return _gel(real, generated, w, obj, scale, two_sample=two_sample,
@@ -352,6 +366,10 @@ def gel_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   they solve the same problem; the witnesses are drawn from the pooled
   sample, independently of the labels, so relabellings are exchangeable.
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -376,7 +394,8 @@ def gel_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     Ravuri et al., CVPR 2023 (the statistic; the reference code has no
     p-value). Permutation calibration: gendiag's choice (notes/gel.md 1.5).
   """
-  _check_common(real, generated, objective, moments, kernel, max_iterations)
+  real, generated = _check_common(real, generated, objective, moments, kernel,
+                                  max_iterations)
   for value, name in ((num_permutations, "num_permutations"),
                       (null_max_iterations, "null_max_iterations"),
                       (batch_size, "batch_size")):

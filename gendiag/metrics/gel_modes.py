@@ -241,6 +241,12 @@ def gel_mode_probabilities(
   from the caller (e.g. a conditional model's class) or, if omitted, from a
   k-NN vote among the real rows (`nearest_neighbor_labels`).
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+  Labels must be integers 0..C-1, one per row, every class with real rows
+  (gaps such as {0, 2, 5} raise ValueError: relabel them).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -269,7 +275,8 @@ def gel_mode_probabilities(
     Ravuri et al., CVPR 2023 (class masses, Hellinger to the gold mix; the
     reference notebook's `make_mode_probs` and `hellinger_dist`).
   """
-  gel_lib._check_common(real, generated, objective, moments, kernel, max_iterations)
+  real, generated = gel_lib._check_common(real, generated, objective, moments,
+                                          kernel, max_iterations)
   _checks.check_positive_int(class_moments, "class_moments")
   _checks.check_positive_int(knn_k, "knn_k")
   real_labels = _check_labels(real_labels, "real_labels", np.shape(real)[0],
@@ -282,6 +289,12 @@ def gel_mode_probabilities(
         [] if generated_labels is None else [generated_labels.max()])
     num_classes = int(max(top)) + 1
   _checks.check_positive_int(num_classes, "num_classes", minimum=2)
+  empty = np.flatnonzero(np.bincount(real_labels, minlength=num_classes) == 0)
+  if empty.size:
+    raise ValueError(
+        f"classes {empty.tolist()[:10]} have no rows in `real_labels`; label "
+        f"the classes 0..C-1 without gaps (e.g. np.unique(labels, "
+        "return_inverse=True)[1]) or pass a smaller num_classes.")
   if generated_labels is None:
     source = "knn"
     generated_labels = nearest_neighbor_labels(

@@ -33,6 +33,7 @@ References:
   "On Memorization in Diffusion Models", 2023 (the 1/3 ratio rule).
 """
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -96,6 +97,26 @@ def _copy_flags(train, generated, threshold, block_size):
                    threshold=threshold)
 
 
+def _check_sets(train, *others, names=("train", "generated")):
+  """Float arrays (train, *others, s), rescaled together by 2^s.
+
+  Nearest-neighbour comparisons are invariant to a common scale, so inputs
+  outside [2^-32, 2^32] are brought into float32's range exactly
+  (`_checks.rescale`); distances in the result are scaled back.
+  """
+  train = _checks.check_features(train, names[0], min_rows=2)
+  others = [_checks.check_features(x, name, dim=np.shape(train)[1])
+            for x, name in zip(others, names[1:])]
+  xs, s = _checks.rescale(train, *others)
+  return (*xs, s)
+
+
+def _unscale(res, s, fields):
+  """`res` with its distance `fields` multiplied back by 2^-s (exact)."""
+  return dataclasses.replace(res, **{
+      f: _checks.scale_pow2(getattr(res, f), -s) for f in fields})
+
+
 def copy_flags(train: jax.Array, generated: jax.Array, *,
                threshold: float = 1.0 / 3.0,
                block_size: int = distances.DEFAULT_BLOCK_SIZE) -> CopyFlags:
@@ -108,6 +129,12 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
   for fresh samples of a smooth distribution (rho < 1/3 happens by chance
   only where training samples are isolated). Distances are Euclidean in the
   given features; standardise first if dimensions have different scales.
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
 
   Args:
     train: (n, d) training features, n >= 2.
@@ -123,14 +150,14 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
     Yoon et al. 2023 and Gu et al. 2023 (the 1/3 ratio rule for memorised
     diffusion samples).
   """
-  _checks.check_pair(train, generated, names=("train", "generated"))
-  _checks.check_features(train, "train", min_rows=2)
+  train, generated, s = _check_sets(train, generated)
   if not 0.0 < threshold <= 1.0:
     raise ValueError(f"`threshold` must lie in (0, 1]; got {threshold}.")
   _checks.check_positive_int(block_size, "block_size")
-  return _copy_flags(jnp.asarray(train, jnp.float32),
-                     jnp.asarray(generated, jnp.float32),
-                     threshold=float(threshold), block_size=int(block_size))
+  flags = _copy_flags(jnp.asarray(train, jnp.float32),
+                      jnp.asarray(generated, jnp.float32),
+                      threshold=float(threshold), block_size=int(block_size))
+  return _unscale(flags, s, ("distance", "second_distance"))
 
 
 # --------------------------------------------------------------------------
@@ -195,6 +222,12 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
   +25 in the reference's experiments (not 50: a fresh sample is often
   closer to t* than t*'s own neighbour is).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
+
   Args:
     train: (n, d) training features, n >= 2.
     generated: (N, d) generated features.
@@ -212,8 +245,7 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
     (marcojira/fld), whose convention (strict <, Euclidean, 10k subsets) this
     follows.
   """
-  _checks.check_pair(train, generated, names=("train", "generated"))
-  _checks.check_features(train, "train", min_rows=2)
+  train, generated, s = _check_sets(train, generated)
   _checks.check_positive_int(block_size, "block_size")
   if max_samples is not None:
     _checks.check_positive_int(max_samples, "max_samples", minimum=2)
@@ -225,10 +257,11 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
         f"{n}, generated {m}); pass key=jax.random.key(...) or "
         "max_samples=None to use every row.")
   key_t, key_g = (jax.random.split(key) if key is not None else (None, None))
-  return _auth(jnp.asarray(train, jnp.float32),
-               jnp.asarray(generated, jnp.float32),
-               _subset(key_t, n, max_samples), _subset(key_g, m, max_samples),
-               block_size=int(block_size))
+  res = _auth(jnp.asarray(train, jnp.float32),
+              jnp.asarray(generated, jnp.float32),
+              _subset(key_t, n, max_samples), _subset(key_g, m, max_samples),
+              block_size=int(block_size))
+  return _unscale(res, s, ("distance", "train_nn_distance"))
 
 
 # --------------------------------------------------------------------------
@@ -356,6 +389,12 @@ def data_copying_test(train: jax.Array, test: jax.Array,
   from k-means with 10 restarts (k-means++); the 0.5 continuity correction
   in the null mean; ties in U count 1/2 (scipy's convention).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); distances come back in the
+  caller's units.
+
   Args:
     train: (l, d) training features.
     test: (n, d) held-out real features.
@@ -379,10 +418,9 @@ def data_copying_test(train: jax.Array, test: jax.Array,
     Meehan, Chaudhuri & Dasgupta, AISTATS 2020; marcojira/fld CTTest.
   """
   from gendiag.ops import quantize  # pylint: disable=g-import-not-at-top
-  _checks.check_features(train, "train", min_rows=2)
+  train, test, generated, s = _check_sets(
+      train, test, generated, names=("train", "test", "generated"))
   d = np.shape(train)[1]
-  _checks.check_features(test, "test", min_rows=1, dim=d)
-  _checks.check_features(generated, "generated", min_rows=1, dim=d)
   _checks.check_positive_int(num_cells, "num_cells")
   _checks.check_positive_int(block_size, "block_size")
   if num_cells > np.shape(train)[0]:
@@ -418,6 +456,7 @@ def data_copying_test(train: jax.Array, test: jax.Array,
       train, test, generated, train_cells, test_cells, gen_cells,
       jnp.float32(min_cell_samples), k=int(num_cells),
       block_size=int(block_size))
+  gen_d, test_d = (_checks.scale_pow2(a, -s) for a in (gen_d, test_d))
   return DataCopyingResult(
       c_t=c_t, cell_z=z, cell_test_fraction=p_n, cell_generated_fraction=q_m,
       cell_used=used, generated_distance=gen_d, test_distance=test_d,

@@ -44,6 +44,22 @@ def _default_kernel(real, generated, kernel):
   return kernel
 
 
+def _prepare(real, generated, kernel, *, min_rows=1, points=None):
+  """Checked float arrays (real, generated[, points]) for an MMD function.
+
+  Array-likes and integer arrays are cast to float32. Without a kernel the
+  median-heuristic MMD is scale-invariant: inputs outside [2^-32, 2^32] are
+  rescaled together by a power of two (exact). With a kernel, values beyond
+  `_checks.check_range`'s bound (|x| <= 7.2e16 / sqrt(d)) raise ValueError.
+  """
+  real, generated = _checks.check_pair(real, generated, min_rows=min_rows)
+  xs, names = [real, generated], ["real", "generated"]
+  if points is not None:
+    xs.append(_checks.check_features(points, "points", dim=real.shape[1]))
+    names.append("points")
+  return _checks.fit_range(xs, names, invariant=kernel is None)
+
+
 def _check_estimator(estimator):
   if estimator not in ESTIMATORS:
     raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}.")
@@ -86,6 +102,12 @@ def mmd(real: jax.Array, generated: jax.Array, *,
         mesh: Optional[Mesh] = None) -> jax.Array:
   """Squared MMD between two samples, blocked; differentiable in both inputs.
 
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
+
   Args:
     real: (n, d) samples of P.
     generated: (m, d) samples of Q.
@@ -100,9 +122,12 @@ def mmd(real: jax.Array, generated: jax.Array, *,
     Scalar MMD^2 estimate (may be slightly negative unless 'biased').
   """
   _check_estimator(estimator)
-  _checks.check_pair(real, generated, min_rows=_MIN_ROWS[estimator])
+  real, generated = _prepare(real, generated, kernel,
+                             min_rows=_MIN_ROWS[estimator])
   kernel = _default_kernel(real, generated, kernel)
-  return _mmd2_jit(real, generated, kernel, estimator, block_size, mesh)
+  value = _mmd2_jit(real, generated, kernel, estimator, block_size, mesh)
+  _checks.check_finite_result(value, "MMD^2")
+  return value
 
 
 @_results.result(static=("num_subsets", "subset_size"))
@@ -182,6 +207,12 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Unlike clean-fid and dgm-eval, a sample smaller than `subset_size` is an
   error, not silently clipped: pass subset_size=min(n, m) explicitly.
 
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError, as does a
+  non-finite KID (the cubic kernel overflows from |x| ~ 1e6; standardise
+  the features).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -197,7 +228,8 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   """
   _checks.check_positive_int(num_subsets, "num_subsets")
   _checks.check_positive_int(subset_size, "subset_size", minimum=2)
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   smallest = min(real.shape[0], generated.shape[0])
   if subset_size > smallest:
     raise ValueError(
@@ -206,6 +238,7 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   kernel = kernels.Polynomial() if kernel is None else kernel
   values = _kid_values(real, generated, kernel, key, num_subsets, subset_size,
                        block_size, mesh)
+  _checks.check_finite_result(values, "KID")
   mean, std, stderr = _kid_summary(values)
   return KIDResult(mean=mean, std=std, stderr=stderr, values=values,
                    num_subsets=num_subsets, subset_size=subset_size)
@@ -241,6 +274,12 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
   regions), negative where the model puts too much (over-represented modes,
   artefacts). MMD^2 (biased) = mean_i f(x_i) - mean_j f(y_j).
 
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -252,10 +291,11 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
   Returns:
     (p,) witness values.
   """
-  _checks.check_pair(real, generated)
-  _checks.check_features(points, "points", dim=real.shape[1])
+  real, generated, points = _prepare(real, generated, kernel, points=points)
   kernel = _default_kernel(real, generated, kernel)
-  return _witness(real, generated, points, kernel, block_size, mesh)
+  values = _witness(real, generated, points, kernel, block_size, mesh)
+  _checks.check_finite_result(values, "The witness")
+  return values
 
 
 @_results.result(static=("num_permutations",))
@@ -322,6 +362,12 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   kernel is evaluated once; memory is block_size x (n + m) plus
   (n + m) x (num_permutations + 1) indicator floats.
 
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -339,12 +385,13 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     raise ValueError("mmd_test supports estimator='unbiased' or 'biased'; got "
                      f"{estimator!r}.")
   _checks.check_positive_int(num_permutations, "num_permutations")
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   pooled = jnp.concatenate([real, generated], axis=0)
   stats = _permutation_statistics(pooled, kernel, key, real.shape[0],
                                   num_permutations, estimator, block_size,
                                   mesh)
+  _checks.check_finite_result(stats, "The MMD^2 test statistic")
   observed, null, p_value = _p_value(stats)
   return MMDTestResult(statistic=observed, p_value=p_value,
                        null_statistics=null, num_permutations=num_permutations)
@@ -424,6 +471,12 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   unbiased; the kernel is evaluated once for every replicate (blocked K W).
   With `kernel=Polynomial()` this is the interval for KID's population value.
 
+  Inputs: array-likes and integer arrays are cast to float32. Without
+  `kernel` the (median-heuristic) value is scale-invariant and sets with
+  max|x| outside [2^-32, 2^32] are rescaled by a power of two (exact);
+  with a kernel, |x| > 7.2e16 / sqrt(d) raises ValueError, as does a
+  non-finite result (standardise the features).
+
   Args:
     real: (n, d) real features.
     generated: (m, d) generated features.
@@ -442,10 +495,11 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     raise ValueError("mmd_bootstrap supports estimator='unbiased' or "
                      f"'biased'; got {estimator!r}.")
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   stats = _bootstrap_statistics(real, generated, kernel, key, num_resamples,
                                 estimator, block_size, mesh)
+  _checks.check_finite_result(stats, "The bootstrapped MMD^2")
   low, high = bootstrap.percentile_interval(stats[1:], level=level)
   return MMDBootstrapResult(statistic=stats[0], ci_low=low, ci_high=high,
                             replicates=stats[1:], num_resamples=num_resamples,

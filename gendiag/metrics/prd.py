@@ -74,6 +74,11 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   on the angle grid; the curves are averaged over runs and summarised by max
   F_8 / F_1/8.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (N, D) real features.
     generated: (M, D) generated features.
@@ -100,7 +105,8 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   """
   _checks.check_positive_int(num_clusters, "num_clusters")
   _checks.check_positive_int(num_runs, "num_runs")
-  _checks.check_pair(real, generated, min_rows=num_clusters)
+  real, generated = _checks.check_pair(real, generated, min_rows=num_clusters)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   n, m = jnp.shape(real)[0], jnp.shape(generated)[0]
   if enforce_balance and n != m:
     raise ValueError(
@@ -200,7 +206,10 @@ def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
     if jnp.ndim(s) != 1 or jnp.shape(s)[0] < 1:
       raise ValueError(f"`{name}` must be a non-empty 1-D array of scores; "
                        f"got shape {jnp.shape(s)}.")
-    _checks.check_features(jnp.reshape(s, (-1, 1)), name)
+  scores_real, scores_generated = (
+      _checks.check_features(jnp.reshape(jnp.asarray(s), (-1, 1)), name)[:, 0]
+      for s, name in ((scores_real, "scores_real"),
+                      (scores_generated, "scores_generated")))
   return _curve_from_scores(jnp.asarray(scores_real),
                             jnp.asarray(scores_generated),
                             num_angles=int(num_angles), beta=float(beta))
@@ -251,6 +260,11 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
   combined by the median, and the curve is alpha(lam) = min_t lam FNR(t) +
   FPR(t) over thresholds t of the combined score.
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact).
+
   Args:
     real: (N, D) real features, N >= 4.
     generated: (M, D) generated features, M >= 4.
@@ -273,7 +287,8 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
     probe is standardised logistic regression or an MLP trained with AdamW.
     Label 1 = real, so FNR counts real samples called generated.
   """
-  _checks.check_pair(real, generated, min_rows=4)
+  real, generated = _checks.check_pair(real, generated, min_rows=4)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   _checks.check_positive_int(num_runs, "num_runs")
   key_split, key_fit = jax.random.split(key)
   r_tr, r_te, g_tr, g_te = probe_lib.train_test_split(

@@ -36,6 +36,7 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 from jax.sharding import Mesh
+import numpy as np
 
 from gendiag import _checks
 from gendiag import _results
@@ -58,8 +59,27 @@ def _normalise_ks(k: Ks) -> Tuple[int, ...]:
 
 
 def _check_inputs(real, generated, ks):
+  """(real, generated, s): float arrays rescaled by 2^s (`_checks.rescale`).
+
+  The k-NN memberships are invariant to a common scale, so inputs outside
+  [2^-32, 2^32] are brought into float32's safe range exactly.
+  """
   need = max(ks) + 2
-  _checks.check_pair(real, generated, min_rows=need)
+  for name, x in (("real", real), ("generated", generated)):
+    if np.ndim(x) == 2 and np.shape(x)[0] < need:
+      raise ValueError(
+          f"`{name}` has {np.shape(x)[0]} samples but k={max(ks)} needs at "
+          f"least {need} (k + 2); pass a smaller k or more samples.")
+  real, generated = _checks.check_pair(real, generated, min_rows=need)
+  (real, generated), s = _checks.rescale(real, generated)
+  return real, generated, s
+
+
+def _unscale_radii(fields, s):
+  """Radii back in the caller's units (exact: s is a power-of-two shift)."""
+  for name in ("real_radii", "generated_radii"):
+    fields[name] = _checks.scale_pow2(fields[name], -s)
+  return fields
 
 
 def _median(x):
@@ -306,6 +326,13 @@ def improved_precision_recall(
   NND_k is the distance to the k-th nearest other point of the same set
   (duplicates count, at distance 0). Boundary points are inside (`<=`).
 
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); radii come back in
+  the caller's units and the realism's 1e-5 guard is then relative to the
+  rescaled max|x|. k >= N - 1 raises ValueError (pass a smaller k).
+
   Args:
     real: (N, D) real features, N >= k + 2.
     generated: (M, D) generated features, M >= k + 2.
@@ -329,11 +356,11 @@ def improved_precision_recall(
     threshold 1).
   """
   ks = _normalise_ks(k)
-  _check_inputs(real, generated, ks)
+  real, generated, s = _check_inputs(real, generated, ks)
   fields = _improved_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                             block_size=block_size, mesh=mesh,
                             single=_single(k))
-  return ImprovedPRResult(**fields, k=_static_k(k, ks))
+  return ImprovedPRResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
 
 
 def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
@@ -349,6 +376,12 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
 
   When P = Q, E[density] = 1 and E[coverage] = 1 - prod_{i<k} (N-1-i) /
   (N-1+M-i) (0.969 for k = 5, N = M = 10000).
+
+  Inputs: array-likes and integer arrays are cast to float32. The result
+  is invariant to a common scale of the sets, so sets with max|x|
+  outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
+  a power of two (exact); radii come back in the caller's units.
+  k >= N - 1 raises ValueError (pass a smaller k).
 
   Args:
     real: (N, D) real features, N >= k + 2.
@@ -371,10 +404,10 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
     self) up to float32 near-ties; k = 5 as in the paper.
   """
   ks = _normalise_ks(k)
-  _check_inputs(real, generated, ks)
+  real, generated, s = _check_inputs(real, generated, ks)
   fields = _prdc_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                         block_size=block_size, mesh=mesh, single=_single(k))
-  return PRDCResult(**fields, k=_static_k(k, ks))
+  return PRDCResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
 
 
 def _static_k(k, ks):

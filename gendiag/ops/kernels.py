@@ -21,6 +21,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendiag import _checks
 from gendiag.ops import distances
 
 
@@ -144,14 +145,23 @@ def median_heuristic(x: jax.Array, y: Optional[jax.Array] = None, *,
     y: optional (m, d) array pooled with x.
     max_points: cap on the rows used.
 
+  Array-likes and integer arrays are cast to float32; inputs outside
+  [2^-32, 2^32] are rescaled by a power of two and the result scaled back
+  (exact: the median distance is scale-equivariant).
+
   Returns:
     A scalar; 1.0 if every sampled pair coincides (so it is never 0).
   """
+  x = _checks.check_features(x, "x")
+  if y is not None:
+    y = _checks.check_features(y, "y", dim=np.shape(x)[1])
+  (x, *rest), s = _checks.rescale(x, *([] if y is None else [y]))
+  y = rest[0] if rest else None
   n = x.shape[0] + (0 if y is None else y.shape[0])
   keep = (None if n <= max_points else
           np.linspace(0, n - 1, max_points).astype(np.int32))
   rows, cols = np.triu_indices(min(n, max_points), k=1)
-  return _median_distance(x, y, keep, rows, cols)
+  return _checks.scale_pow2(_median_distance(x, y, keep, rows, cols), -s)
 
 
 @jax.jit

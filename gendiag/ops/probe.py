@@ -137,7 +137,8 @@ def fit_probe(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Returns:
     Probe (vmappable over `key`).
   """
-  _checks.check_pair(real, generated, min_rows=1)
+  real, generated = _checks.check_pair(real, generated, min_rows=1)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   _checks.check_positive_int(num_steps, "num_steps")
   if batch_size is not None:
     _checks.check_positive_int(batch_size, "batch_size")
@@ -206,7 +207,8 @@ def heldout_logits(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     (logits_real (N_test,), logits_generated (M_test,)): log-odds of "real"
     on the held-out rows of each set.
   """
-  _checks.check_pair(real, generated, min_rows=2)
+  real, generated = _checks.check_pair(real, generated, min_rows=2)
+  (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   key_split, key_fit = jax.random.split(key)
   r_tr, r_te, g_tr, g_te = train_test_split(
       real, generated, key=key_split, test_fraction=test_fraction)

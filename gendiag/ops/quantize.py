@@ -78,7 +78,7 @@ def pca_fit(x: jax.Array, *, num_components: Optional[int] = None,
   Returns:
     A `PCA`.
   """
-  _checks.check_features(x, "x", min_rows=2)
+  x = _checks.check_features(x, "x", min_rows=2)
   if num_components is not None and explained_variance is not None:
     raise ValueError("pass num_components or explained_variance, not both.")
   d = np.shape(x)[1]
@@ -342,7 +342,7 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
   _checks.check_positive_int(num_clusters, "num_clusters")
   _checks.check_positive_int(num_restarts, "num_restarts")
   _checks.check_positive_int(max_iters, "max_iters")
-  _checks.check_features(x, "x", min_rows=num_clusters)
+  x = _checks.check_features(x, "x", min_rows=num_clusters)
   if init not in INITS:
     raise ValueError(f"init must be one of {INITS}; got {init!r}.")
   centroids, labels, inertia, iters, converged = _kmeans_best(
@@ -370,7 +370,7 @@ def cluster_histograms(real: jax.Array, generated: jax.Array, *,
     (p, q): (k,) probability vectors of real and generated rows over the
     clusters.
   """
-  _checks.check_pair(real, generated)
+  real, generated = _checks.check_pair(real, generated)
   union = jnp.concatenate([jnp.asarray(real), jnp.asarray(generated)], axis=0)
   fit = kmeans(union, key=key, num_clusters=num_clusters,
                num_restarts=num_restarts, max_iters=max_iters, tol=tol,
