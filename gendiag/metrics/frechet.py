@@ -80,6 +80,7 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   Save them with `gendiag.io.save_frechet_stats` and compare later with
   `fid_from_stats`, as pytorch-fid's `--save-stats` does.
   """
+  _checks.check_addressable("frechet_stats", x=x)
   _checks.check_features(x, "x", min_rows=2)
   return _stats(x)
 
@@ -115,6 +116,7 @@ def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   Returns:
     A `FrechetResult`; `.fid` is the distance.
   """
+  _checks.check_addressable("fid", real=real, generated=generated)
   _checks.check_pair(real, generated, min_rows=2)
   return _fid_from_stats(_stats(real), _stats(generated))
 
@@ -224,6 +226,7 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Returns:
     A `FIDBootstrapResult`.
   """
+  _checks.check_addressable("fid_bootstrap", real=real, generated=generated)
   _checks.check_pair(real, generated, min_rows=2)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
   replicates = fid_term_replicates(real, generated, key,

@@ -159,6 +159,7 @@ def _gel(real, generated, witnesses, kernel_obj, scale, *, two_sample,
 
 def _check_common(real, generated, objective, moments, kernel,
                   max_iterations):
+  _checks.check_addressable("GEL", real=real, generated=generated)
   _checks.check_pair(real, generated, min_rows=2)
   if objective not in gel_dual.OBJECTIVES:
     raise ValueError(f"objective must be one of {gel_dual.OBJECTIVES}; got "

@@ -123,6 +123,7 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
     Yoon et al. 2023 and Gu et al. 2023 (the 1/3 ratio rule for memorised
     diffusion samples).
   """
+  _checks.check_addressable("copy_flags", train=train, generated=generated)
   _checks.check_pair(train, generated, names=("train", "generated"))
   _checks.check_features(train, "train", min_rows=2)
   if not 0.0 < threshold <= 1.0:
@@ -212,6 +213,7 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
     (marcojira/fld), whose convention (strict <, Euclidean, 10k subsets) this
     follows.
   """
+  _checks.check_addressable("auth_pct", train=train, generated=generated)
   _checks.check_pair(train, generated, names=("train", "generated"))
   _checks.check_features(train, "train", min_rows=2)
   _checks.check_positive_int(block_size, "block_size")
@@ -379,6 +381,8 @@ def data_copying_test(train: jax.Array, test: jax.Array,
     Meehan, Chaudhuri & Dasgupta, AISTATS 2020; marcojira/fld CTTest.
   """
   from gendiag.ops import quantize  # pylint: disable=g-import-not-at-top
+  _checks.check_addressable("data_copying_test", train=train, test=test,
+                            generated=generated)
   _checks.check_features(train, "train", min_rows=2)
   d = np.shape(train)[1]
   _checks.check_features(test, "test", min_rows=1, dim=d)
