@@ -29,6 +29,12 @@ def _non_finite_rows(x):
   return jnp.sum(bad), bad
 
 
+def _on_host(x) -> bool:
+  """Whether all of `x` is in this process's CPU memory (numpy reads it)."""
+  return x.is_fully_addressable and all(d.platform == "cpu"
+                                        for d in x.devices())
+
+
 def _fetch(a):
   """A jax.Array on the host, also when it spans several processes."""
   if a.is_fully_addressable or a.is_fully_replicated:
@@ -64,8 +70,9 @@ def check_features(x, name: str, *, min_rows: int = 1,
         f"`{name}` has {d} features but the other input has {dim}; both sets "
         "must be embedded by the same feature extractor.")
   if is_concrete(x):
-    if isinstance(x, jax.Array):  # on device, global arrays included
-      num_bad, bad = _non_finite_rows(x)
+    if isinstance(x, jax.Array) and not _on_host(x):  # global arrays too
+      with jax.ensure_compile_time_eval():  # concrete also inside a trace
+        num_bad, bad = _non_finite_rows(x)
       rows = np.flatnonzero(_fetch(bad)) if _fetch(num_bad) else ()
     else:
       rows = np.flatnonzero(~np.isfinite(np.asarray(x)).all(axis=1))

@@ -644,7 +644,9 @@ def _check_sets(train, test, generated, min_test=2):
   if generated is not None:
     _checks.check_features(generated, "generated", min_rows=1, dim=d)
   if _checks.is_concrete(test):
-    if not _varies(jnp.asarray(test)):  # jitted: global arrays stay put
+    with jax.ensure_compile_time_eval():  # jitted: global arrays stay put
+      varies = bool(_varies(jnp.asarray(test)))
+    if not varies:
       raise ValueError("`test` has zero variance in every dimension, so FLD "
                        "cannot standardise by it; pass distinct test samples.")
 
