@@ -393,6 +393,8 @@ def classification_accuracy_score(
     bars, top-2 by default.
   """
   _checks.check_positive_int(num_seeds, "num_seeds")
+  _checks.check_addressable("classification_accuracy_score", real=real,
+                            generated=generated, test=test)
   _check_inputs(real, "real", None, recipe)
   shape = np.shape(real)[1:]
   _check_inputs(generated, "generated", shape, recipe)

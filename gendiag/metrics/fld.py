@@ -555,6 +555,8 @@ def fit_bandwidths(x: jax.Array, centres: jax.Array, *, key: jax.Array,
 @functools.partial(jax.jit, static_argnames=("max_generated",))
 def _prepare(train, test, generated, key, max_generated):
   """Caps the generated set and standardises all three by test statistics."""
+  # The fits run unsharded: rows sharded on an Explicit mesh are gathered.
+  train, test, generated = map(distances.replicated, (train, test, generated))
   n_gen = generated.shape[0]
   if n_gen > max_generated:
     gen_index = jax.random.permutation(key, n_gen)[:max_generated]
@@ -570,6 +572,7 @@ def _prepare(train, test, generated, key, max_generated):
 
 @jax.jit
 def _prepare_pair(train, test):
+  train, test = map(distances.replicated, (train, test))
   mean, std, keep = _standardizer(test)
   return (_standardize(train, mean, std, keep),
           _standardize(test, mean, std, keep),
@@ -641,6 +644,12 @@ def _float_sets(*xs, names=("train", "test", "generated")):
   return xs
 
 
+@jax.jit
+def _varies(x):
+  """Whether some column of x is not constant (some std > 0), exactly."""
+  return jnp.any(jnp.max(x, axis=0) > jnp.min(x, axis=0))
+
+
 def _check_sets(train, test, generated, min_test=2):
   _checks.check_features(train, "train", min_rows=2)
   d = np.shape(train)[1]
@@ -648,8 +657,9 @@ def _check_sets(train, test, generated, min_test=2):
   if generated is not None:
     _checks.check_features(generated, "generated", min_rows=1, dim=d)
   if _checks.is_concrete(test):
-    std = np.std(np.asarray(test, np.float64), axis=0, ddof=1)
-    if not np.any(std > 0):
+    with jax.ensure_compile_time_eval():  # jitted: global arrays stay put
+      varies = bool(_varies(jnp.asarray(test)))
+    if not varies:
       raise ValueError("`test` has zero variance in every dimension, so FLD "
                        "cannot standardise by it; pass distinct test samples.")
 
@@ -696,6 +706,7 @@ def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
   """
   train, test = _float_sets(train, test)
   _check_sets(train, test, None)
+  _checks.check_same_key(key, "fld_baseline", train, test)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train = np.shape(train)[0]
   if int(size) != size or not 1 <= size <= n_train - 1:
@@ -771,6 +782,7 @@ def fld(train: jax.Array, test: jax.Array, generated: jax.Array, *,
   """
   train, test, generated = _float_sets(train, test, generated)
   _check_sets(train, test, generated)
+  _checks.check_same_key(key, "fld", train, test, generated)
   _check_fit_options(init, max_epochs, batch_size, block_size)
   n_train, n_gen = np.shape(train)[0], np.shape(generated)[0]
   if max_generated is not None:

@@ -82,6 +82,7 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   integer arrays are cast to float32; |x| > 7.2e16 / sqrt(d) raises
   ValueError (standardise the features).
   """
+  _checks.check_addressable("frechet_stats", x=x)
   x = _checks.check_features(x, "x", min_rows=2)
   _checks.check_range(x, "x")
   return _stats(x)
@@ -123,6 +124,7 @@ def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   Returns:
     A `FrechetResult`; `.fid` is the distance.
   """
+  _checks.check_addressable("fid", real=real, generated=generated)
   real, generated = _checks.check_pair(real, generated, min_rows=2)
   _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   result = _fid_from_stats(_stats(real), _stats(generated))
@@ -239,6 +241,7 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   Returns:
     A `FIDBootstrapResult`.
   """
+  _checks.check_addressable("fid_bootstrap", real=real, generated=generated)
   real, generated = _checks.check_pair(real, generated, min_rows=2)
   _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)

@@ -358,6 +358,8 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   """
   _check_settings(smoothing, cluster_rule, num_clusters, explained_variance,
                   num_resamples, level, scaling_factor, num_weights)
+  _checks.check_addressable("divergence_frontier", real=real,
+                            generated=generated)
   real, generated = _checks.check_pair(real, generated, min_rows=1)
   (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   n, m = np.shape(real)[0], np.shape(generated)[0]
@@ -486,6 +488,7 @@ def null_baseline(real: jax.Array, *, key: jax.Array,
   """
   if kwargs.get("null_baseline"):
     raise ValueError("null_baseline() already is the null baseline.")
+  _checks.check_addressable("null_baseline", real=real)
   real = _checks.check_features(real, "real", min_rows=2)
   key_split, key_run = jax.random.split(key)
   half_a, half_b = _split_real(real, key_split)
@@ -620,6 +623,8 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
     frontiers); the ratio formulas are in ../notes/frontiers.md section 1.1.
     mauve-text implements no such estimator.
   """
+  _checks.check_addressable("classifier_frontier", real=real,
+                            generated=generated)
   _checks.check_positive_int(num_folds, "num_folds", minimum=2)
   real, generated = _checks.check_pair(real, generated, min_rows=num_folds)
   (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant

@@ -159,6 +159,7 @@ def _gel(real, generated, witnesses, kernel_obj, scale, *, two_sample,
 
 def _check_common(real, generated, objective, moments, kernel,
                   max_iterations):
+  _checks.check_addressable("GEL", real=real, generated=generated)
   """Checks the settings; returns (real, generated) as float arrays.
 
   The moments depend on the features' scale: values beyond

@@ -150,6 +150,7 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
     Yoon et al. 2023 and Gu et al. 2023 (the 1/3 ratio rule for memorised
     diffusion samples).
   """
+  _checks.check_addressable("copy_flags", train=train, generated=generated)
   train, generated, s = _check_sets(train, generated)
   if not 0.0 < threshold <= 1.0:
     raise ValueError(f"`threshold` must lie in (0, 1]; got {threshold}.")
@@ -245,6 +246,7 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
     (marcojira/fld), whose convention (strict <, Euclidean, 10k subsets) this
     follows.
   """
+  _checks.check_addressable("auth_pct", train=train, generated=generated)
   train, generated, s = _check_sets(train, generated)
   _checks.check_positive_int(block_size, "block_size")
   if max_samples is not None:
@@ -418,6 +420,8 @@ def data_copying_test(train: jax.Array, test: jax.Array,
     Meehan, Chaudhuri & Dasgupta, AISTATS 2020; marcojira/fld CTTest.
   """
   from gendiag.ops import quantize  # pylint: disable=g-import-not-at-top
+  _checks.check_addressable("data_copying_test", train=train, test=test,
+                            generated=generated)
   train, test, generated, s = _check_sets(
       train, test, generated, names=("train", "test", "generated"))
   d = np.shape(train)[1]

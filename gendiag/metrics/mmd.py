@@ -122,6 +122,7 @@ def mmd(real: jax.Array, generated: jax.Array, *,
     Scalar MMD^2 estimate (may be slightly negative unless 'biased').
   """
   _check_estimator(estimator)
+  _checks.check_mesh("mmd", mesh, real=real, generated=generated)
   real, generated = _prepare(real, generated, kernel,
                              min_rows=_MIN_ROWS[estimator])
   kernel = _default_kernel(real, generated, kernel)
@@ -180,6 +181,8 @@ def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
   keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
   spec = PartitionSpec(axes)
   keys = distances.constrain(keys, mesh, spec)
+  real, generated = (distances.constrain(a, mesh, PartitionSpec())
+                     for a in (real, generated))
   values = jax.shard_map(
       functools.partial(_subset_values, subset_size=subset_size,
                         block_size=block_size),
@@ -228,6 +231,8 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   """
   _checks.check_positive_int(num_subsets, "num_subsets")
   _checks.check_positive_int(subset_size, "subset_size", minimum=2)
+  _checks.check_mesh("kid", mesh, real=real, generated=generated)
+  _checks.check_same_key(key, "kid", real, generated)
   real, generated = _checks.check_pair(real, generated, min_rows=2)
   _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
   smallest = min(real.shape[0], generated.shape[0])
@@ -291,6 +296,7 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
   Returns:
     (p,) witness values.
   """
+  _checks.check_mesh("witness", mesh, real=real, generated=generated)
   real, generated, points = _prepare(real, generated, kernel, points=points)
   kernel = _default_kernel(real, generated, kernel)
   values = _witness(real, generated, points, kernel, block_size, mesh)
@@ -385,6 +391,8 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     raise ValueError("mmd_test supports estimator='unbiased' or 'biased'; got "
                      f"{estimator!r}.")
   _checks.check_positive_int(num_permutations, "num_permutations")
+  _checks.check_mesh("mmd_test", mesh, real=real, generated=generated)
+  _checks.check_same_key(key, "mmd_test", real, generated)
   real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   pooled = jnp.concatenate([real, generated], axis=0)
@@ -495,6 +503,8 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     raise ValueError("mmd_bootstrap supports estimator='unbiased' or "
                      f"'biased'; got {estimator!r}.")
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
+  _checks.check_mesh("mmd_bootstrap", mesh, real=real, generated=generated)
+  _checks.check_same_key(key, "mmd_bootstrap", real, generated)
   real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   stats = _bootstrap_statistics(real, generated, kernel, key, num_resamples,

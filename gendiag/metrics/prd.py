@@ -103,6 +103,7 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     (n_init=10, unseeded); here full-batch Lloyd with k-means++ and an
     explicit key, so runs are reproducible.
   """
+  _checks.check_addressable("prd", real=real, generated=generated)
   _checks.check_positive_int(num_clusters, "num_clusters")
   _checks.check_positive_int(num_runs, "num_runs")
   real, generated = _checks.check_pair(real, generated, min_rows=num_clusters)
@@ -287,6 +288,7 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
     probe is standardised logistic regression or an MLP trained with AdamW.
     Label 1 = real, so FNR counts real samples called generated.
   """
+  _checks.check_addressable("classifier_pr_curve", real=real, generated=generated)
   real, generated = _checks.check_pair(real, generated, min_rows=4)
   (real, generated), _ = _checks.rescale(real, generated)  # scale-invariant
   _checks.check_positive_int(num_runs, "num_runs")

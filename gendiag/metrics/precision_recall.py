@@ -356,6 +356,7 @@ def improved_precision_recall(
     threshold 1).
   """
   ks = _normalise_ks(k)
+  _checks.check_mesh("improved_precision_recall", mesh, real=real, generated=generated)
   real, generated, s = _check_inputs(real, generated, ks)
   fields = _improved_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                             block_size=block_size, mesh=mesh,
@@ -404,6 +405,7 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
     self) up to float32 near-ties; k = 5 as in the paper.
   """
   ks = _normalise_ks(k)
+  _checks.check_mesh("prdc", mesh, real=real, generated=generated)
   real, generated, s = _check_inputs(real, generated, ks)
   fields = _prdc_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
                         block_size=block_size, mesh=mesh, single=_single(k))

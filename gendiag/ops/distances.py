@@ -219,6 +219,21 @@ def constrain(a, mesh, spec):
   return lax.with_sharding_constraint(a, sharding)
 
 
+def replicated(a):
+  """`a` replicated on the mesh its type is sharded over (Explicit axes).
+
+  Arrays of an Explicit mesh (`jax.make_mesh`'s default, so the README's
+  global arrays) carry their sharding in their type, which one-device code
+  such as an (n, n) distance block rejects; use this on small arrays only.
+  Any other array comes back unchanged.
+  """
+  mesh = getattr(getattr(jax.typeof(a), "sharding", None), "mesh", None)
+  if mesh is None or mesh.empty or not any(
+      t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+    return a
+  return jax.reshard(a, NamedSharding(mesh, PartitionSpec()))
+
+
 def _shard_rows(a, mesh):
   """Zero-pads rows to a multiple of the device count and shards them.
 
