@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import optimize
+from scipy import special
 
 from gendiag.ops import gel_dual
 
@@ -184,9 +186,6 @@ def test_cap_changes_nothing_when_the_multiplier_is_inside_it(rng, objective):
 
 def _capped_et_reference(z, cap):
   """min_lambda logsumexp(Z lambda) + (|lambda| - cap)_+^2 / 2 (scipy, f64)."""
-  from scipy import optimize  # pylint: disable=g-import-not-at-top
-  from scipy import special  # pylint: disable=g-import-not-at-top
-
   def fun(lam):
     v = z @ lam
     w = np.exp(v - special.logsumexp(v))
