@@ -237,3 +237,22 @@ def test_capped_el_outside_the_hull_is_finite(rng):
   assert np.isfinite(float(sol.value))
   w = np.asarray(sol.weights)
   assert np.all(w > 0) and abs(w.sum() - 1) < 1e-5
+
+
+def test_capped_weights_gradient_matches_finite_differences(rng):
+  """Implicit gradients include the cap's Hessian (outside the hull). (The
+  weights, not the value: by the envelope theorem the value's gradient
+  does not see d lambda* / d z.)"""
+  z = rng.normal(size=(40, 3))
+  z[:, 0] = np.abs(z[:, 0]) + 0.3
+  direction = rng.normal(size=z.shape)
+  probe = jnp.asarray(rng.normal(size=40))
+  with jax.enable_x64(True):
+    value = lambda z: jnp.dot(
+        gel_dual.solve(z, objective="et", cap=2.0).weights, probe)
+    grad = jax.grad(value)(jnp.asarray(z))
+    eps = 1e-6
+    fd = (value(jnp.asarray(z + eps * direction))
+          - value(jnp.asarray(z - eps * direction))) / (2 * eps)
+    np.testing.assert_allclose(float(jnp.sum(grad * direction)), float(fd),
+                               rtol=1e-6)
