@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
+from gendiag.data import synthetic
+from gendiag.evaluators import gel as gel_family
 from gendiag.ops import kernels
 from gendiag.metrics import gel as gel_lib
 from gendiag.ops import gel_dual
@@ -134,7 +136,8 @@ def test_permutation_p_values_are_uniform_under_the_null():
   """200 seeds of a small null problem, vmapped in one call: p ~ U(0, 1).
 
   The same call holds 19 shifted alternatives (p should be small) and one
-  pair with disjoint hulls (infeasible: T = inf, the smallest p-value).
+  pair with disjoint hulls (infeasible: a finite capped T, above every
+  relabelling's, the smallest p-value).
   """
   kx, ky, kp = jax.random.split(jax.random.key(0), 3)
   x = jax.random.normal(kx, (220, 30, 2))
@@ -156,10 +159,99 @@ def test_permutation_p_values_are_uniform_under_the_null():
   assert 0.01 <= np.mean(p[:200] <= 0.05) <= 0.10
   assert np.mean(p[200:219] <= 0.05) >= 0.9
   assert status[219] == gel_dual.INFEASIBLE
-  assert np.isinf(np.asarray(res.statistic)[219])
+  # (issue 18: the test's statistic stays finite outside the hull)
+  assert np.isfinite(np.asarray(res.statistic)[219])
+  assert float(res.statistic[219]) > float(jnp.max(res.null_statistics[219]))
+  assert np.isinf(np.asarray(res.divergence)[219])
   assert p[219] == pytest.approx(1 / 100)
   assert float(res.chi2_p_value[219]) == 0.0
   assert np.all(np.isfinite(np.asarray(res.real_weights[219])))
+
+
+def test_gel_test_rejects_a_shift_with_more_witnesses_than_rows():
+  """Issue 18: 200 + 200 rows, J = 256 witnesses, a 0.3 shift per coordinate
+  (MMD: p = 0.001). The old test said T = inf, infeasible, p = 1.0."""
+  rng = np.random.default_rng(0)
+  x = np.float32(rng.normal(size=(200, 8)))
+  y = np.float32(rng.normal(size=(200, 8)) + 0.3)
+  res = gel_lib.gel_test(x, y, key=jax.random.key(0), num_permutations=20)
+  assert float(res.p_value) <= 0.05
+  assert np.isfinite(float(res.statistic))
+  assert int(res.null_unsolved) == 0
+  assert int(res.num_moments) <= gel_lib.default_max_moments(200, 200)
+  assert float(res.statistic) > float(jnp.max(res.null_statistics))
+
+
+def _vmapped_gel_tests(x, y, key, *, objective, kernel, num_witnesses,
+                       num_permutations=19):
+  """`gel_test` on each pair x[s], y[s], vmapped; witnesses drawn from the
+  pooled pair as `gel_test` and the report draw them."""
+  num_rows = x.shape[1] + y.shape[1]
+
+  def one(a, b, k):
+    witness_key, perm_key = jax.random.split(k)
+    idx = jax.random.choice(witness_key, num_rows, (num_witnesses,),
+                            replace=False)
+    return gel_lib._gel_test(
+        a, b, jnp.concatenate([a, b])[idx], None, 1.0, perm_key,
+        objective=objective, moments="kernel", kernel=kernel,
+        num_permutations=num_permutations, max_iterations=100,
+        null_max_iterations=200, tol=None, block_size=1024,
+        batch_size=num_permutations)
+
+  return jax.jit(jax.vmap(one))(x, y, jax.random.split(key, x.shape[0]))
+
+
+# Under P = Q the permutation p-value with 19 relabellings (continuous
+# statistics, no ties) is <= 0.05 with probability exactly 1/20, so the
+# number of rejections among S independent seeds is Binomial(S, 0.05):
+# S = 200 gives the two-sided 99.8% range [binom.ppf(0.001), binom.ppf(0.999)]
+# = [2, 21] (a test rejecting at 2.5% or 11% falls outside it).
+SEEDS = 200
+
+
+def _binomial_range(seeds, level=0.05):
+  return tuple(int(b) for b in stats.binom.ppf([0.001, 0.999], seeds, level))
+
+
+def test_gel_test_is_calibrated_and_powerful_with_more_witnesses_than_rows():
+  """J = 64 witnesses for 40 + 40 rows (n <= J): the old test was
+  infeasible on nearly every relabelling and never rejected (0 / 200)."""
+  kx, ky = jax.random.split(jax.random.key(2))
+  num_shifted = 20
+  x = jax.random.normal(kx, (SEEDS + num_shifted, 40, 8))
+  y = jax.random.normal(ky, (SEEDS + num_shifted, 40, 8))
+  y = y.at[SEEDS:].add(0.5)
+  res = _vmapped_gel_tests(x, y, jax.random.key(3), objective="et",
+                           kernel="exponential", num_witnesses=64)
+  p = np.asarray(res.p_value)
+  assert int(jnp.sum(res.null_unsolved)) == 0
+  low, high = _binomial_range(SEEDS)
+  assert low <= np.sum(p[:SEEDS] <= 0.05) <= high
+  assert np.mean(p[SEEDS:] <= 0.05) >= 0.8
+
+
+def test_gel_test_is_calibrated_with_the_reports_kernel_moments():
+  """The `gel` report family's defaults (objective, kernel: Gaussian with
+  the median-heuristic bandwidth, J = min(num_witnesses, min(n, m) // 8)
+  witnesses from the pooled sample) on two samples of one 5-class
+  mixture: the rejection rate at 5% is Binomial(S, 0.05)."""
+  defaults = gel_family.DEFAULTS
+  n = 160
+  keys = jax.random.split(jax.random.key(4), 3)
+  mix = synthetic.make_mixture(keys[0], num_classes=5, dim=8, separation=4.0)
+  draw = jax.vmap(lambda k: synthetic.sample_mixture(k, mix, n)[0])
+  x = draw(jax.random.split(keys[1], SEEDS))
+  y = draw(jax.random.split(keys[2], SEEDS))
+  res = _vmapped_gel_tests(
+      x, y, jax.random.key(5), objective=defaults["objective"],
+      kernel=defaults["kernel"],
+      num_witnesses=min(defaults["num_witnesses"], n // 8))
+  p = np.asarray(res.p_value)
+  assert np.all(np.asarray(res.status) == gel_dual.SOLVED)
+  assert int(jnp.sum(res.null_unsolved)) == 0
+  low, high = _binomial_range(SEEDS)
+  assert low <= np.sum(p <= 0.05) <= high
 
 
 def test_gel_test_on_the_reference_models(fixture):

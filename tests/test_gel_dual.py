@@ -4,6 +4,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from scipy import optimize
+from scipy import special
 
 from gendiag.ops import gel_dual
 
@@ -167,3 +169,90 @@ def test_bad_arguments_raise():
     gel_dual.solve(z, method="bfgs")
   with pytest.raises(ValueError, match="objective"):
     gel_dual.divergence(jnp.ones(3) / 3, "kl")
+
+
+@pytest.mark.parametrize("objective", ["el", "et"])
+def test_cap_changes_nothing_when_the_multiplier_is_inside_it(rng, objective):
+  z = jnp.asarray(_reachable(rng))
+  plain = gel_dual.solve(z, objective=objective)
+  capped = gel_dual.solve(z, objective=objective, cap=10.0)
+  assert float(jnp.linalg.norm(plain.lam)) < 10.0
+  assert int(plain.status) == int(capped.status) == gel_dual.SOLVED
+  np.testing.assert_allclose(np.asarray(capped.weights),
+                             np.asarray(plain.weights), atol=1e-7)
+  np.testing.assert_allclose(float(capped.value), float(plain.value),
+                             rtol=1e-6)
+
+
+def _capped_et_reference(z, cap):
+  """min_lambda logsumexp(Z lambda) + (|lambda| - cap)_+^2 / 2 (scipy, f64)."""
+  def fun(lam):
+    v = z @ lam
+    w = np.exp(v - special.logsumexp(v))
+    size = np.linalg.norm(lam)
+    excess = max(size - cap, 0.0)
+    grad = z.T @ w + (excess * lam / size if excess > 0 else 0.0)
+    return special.logsumexp(v) + 0.5 * excess ** 2, grad
+
+  res = optimize.minimize(fun, np.zeros(z.shape[1]), jac=True, method="BFGS",
+                          options=dict(gtol=1e-10, maxiter=10000))
+  return res.fun
+
+
+def test_capped_et_outside_the_hull_is_finite_dual_exact_and_ordered(rng):
+  """Outside the hull the plain dual is unbounded (INFEASIBLE); the capped
+  one has a finite minimum (scipy reference), equal to its Fenchel primal
+  KL(w || u) + c |r| + |r|^2 / 2 at the returned weights, and it grows as
+  the rows move further from 0."""
+  cap = 10.0
+  base = rng.normal(size=(60, 3))
+  base[:, 0] = np.abs(base[:, 0])
+  values = []
+  for shift in (0.1, 0.3, 1.0):
+    z = base + np.array([shift, 0.0, 0.0])
+    zj = jnp.asarray(np.float32(z))
+    assert int(gel_dual.solve(zj, objective="et").status) == (
+        gel_dual.INFEASIBLE)
+    sol = gel_dual.solve(zj, objective="et", cap=cap)
+    assert int(sol.status) == gel_dual.SOLVED
+    np.testing.assert_allclose(float(sol.value), _capped_et_reference(z, cap),
+                               rtol=1e-5, atol=1e-5)
+    w = np.asarray(sol.weights, np.float64)
+    r = np.linalg.norm(w @ z)
+    np.testing.assert_allclose(float(sol.residual), r, rtol=1e-4)
+    primal = (np.sum(w * np.log(60 * np.maximum(w, 1e-300))) + cap * r
+              + 0.5 * r * r)
+    divergence = np.log(60) - float(sol.value)
+    np.testing.assert_allclose(primal, divergence, rtol=1e-4)
+    assert divergence >= cap * r  # at least c x the distance to the hull
+    values.append(divergence)
+  assert values[0] < values[1] < values[2]
+
+
+def test_capped_el_outside_the_hull_is_finite(rng):
+  z = rng.normal(size=(60, 3))
+  z[:, 0] = np.abs(z[:, 0]) + 0.2
+  sol = gel_dual.solve(jnp.asarray(np.float32(z)), objective="el", cap=10.0)
+  assert int(sol.status) == gel_dual.SOLVED
+  assert np.isfinite(float(sol.value))
+  w = np.asarray(sol.weights)
+  assert np.all(w > 0) and abs(w.sum() - 1) < 1e-5
+
+
+def test_capped_weights_gradient_matches_finite_differences(rng):
+  """Implicit gradients include the cap's Hessian (outside the hull). (The
+  weights, not the value: by the envelope theorem the value's gradient
+  does not see d lambda* / d z.)"""
+  z = rng.normal(size=(40, 3))
+  z[:, 0] = np.abs(z[:, 0]) + 0.3
+  direction = rng.normal(size=z.shape)
+  probe = jnp.asarray(rng.normal(size=40))
+  with jax.enable_x64(True):
+    value = lambda z: jnp.dot(
+        gel_dual.solve(z, objective="et", cap=2.0).weights, probe)
+    grad = jax.grad(value)(jnp.asarray(z))
+    eps = 1e-6
+    fd = (value(jnp.asarray(z + eps * direction))
+          - value(jnp.asarray(z - eps * direction))) / (2 * eps)
+    np.testing.assert_allclose(float(jnp.sum(grad * direction)), float(fd),
+                               rtol=1e-6)

@@ -72,3 +72,34 @@ def test_experiment_smoke_end_to_end(tmp_path):
   saved = json.load(open(tmp_path / "results.json"))
   assert saved["datasets"]["mixture"]["comparison"]["imbalance"]["spearman"][
       "gel"] is not None
+
+
+def test_a_model_off_the_real_data_gets_its_own_finding_not_class_findings():
+  """Issue 18: a blurred model (noise of 4 sd added to good samples) whose
+  one-sample GEL solve is infeasible. The old family said "gives classes
+  0, 1, 2 almost no GEL mass (dropped)" from the last iterate of the
+  failed solve."""
+  keys = jax.random.split(jax.random.key(0), 4)
+  mix = synthetic.make_mixture(keys[0], num_classes=4, dim=4, separation=6.0)
+  real, real_labels = synthetic.sample_mixture(keys[1], mix, 240)
+  fake, fake_labels = synthetic.sample_mixture(keys[2], mix, 240)
+  blurred = np.asarray(fake) + 4.0 * np.asarray(
+      jax.random.normal(keys[3], fake.shape))
+  inputs = report.EvalInputs(
+      real=np.asarray(real), real_labels=np.asarray(real_labels),
+      generated={"blurred": blurred},
+      generated_labels={"blurred": np.asarray(fake_labels)},
+      config={"gel": dict(num_witnesses=16, num_permutations=9,
+                          num_resamples=2)})
+  out = gel_family.gel_family(inputs, jax.random.key(1))
+  metrics, table = out.metrics["blurred"], out.sections[0]
+  assert metrics["gel_mode_dropping"]["status"] == "infeasible"
+  assert out.findings["blurred"] == [gel_family.OFF_DATA_FINDING]
+  for name in ("gel_mode_dropping", "gel_mode_recovery",
+               "gel_dropped_classes"):
+    assert metrics[name]["value"] is None and metrics[name]["ci"] is None
+  assert metrics["gel_dropped_classes"]["classes"] is None
+  assert "failed solve (infeasible)" in table and "dropped" not in table
+  assert any("not converged for: blurred" in note for note in out.notes)
+  # The two-sample test still rejects as strongly as 9 relabellings allow.
+  assert metrics["gel_p_value"]["value"] == pytest.approx(1 / 10)

@@ -19,6 +19,13 @@ no labels on the generated side):
   m_c < under_ratio x r_c for classes not dropped, and the Hellinger
   distance H(m, r) > imbalance_hellinger
       -> "under-represents classes ... (class imbalance)"
+  only when the one-sample solve SOLVED. An infeasible one (the model's
+  moment mean is outside the convex hull of the real rows')
+      -> "no reweighting of the real rows matches this model's moments:
+         its samples lie off the real data", and a non-converged one its
+         own finding; neither gives class findings, and the mode-dropping
+         entries carry no value (the masses are the last iterate's, shown
+         in the class table as such).
 
 Intervals (`num_resamples` bootstrap refits; 95% by default):
   gel_mode_dropping, gel_mode_recovery, gel_max_class_divergence
@@ -151,8 +158,31 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
   return np.asarray(reps, np.float32)
 
 
+OFF_DATA_FINDING = ("no reweighting of the real rows matches this model's "
+                    "moments: its samples lie off the real data (GEL)")
+NOT_CONVERGED_FINDING = ("the GEL class-mass solve did not converge: no class "
+                         "findings for this model")
+
+
+def _failed_solve(modes):
+  """The finding of a failed one-sample solve, or None if it SOLVED.
+
+  The class masses of a failed solve are those of its last iterate, not a
+  solution: they give no class findings and no dropped-class count.
+  """
+  status = int(modes.one_sample_status)
+  if status == gel_dual.SOLVED:
+    return None
+  return OFF_DATA_FINDING if status == gel_dual.INFEASIBLE else (
+      NOT_CONVERGED_FINDING)
+
+
 def _findings(modes, dropped, cfg):
-  """Dropped and under-represented classes from the one-sample masses."""
+  """Dropped and under-represented classes from the one-sample masses, or
+  the failed solve's own finding (and no class findings) if it failed."""
+  failed = _failed_solve(modes)
+  if failed:
+    return [failed]
   findings = []
   names = lambda cs: ", ".join(str(c) for c in cs)
   if dropped:
@@ -179,12 +209,25 @@ def _status(code) -> str:
 
 
 def _class_table(name, res, notes_source) -> str:
-  """Markdown: one row per class of a model's GEL masses."""
+  """Markdown: one row per class of a model's GEL masses.
+
+  Masses of a failed solve are shown but labelled as such (the last
+  iterate's), and flag nothing.
+  """
   head = ("| class | real share | model share | GEL mass (1-sample) | "
           "2-sample real mass | 2-sample model mass | within-class ESS | "
           "class divergence | flag |")
-  lines = [f"**{name}** (generated labels: {notes_source})", "", head,
-           "|" + "---|" * 9]
+  lines = [f"**{name}** (generated labels: {notes_source})", ""]
+  one_ok = int(res.one_sample_status) == gel_dual.SOLVED
+  two_ok = int(res.two_sample_status) == gel_dual.SOLVED
+  for ok, status, which in (
+      (one_ok, res.one_sample_status, "one-sample masses (GEL mass, "
+       "within-class ESS)"),
+      (two_ok, res.two_sample_status, "two-sample masses")):
+    if not ok:
+      lines += [f"The {which} come from a failed solve ({_status(status)}): "
+                "its last iterate, not a solution; they flag nothing.", ""]
+  lines += [head, "|" + "---|" * 9]
   fields = [np.asarray(getattr(res, f)) for f in (
       "real_proportions", "generated_proportions", "real_masses",
       "two_sample_real_masses", "two_sample_generated_masses", "class_ess",
@@ -192,11 +235,11 @@ def _class_table(name, res, notes_source) -> str:
   for c in range(res.num_classes):
     r, g, m, q, p, ess, div = (f[c] for f in fields)
     flags = []
-    if bool(res.dropped[c]):
+    if one_ok and bool(res.dropped[c]):
       flags.append("dropped")
-    if q < 0.5 * r:
+    if two_ok and q < 0.5 * r:
       flags.append("missing")
-    if g > 0 and p < 0.5 * g:
+    if two_ok and g > 0 and p < 0.5 * g:
       flags.append("extraneous")
     div_text = "inf" if not np.isfinite(div) else f"{div:.3g}"
     lines.append(f"| {c} | {r:.3f} | {g:.3f} | {m:.3f} | {q:.3f} | {p:.3f} "
@@ -300,11 +343,18 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
             per_class=[None if not np.isfinite(d) else float(d)
                        for d in divs]),
     }
+    if _failed_solve(modes):  # last-iterate masses: not measurements
+      for metric in ("gel_mode_dropping", "gel_mode_recovery",
+                     "gel_dropped_classes"):
+        out.metrics[name][metric].update(value=None, ci=None,
+                                         status=_status(
+                                             modes.one_sample_status))
+      out.metrics[name]["gel_dropped_classes"]["classes"] = None
     findings = _findings(modes, dropped, cfg)
     if findings:
       out.findings[name] = findings
     if int(test.status) == gel_dual.INFEASIBLE or int(
-        modes.one_sample_status) == gel_dual.INFEASIBLE:
+        modes.one_sample_status) != gel_dual.SOLVED:
       infeasible.append(name)
     weights[name] = modes.real_weights
     sources[name] = ("given" if modes.labels_source == "given"
@@ -322,6 +372,10 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     out.notes.append(f"generated labels from a k-NN vote for: {note}.")
   if infeasible:
     out.notes.append(
-        "infeasible (no reweighting matches the moments; statistic = inf, "
-        f"class masses from the last iterate): {', '.join(infeasible)}.")
+        "GEL solve infeasible (no reweighting matches the moments) or not "
+        "converged for: " + ", ".join(infeasible) + ". The test's "
+        "statistic stays finite (multiplier-capped, see gel_test) and its "
+        "p-value counts infeasibility against the model; class masses of a "
+        "failed one-sample solve are its last iterate: no class findings, "
+        "no mode-dropping values.")
   return out

@@ -36,6 +36,12 @@ f(lambda + t d) - f(lambda). It stops with one of three statuses:
                  EL when 0 is on the boundary of the hull (EL needs the
                  interior) or of a problem too ill-conditioned for the dtype
 
+With `cap` = c the solver minimises f(lambda) + (|lambda| - c)_+^2 / 2
+instead: the same minimiser as f when |lambda*| <= c, and a finite one
+for every z (outside the hull too), whose weights trade divergence against
+the moment mismatch r = sum_k w_k z_k at the price c |r| + |r|^2 / 2 (its
+Fenchel dual). `gendiag.metrics.gel.gel_test` orders permutations by it.
+
 Rows can be masked out (weight 0) and multiplied by signs s_k = +-1
 (z_k = s_k phi_k without materialising z), so permutation replicates of a
 two-sample problem share one (N, J) array under `vmap`.
@@ -119,6 +125,22 @@ def _pseudo_log_d2(y, eps):  # minus the second derivative (>= 0)
   return jnp.where(y >= eps, 1.0 / jnp.maximum(y, eps) ** 2, 1.0 / eps ** 2)
 
 
+def _penalty(lam, cap):
+  """P(lambda) = (|lambda| - cap)_+^2 / 2, its gradient and Hessian.
+
+  Zero (with its gradient) on the ball |lambda| <= cap; beyond it the
+  gradient is e lambda/|lambda| and the Hessian (e/s) I + (cap/s) l l^T
+  (s = |lambda|, e = s - cap, l = lambda/s).
+  """
+  tiny = jnp.finfo(lam.dtype).tiny
+  size = jnp.sqrt(jnp.maximum(jnp.sum(lam * lam), tiny))  # differentiable at 0
+  excess = jnp.maximum(size - cap, 0.0)
+  unit, ratio = lam / size, excess / size
+  hess = jnp.where(excess > 0, ratio * jnp.eye(lam.shape[0], dtype=lam.dtype)
+                   + (1.0 - ratio) * jnp.outer(unit, unit), 0.0)
+  return 0.5 * excess ** 2, excess * unit, hess
+
+
 def _terms(objective, v, mask, count):
   """Dual value, normalised weights and Hessian row weights at v = Z lambda.
 
@@ -179,6 +201,21 @@ def _delta(objective, v, u, t, mask, count, w):
   return jnp.sum(terms) / count, eps * jnp.sum(jnp.abs(terms)) / count
 
 
+def capped_gap(lam, g, cap):
+  """Duality gap of ET's penalised dual at lambda (g its gradient there).
+
+  With r = sum_k w_k z_k (w = softmax(Z lambda)), the primal
+  KL(w || u) + cap |r| + |r|^2 / 2 exceeds the dual log N - f(lambda) -
+  P(lambda) by lambda.r + cap |r| + |r|^2 / 2 + P(lambda) >= 0
+  (Fenchel-Young), which is 0 only at the optimum: the statistic computed
+  from w is within 2 N times this gap of the exact one.
+  """
+  penalty, grad_p, _ = _penalty(lam, cap)
+  r = g - grad_p
+  size = jnp.linalg.norm(r)
+  return jnp.dot(lam, r) + cap * size + 0.5 * size * size + penalty
+
+
 def _two_loop(g, s_hist, y_hist, rho, precondition):
   """L-BFGS two-loop recursion: approximately H^{-1} g (newest pair last).
 
@@ -201,8 +238,9 @@ def _two_loop(g, s_hist, y_hist, rho, precondition):
   return lax.fori_loop(0, size, forward, precondition(q))
 
 
-def _hessian(objective, lam, phi, signs, mask, count, ridge):
-  """H(lambda) + ridge tr(H)/J I and the gradient g(lambda)."""
+def _hessian(objective, lam, phi, signs, mask, count, ridge, cap=None):
+  """H(lambda) + ridge tr(H)/J I and the gradient g(lambda) (of f + P with
+  a `cap`)."""
   v = signs * jnp.matmul(phi, lam, precision=HIGHEST)
   _, w, h, rank_one = _terms(objective, v, mask, count)
   g = _gradient(objective, jnp.matmul(phi.T, signs * w, precision=HIGHEST), v,
@@ -210,24 +248,27 @@ def _hessian(objective, lam, phi, signs, mask, count, ridge):
   hess = jnp.matmul(phi.T, phi * h[:, None], precision=HIGHEST)
   if rank_one:
     hess = hess - jnp.outer(g, g)
+  if cap is not None:
+    _, grad_p, hess_p = _penalty(lam, cap)
+    g, hess = g + grad_p, hess + hess_p
   num_moments = phi.shape[1]
   scale = jnp.maximum(jnp.trace(hess) / num_moments, jnp.finfo(phi.dtype).tiny)
   return hess + ridge * scale * jnp.eye(num_moments, dtype=phi.dtype), g
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
-def _implicit(objective, ridge, lam, phi, signs, mask):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
+def _implicit(objective, ridge, cap, lam, phi, signs, mask):
   """lambda* itself, with implicit gradients: g(lambda*, phi) = 0 gives
   d lambda* = -H^{-1} (d g / d phi) d phi (the loop is not differentiated)."""
-  del objective, ridge, phi, signs, mask
+  del objective, ridge, cap, phi, signs, mask
   return lam
 
 
-def _implicit_fwd(objective, ridge, lam, phi, signs, mask):
+def _implicit_fwd(objective, ridge, cap, lam, phi, signs, mask):
   return lam, (lam, phi, signs, mask)
 
 
-def _implicit_bwd(objective, ridge, residuals, lam_bar):
+def _implicit_bwd(objective, ridge, cap, residuals, lam_bar):
   lam, phi, signs, mask = residuals
   rows = mask > 0
   count = jnp.maximum(jnp.sum(rows), 1).astype(phi.dtype)
@@ -238,7 +279,8 @@ def _implicit_bwd(objective, ridge, residuals, lam_bar):
     return _gradient(objective, jnp.matmul(p.T, s * w, precision=HIGHEST), v,
                      rows, count)
 
-  hess, _ = _hessian(objective, lam, phi, signs, rows, count, ridge)
+  # (The penalty's gradient does not depend on phi: only H changes.)
+  hess, _ = _hessian(objective, lam, phi, signs, rows, count, ridge, cap)
   u = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), lam_bar)
   _, vjp = jax.vjp(grad_f, phi, signs)
   phi_bar, signs_bar = vjp(-u)
@@ -249,14 +291,15 @@ _implicit.defvjp(_implicit_fwd, _implicit_bwd)
 
 
 @functools.partial(jax.jit, static_argnames=(
-    "objective", "max_iterations", "tol", "method", "memory", "ridge"))
+    "objective", "max_iterations", "tol", "method", "memory", "ridge", "cap"))
 def solve(phi: jax.Array, *, objective: str = "et",
           signs: Optional[jax.Array] = None,
           mask: Optional[jax.Array] = None,
           max_iterations: int = 100, tol: Optional[float] = None,
           method: str = "newton", preconditioner: Optional[jax.Array] = None,
           memory: int = 8, ridge: Optional[float] = None,
-          init: Optional[jax.Array] = None) -> DualSolution:
+          init: Optional[jax.Array] = None,
+          cap: Optional[float] = None) -> DualSolution:
   """Solves the one-sample GEL dual for rows z_k = signs_k * phi_k.
 
   Starts from lambda = 0 (uniform weights) or `init`. Each step takes a
@@ -290,6 +333,11 @@ def solve(phi: jax.Array, *, objective: str = "et",
     ridge: relative Newton ridge; default `default_ridge(phi.dtype)`. It only
       changes the path, not the solution (g = 0 there).
     init: optional (J,) starting lambda (e.g. another method's last iterate).
+    cap: minimise f(lambda) + (|lambda| - cap)_+^2 / 2 instead (see
+      `capped_statistic`): a problem with a minimiser for every z, the
+      same one as f's when |lambda*| <= cap. SOLVED then means the
+      penalised gradient is below `tol` (never INFEASIBLE); `residual` is
+      still |sum w z|, the moment mismatch left, and `value` includes P.
 
   Returns:
     A `DualSolution`; `iterations` counts this call's steps only.
@@ -323,13 +371,21 @@ def solve(phi: jax.Array, *, objective: str = "et",
   def z_times(lam):
     return signs * jnp.matmul(phi, lam, precision=HIGHEST)
 
-  def evaluate(v):
+  def evaluate(lam, v):
     f, w, h, rank_one = _terms(objective, v, mask, count)
     zt_w = jnp.matmul(phi.T, signs * w, precision=HIGHEST)
     g = _gradient(objective, zt_w, v, mask, count)
+    if cap is not None:
+      p, grad_p, _ = _penalty(lam, cap)
+      f, g = f + p, g + grad_p
     return f, w, h, rank_one, g, jnp.linalg.norm(zt_w)
 
-  def status_of(lam, v, residual):
+  def status_of(lam, v, residual, g):
+    if cap is not None:  # always feasible: converged or not
+      done = jnp.linalg.norm(g) <= tol
+      if objective == "et":
+        done = done | (capped_gap(lam, g, cap) <= tol)
+      return jnp.where(done, SOLVED, NOT_CONVERGED)
     bound = slack * jnp.linalg.norm(lam)
     big = jnp.max(jnp.where(mask, v, -jnp.inf))
     small = jnp.min(jnp.where(mask, v, jnp.inf))
@@ -346,7 +402,8 @@ def solve(phi: jax.Array, *, objective: str = "et",
     g = state["g"]
     if method == "lbfgs":
       return -_two_loop(g, state["s"], state["y"], state["rho"], precondition)
-    hess, _ = _hessian(objective, state["lam"], phi, signs, mask, count, ridge)
+    hess, _ = _hessian(objective, state["lam"], phi, signs, mask, count, ridge,
+                       cap)
     d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
     ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d) < 0)
     scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
@@ -362,6 +419,11 @@ def solve(phi: jax.Array, *, objective: str = "et",
     def not_enough(carry):
       t, k = carry
       dec, noise = _delta(objective, v, u, t, mask, count, w)
+      if cap is not None:
+        before = _penalty(state["lam"], cap)[0]
+        after = _penalty(state["lam"] + t * d, cap)[0]
+        dec = dec + (after - before)
+        noise = noise + jnp.finfo(dtype).eps * (after + before)
       armijo = dec <= _ARMIJO * t * slope
       # Once both the predicted and the measured change are below rounding
       # noise, Armijo cannot be decided: trust the direction (the residual
@@ -376,8 +438,9 @@ def solve(phi: jax.Array, *, objective: str = "et",
     t = jnp.where(stalled, 0.0, t)
     new = dict(state, lam=state["lam"] + t * d, v=v + t * u, it=state["it"] + 1,
                stalled=stalled)
-    new["f"], new["w"], _, _, new["g"], new["residual"] = evaluate(new["v"])
-    new["status"] = status_of(new["lam"], new["v"], new["residual"])
+    new["f"], new["w"], _, _, new["g"], new["residual"] = evaluate(
+        new["lam"], new["v"])
+    new["status"] = status_of(new["lam"], new["v"], new["residual"], new["g"])
     if memory:
       s_new, y_new = t * d, new["g"] - g
       sy = jnp.dot(s_new, y_new)
@@ -399,13 +462,16 @@ def solve(phi: jax.Array, *, objective: str = "et",
                y=jnp.zeros((memory, num_moments), dtype),
                rho=jnp.zeros((memory,), dtype))
   state["f"], state["w"], _, _, state["g"], state["residual"] = evaluate(
-      state["v"])
-  state["status"] = status_of(state["lam"], state["v"], state["residual"])
+      state["lam"], state["v"])
+  state["status"] = status_of(state["lam"], state["v"], state["residual"],
+                              state["g"])
   state = lax.while_loop(keep_going, step, state)
-  lam = _implicit(objective, ridge, state["lam"], phi_in, signs_in,
+  lam = _implicit(objective, ridge, cap, state["lam"], phi_in, signs_in,
                   mask.astype(dtype))
   v = signs_in * jnp.matmul(phi_in, lam, precision=HIGHEST)
   f, w, _, _ = _terms(objective, v, mask, count)
+  if cap is not None:
+    f = f + _penalty(lam, cap)[0]
   return DualSolution(lam=lam, weights=w, value=f,
                       residual=state["residual"], iterations=state["it"],
                       status=state["status"], objective=objective)

@@ -110,8 +110,13 @@ def whitening(phi: jax.Array, mask: Optional[jax.Array] = None):
           lax.stop_gradient(jnp.maximum(evals, 0.0) / kept))
 
 
-def stacked(phi_real: jax.Array, phi_gen: jax.Array):
+def stacked(phi_real: jax.Array, phi_gen: jax.Array,
+            max_moments: Optional[int] = None):
   """The two-sample problem as one: whitened pooled rows [phi, 1].
+
+  `max_moments` K < J keeps only the top K principal directions of the
+  pooled moments (which no relabelling changes; `gendiag.metrics.gel.
+  gel_test`): z is then (N, K + 1).
 
   Returns:
     (z (N, J + 1) with real rows first, signs (N,) -1 real / +1 generated,
@@ -121,6 +126,10 @@ def stacked(phi_real: jax.Array, phi_gen: jax.Array):
   n, m = phi_real.shape[0], phi_gen.shape[0]
   pooled = jnp.concatenate([phi_real, phi_gen])
   mean, white, rank, curvature = whitening(pooled)
+  if max_moments is not None and max_moments < white.shape[1]:
+    # eigh's eigenvalues ascend: the last columns are the top directions.
+    white, curvature = white[:, -max_moments:], curvature[-max_moments:]
+    rank = jnp.minimum(rank, max_moments)
   z = jnp.matmul(pooled - mean, white, precision=HIGHEST)
   z = jnp.concatenate([z, jnp.ones((n + m, 1), z.dtype)], axis=1)
   signs = jnp.concatenate([-jnp.ones((n,), z.dtype), jnp.ones((m,), z.dtype)])
@@ -129,20 +138,20 @@ def stacked(phi_real: jax.Array, phi_gen: jax.Array):
 
 
 def solve(z, objective, max_iterations, tol, *, signs=None, mask=None,
-          diag=None) -> gel_dual.DualSolution:
+          diag=None, cap=None) -> gel_dual.DualSolution:
   """L-BFGS (O(N J) a step) from diag, then Newton from its iterate.
 
   Easy problems finish in the first phase (`LBFGS_ITERATIONS` steps at
   most); Newton (O(N J^2) a step, at most `max_iterations`) polishes the
   rest and takes no step if the first phase already SOLVED or certified
-  infeasibility.
+  infeasibility. `cap`: the penalised dual (`gel_dual.solve`).
   """
   first = gel_dual.solve(z, objective=objective, signs=signs, mask=mask,
                          method="lbfgs", preconditioner=diag,
-                         max_iterations=LBFGS_ITERATIONS, tol=tol)
+                         max_iterations=LBFGS_ITERATIONS, tol=tol, cap=cap)
   second = gel_dual.solve(z, objective=objective, signs=signs, mask=mask,
                           method="newton", init=first.lam,
-                          max_iterations=max_iterations, tol=tol)
+                          max_iterations=max_iterations, tol=tol, cap=cap)
   return dataclasses.replace(second,
                              iterations=first.iterations + second.iterations)
 
@@ -163,8 +172,14 @@ def statistic(objective, div_real, n, div_gen=0.0, m=0):
   return factor * (n * div_real + m * div_gen)
 
 
-def split(sol: gel_dual.DualSolution, real_rows, objective, mask=None):
+def split(sol: gel_dual.DualSolution, real_rows, objective, mask=None,
+          cap=None):
   """Per-set weights, divergences and the statistic of a stacked solution.
+
+  With `cap` (a solution of the penalised dual, `gel_dual.solve(cap=)`),
+  the statistic adds what the moment mismatch r = sum_k w_k z_k left by
+  the weights costs: 2 (m D(p) + n D(q)) + 2 N (cap |r| + |r|^2 / 2), N
+  the rows (`gendiag.metrics.gel.gel_test`).
 
   Args:
     sol: the solution on the pooled rows.
@@ -174,7 +189,8 @@ def split(sol: gel_dual.DualSolution, real_rows, objective, mask=None):
 
   Returns:
     (q (N,) real weights summing to 1, p (N,) generated weights, D(q), D(p),
-    statistic); divergences and statistic are +inf if infeasible.
+    statistic); divergences and statistic are +inf if infeasible (never
+    with `cap`).
   """
   mask = jnp.ones(sol.weights.shape, bool) if mask is None else mask
   real_mask, gen_mask = mask & real_rows, mask & ~real_rows
@@ -187,4 +203,7 @@ def split(sol: gel_dual.DualSolution, real_rows, objective, mask=None):
                     gel_dual.divergence(p, objective, mask=gen_mask))
   stat = statistic(objective, div_q, jnp.sum(real_mask), div_p,
                    jnp.sum(gen_mask))
+  if cap is not None:
+    r = sol.residual
+    stat = stat + statistic(objective, cap * r + 0.5 * r * r, jnp.sum(mask))
   return q, p, div_q, div_p, stat
