@@ -109,6 +109,10 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
   only where training samples are isolated). Distances are Euclidean in the
   given features; standardise first if dimensions have different scales.
 
+  The flags (and `num_flagged`) are piecewise constant in the features, so
+  their gradient is zero almost everywhere; the distances and ratios are
+  differentiable.
+
   Args:
     train: (n, d) training features, n >= 2.
     generated: (N, d) generated features.
@@ -194,6 +198,10 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
   only outputs training samples scores -50; fresh samples score around
   +25 in the reference's experiments (not 50: a fresh sample is often
   closer to t* than t*'s own neighbour is).
+
+  Not a loss: AuthPct counts nearest-neighbour comparisons, which are
+  piecewise constant in the features, so its gradient is zero almost
+  everywhere.
 
   Args:
     train: (n, d) training features, n >= 2.
@@ -355,6 +363,10 @@ def data_copying_test(train: jax.Array, test: jax.Array,
   projected on the training set's top 64 principal components; k = 3 cells
   from k-means with 10 restarts (k-means++); the 0.5 continuity correction
   in the null mean; ties in U count 1/2 (scipy's convention).
+
+  Not a loss: U counts pairwise comparisons and the cells are a k-means
+  partition, both piecewise constant in the features, so C_T's gradient
+  is zero almost everywhere.
 
   Args:
     train: (l, d) training features.

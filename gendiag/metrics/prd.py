@@ -74,6 +74,10 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   on the angle grid; the curves are averaged over runs and summarised by max
   F_8 / F_1/8.
 
+  Not a loss: the histograms count rows per k-means cluster, which are
+  piecewise constant in the features, so the gradient is zero almost
+  everywhere.
+
   Args:
     real: (N, D) real features.
     generated: (M, D) generated features.
@@ -250,6 +254,9 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
   over keys) are trained on the training parts, their held-out logits are
   combined by the median, and the curve is alpha(lam) = min_t lam FNR(t) +
   FPR(t) over thresholds t of the combined score.
+
+  Not a loss: FNR and FPR count held-out rows on each side of a
+  threshold, so the curve's gradient is zero almost everywhere.
 
   Args:
     real: (N, D) real features, N >= 4.

@@ -306,6 +306,10 @@ def improved_precision_recall(
   NND_k is the distance to the k-th nearest other point of the same set
   (duplicates count, at distance 0). Boundary points are inside (`<=`).
 
+  Not a loss: precision and recall count k-NN ball memberships, which
+  are piecewise constant in the features, so their gradient is zero
+  almost everywhere.
+
   Args:
     real: (N, D) real features, N >= k + 2.
     generated: (M, D) generated features, M >= k + 2.
@@ -349,6 +353,9 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
 
   When P = Q, E[density] = 1 and E[coverage] = 1 - prod_{i<k} (N-1-i) /
   (N-1+M-i) (0.969 for k = 5, N = M = 10000).
+
+  Not a loss: all four count k-NN ball memberships, which are piecewise
+  constant in the features, so their gradient is zero almost everywhere.
 
   Args:
     real: (N, D) real features, N >= k + 2.
