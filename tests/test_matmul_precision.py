@@ -14,10 +14,13 @@ How: the `dot_general` primitive's `bind` is wrapped to record the precision
 of every product and the gendiag source lines it comes from, after
 `jax.clear_caches()`, so every jitted function (and every scan, while, cond,
 shard_map or custom_jvp body inside it) is traced again and binds its
-products. Eager products bind the same way. A trace cache hit inside one run
-can only repeat a product already recorded (precision is part of the key),
-so nothing is missed; a second call site of the same shapes may be reported
-at the first one's line.
+products. Eager products bind the same way, and a transformation's
+re-bind is reported at the line that was traced. The caches are cleared
+once per module (cases share compilations, and several cases call the
+functions as the families do so the families reuse them): a cache hit can
+only repeat a product already recorded with the same precision, and each
+low-precision product clears the caches again, so that a second call site
+of the same shapes is traced and reported too.
 
 Not audited: `gendiag.flows` (the flow models and their trainer, not
 metrics); their Dense layers, like the CAS, probe and digits-network
