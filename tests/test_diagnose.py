@@ -12,6 +12,8 @@ import pytest
 from configs import diagnose as diagnose_config
 from gendiag import diagnose
 from gendiag import report
+from tests.test_verdicts import ALSO_ALLOWED
+from tests.test_verdicts import SIGNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -156,3 +158,22 @@ def test_binary_runs_and_rejects_unknown_config_keys(tmp_path):
   bad = subprocess.run(cmd + ["--config.nonexistent=1"], capture_output=True,
                        cwd=tmp_path)
   assert bad.returncode != 0
+
+
+def test_verdicts_name_each_failure_and_only_it(smoke_run):
+  """tests/test_verdicts.py's contract on the smoke run (that file is slow).
+
+  The control gets no finding; each model's verdict uses its failure's
+  words and no other model's (except the overlaps ALSO_ALLOWED lists).
+  """
+  verdicts = smoke_run[1]["verdicts"]
+  assert verdicts["good"].startswith("no failure detected"), verdicts["good"]
+  for model, signs in SIGNS.items():
+    for sign in signs:
+      assert sign in verdicts[model], (model, verdicts[model])
+    for other, other_signs in SIGNS.items():
+      for sign in other_signs:
+        if other != model and model not in ALSO_ALLOWED.get(sign, ()):
+          assert sign not in verdicts[model], (model, other, verdicts[model])
+  assert "does not cover classes 3, 8" in verdicts["dropped"]
+  assert "never recognises classes 3, 8" in verdicts["dropped"]

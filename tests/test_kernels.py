@@ -138,3 +138,11 @@ def test_median_heuristic_never_zero():
 def test_unknown_kernel_name():
   with pytest.raises(ValueError, match="unknown kernel"):
     kernels.get_kernel("cosine")
+
+
+def test_median_heuristic_carries_no_gradient(xy):
+  """A data-derived bandwidth is a constant: its gradient is exactly 0."""
+  x, y = xy
+  gx, gy = jax.grad(lambda a, b: kernels.median_heuristic(a, b),
+                    argnums=(0, 1))(x, y)
+  assert not np.any(gx) and not np.any(gy)

@@ -93,6 +93,20 @@ def test_mmd_gradient_matches_finite_differences(xy, estimator):
     np.testing.assert_allclose(grad[i, j], fd, rtol=1e-3, atol=1e-6)
 
 
+def test_default_bandwidth_is_a_constant_of_the_gradient(xy):
+  """As a loss, mmd(x, y) differentiates at the median bandwidth, held fixed.
+
+  Before the bandwidth's gradient was stopped the two differed by ~30%.
+  """
+  x, y = xy
+  fixed = kernels.Gaussian(kernels.median_heuristic(x, y))
+  for loss in (lambda k, b: mmd_lib.mmd(x, b, kernel=k),
+               lambda k, b: jnp.sum(mmd_lib.witness(x, b, x[:5], kernel=k))):
+    got = jax.grad(lambda b, f=loss: f(None, b))(y)
+    want = jax.grad(lambda b, f=loss: f(fixed, b))(y)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-8)
+
+
 def test_unbiased_mmd_is_unbiased_biased_is_not(rng):
   k = kernels.Gaussian(bandwidth=1.0)
   draw = lambda: np.float32(rng.normal(size=(20, 2)))  # pylint: disable=g-long-lambda
@@ -179,11 +193,24 @@ def test_mmd_test_detects_shift_and_holds_level(rng):
   shifted = mmd_lib.mmd_test(x, x + 1.0, key=jax.random.key(0), kernel=k,
                              num_permutations=200)
   assert float(shifted.p_value) < 0.01
-  p_null = [float(mmd_lib.mmd_test(
-      np.float32(rng.normal(size=(40, 2))), np.float32(rng.normal(size=(40, 2))),
-      key=jax.random.key(s), kernel=k, num_permutations=99).p_value)
-            for s in range(40)]
-  assert np.mean(np.array(p_null) <= 0.05) < 0.2
+  # Level: under P = Q the permutation test is exact, so with 99
+  # permutations P(p <= 0.05) = 5/100 and the rejections over N = 400
+  # independent null pairs are Binomial(400, 0.05) (mean 20, sd 4.4):
+  # P(X >= 36) = 5.7e-4 and P(X <= 7) = 6.2e-4 (scipy.stats.binom), so a
+  # correct test fails this with probability ~1e-3, while a test rejecting
+  # 10% of the time fails it with probability 0.77 (sf(35) of Bin(400, 0.1)).
+  seeds = 400
+  pooled = jnp.asarray(np.float32(rng.normal(size=(seeds, 80, 2))))
+  keys = jax.random.split(jax.random.key(1), seeds)
+  p_null = np.asarray(jax.vmap(lambda z, key: mmd_lib._p_value(  # pylint: disable=protected-access
+      mmd_lib._permutation_statistics(  # pylint: disable=protected-access
+          z, k, key, 40, 99, "unbiased", 1024))[2])(pooled, keys))
+  for i in range(3):  # the vmapped replicates are mmd_test's p-values
+    np.testing.assert_allclose(p_null[i], mmd_lib.mmd_test(
+        pooled[i, :40], pooled[i, 40:], key=keys[i], kernel=k,
+        num_permutations=99).p_value)
+  rejections = int(np.sum(p_null <= 0.05))
+  assert 8 <= rejections <= 35, rejections
   assert min(p_null) >= 1 / 100
 
 

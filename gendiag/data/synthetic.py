@@ -152,7 +152,8 @@ def shrink(x: jax.Array, labels: jax.Array, *, factor: float):
   _check_labelled(x, labels)
   num_classes = int(np.max(labels)) + 1
   one_hot = jax.nn.one_hot(labels, num_classes)
-  means = (one_hot.T @ x) / jnp.maximum(one_hot.sum(0), 1.0)[:, None]
+  means = (jnp.matmul(one_hot.T, x, precision=jax.lax.Precision.HIGHEST)
+           / jnp.maximum(one_hot.sum(0), 1.0)[:, None])
   return means[labels] + factor * (x - means[labels])
 
 

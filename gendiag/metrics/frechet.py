@@ -151,7 +151,7 @@ def frechet_stats_from_moments(mean, cov, n) -> FrechetStats:
 def _weighted_stats(x, w):
   """FrechetStats of the resample that repeats row i of x w_i times."""
   n = x.shape[0]
-  mean = (w @ x) / n
+  mean = jnp.matmul(w, x, precision=linalg.HIGHEST) / n
   xc = x - mean
   cov = jnp.matmul((xc * w[:, None]).T, xc, precision=linalg.HIGHEST) / (n - 1)
   if n <= x.shape[1]:

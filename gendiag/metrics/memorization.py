@@ -136,6 +136,10 @@ def copy_flags(train: jax.Array, generated: jax.Array, *,
   a power of two (exact); distances come back in the
   caller's units.
 
+  The flags (and `num_flagged`) are piecewise constant in the features, so
+  their gradient is zero almost everywhere; the distances and ratios are
+  differentiable.
+
   Args:
     train: (n, d) training features, n >= 2.
     generated: (N, d) generated features.
@@ -228,6 +232,10 @@ def auth_pct(train: jax.Array, generated: jax.Array, *,
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact); distances come back in the
   caller's units.
+
+  Not a loss: AuthPct counts nearest-neighbour comparisons, which are
+  piecewise constant in the features, so its gradient is zero almost
+  everywhere.
 
   Args:
     train: (n, d) training features, n >= 2.
@@ -396,6 +404,10 @@ def data_copying_test(train: jax.Array, test: jax.Array,
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact); distances come back in the
   caller's units.
+
+  Not a loss: U counts pairwise comparisons and the cells are a k-means
+  partition, both piecewise constant in the features, so C_T's gradient
+  is zero almost everywhere.
 
   Args:
     train: (l, d) training features.

@@ -112,7 +112,9 @@ def mmd(real: jax.Array, generated: jax.Array, *,
     real: (n, d) samples of P.
     generated: (m, d) samples of Q.
     kernel: a kernel from `gendiag.ops.kernels`; default a Gaussian with the
-      median-heuristic bandwidth of the pooled sample.
+      median-heuristic bandwidth of the pooled sample. That bandwidth is
+      treated as a constant (no gradient flows through it): pass `kernel=`
+      to differentiate through a bandwidth.
     estimator: 'unbiased' (default), 'biased' or 'linear' (see module doc).
     block_size: rows per block; memory is block_size x max(n, m) floats.
     mesh: shard both sets by rows over this mesh's devices (see
@@ -289,7 +291,8 @@ def witness(real: jax.Array, generated: jax.Array, points: jax.Array, *,
     real: (n, d) real features.
     generated: (m, d) generated features.
     points: (p, d) where to evaluate f.
-    kernel: default a Gaussian with the pooled median-heuristic bandwidth.
+    kernel: default a Gaussian with the pooled median-heuristic bandwidth,
+      treated as a constant (no gradient through it; pass `kernel=` for one).
     block_size: rows of `points` per block.
     mesh: shard the sets by rows over this mesh's devices.
 
@@ -343,12 +346,12 @@ def _permutation_statistics(pooled, kernel, key, n, num_permutations,
                                        exclude_diagonal=True,
                                        block_size=block_size, mesh=mesh)
   s_xx = jnp.sum(u * ku, axis=0)
-  u_r = u.T @ row_sums
+  u_r = jnp.matmul(u.T, row_sums, precision=distances.HIGHEST)
   s_xy = u_r - s_xx
   s_yy = jnp.sum(row_sums) - 2.0 * u_r + s_xx
   if estimator == "biased":
     diag = kernel.paired(pooled, pooled)
-    u_diag = u.T @ diag
+    u_diag = jnp.matmul(u.T, diag, precision=distances.HIGHEST)
     s_xx = s_xx + u_diag
     s_yy = s_yy + jnp.sum(diag) - u_diag
   return _combine(s_xx, s_yy, s_xy, n, m, estimator)
@@ -378,7 +381,8 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     real: (n, d) real features.
     generated: (m, d) generated features.
     key: a `jax.random` key for the permutations.
-    kernel: default a Gaussian with the pooled median-heuristic bandwidth.
+    kernel: default a Gaussian with the pooled median-heuristic bandwidth,
+      treated as a constant (no gradient through it; pass `kernel=` for one).
     num_permutations: relabellings drawn.
     estimator: 'unbiased' or 'biased'.
     block_size: rows per block.
@@ -459,8 +463,8 @@ def _bootstrap_statistics(real, generated, kernel, key, num_resamples,
   sq_w, sq_v = jnp.sum(w * w, axis=1), jnp.sum(v * v, axis=1)
   if estimator == "biased":
     diag = kernel.paired(pooled, pooled)
-    s_xx = s_xx + (w * w) @ diag[:n]
-    s_yy = s_yy + (v * v) @ diag[n:]
+    s_xx = s_xx + jnp.matmul(w * w, diag[:n], precision=distances.HIGHEST)
+    s_yy = s_yy + jnp.matmul(v * v, diag[n:], precision=distances.HIGHEST)
     return s_xx / n ** 2 + s_yy / m ** 2 - 2.0 * s_xy / (n * m)
   return (s_xx / (n ** 2 - sq_w) + s_yy / (m ** 2 - sq_v)
           - 2.0 * s_xy / (n * m))
@@ -489,7 +493,8 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     real: (n, d) real features.
     generated: (m, d) generated features.
     key: a `jax.random` key for the resamples.
-    kernel: default a Gaussian with the pooled median-heuristic bandwidth.
+    kernel: default a Gaussian with the pooled median-heuristic bandwidth,
+      treated as a constant (no gradient through it; pass `kernel=` for one).
     num_resamples: bootstrap replicates B; memory adds (n + m) x 2B floats.
     level: coverage of the interval.
     estimator: 'unbiased' or 'biased'.

@@ -79,6 +79,10 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact).
 
+  Not a loss: the histograms count rows per k-means cluster, which are
+  piecewise constant in the features, so the gradient is zero almost
+  everywhere.
+
   Args:
     real: (N, D) real features.
     generated: (M, D) generated features.
@@ -265,6 +269,9 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
   is invariant to a common scale of the sets, so sets with max|x|
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact).
+
+  Not a loss: FNR and FPR count held-out rows on each side of a
+  threshold, so the curve's gradient is zero almost everywhere.
 
   Args:
     real: (N, D) real features, N >= 4.

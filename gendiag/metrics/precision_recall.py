@@ -333,6 +333,10 @@ def improved_precision_recall(
   the caller's units and the realism's 1e-5 guard is then relative to the
   rescaled max|x|. k >= N - 1 raises ValueError (pass a smaller k).
 
+  Not a loss: precision and recall count k-NN ball memberships, which
+  are piecewise constant in the features, so their gradient is zero
+  almost everywhere.
+
   Args:
     real: (N, D) real features, N >= k + 2.
     generated: (M, D) generated features, M >= k + 2.
@@ -383,6 +387,9 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact); radii come back in the caller's units.
   k >= N - 1 raises ValueError (pass a smaller k).
+
+  Not a loss: all four count k-NN ball memberships, which are piecewise
+  constant in the features, so their gradient is zero almost everywhere.
 
   Args:
     real: (N, D) real features, N >= k + 2.

@@ -226,13 +226,13 @@ def _two_loop(g, s_hist, y_hist, rho, precondition):
   def backward(i, carry):
     q, alphas = carry
     j = size - 1 - i
-    a = rho[j] * jnp.dot(s_hist[j], q)
+    a = rho[j] * jnp.dot(s_hist[j], q, precision=HIGHEST)
     return q - a * y_hist[j], alphas.at[j].set(a)
 
   q, alphas = lax.fori_loop(0, size, backward, (g, jnp.zeros_like(rho)))
 
   def forward(i, r):
-    b = rho[i] * jnp.dot(y_hist[i], r)
+    b = rho[i] * jnp.dot(y_hist[i], r, precision=HIGHEST)
     return r + (alphas[i] - b) * s_hist[i]
 
   return lax.fori_loop(0, size, forward, precondition(q))
@@ -405,16 +405,16 @@ def solve(phi: jax.Array, *, objective: str = "et",
     hess, _ = _hessian(objective, state["lam"], phi, signs, mask, count, ridge,
                        cap)
     d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
-    ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d) < 0)
+    ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d, precision=HIGHEST) < 0)
     scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
     return jnp.where(ok, d, -g / scale)
 
   def step(state):
     v, w, g = state["v"], state["w"], state["g"]
     d = direction(state)
-    d = jnp.where(jnp.dot(g, d) < 0, d, -g)  # a descent direction, always
+    d = jnp.where(jnp.dot(g, d, precision=HIGHEST) < 0, d, -g)  # descent
     u = z_times(d)
-    slope = jnp.dot(g, d)
+    slope = jnp.dot(g, d, precision=HIGHEST)
 
     def not_enough(carry):
       t, k = carry
@@ -443,7 +443,7 @@ def solve(phi: jax.Array, *, objective: str = "et",
     new["status"] = status_of(new["lam"], new["v"], new["residual"], new["g"])
     if memory:
       s_new, y_new = t * d, new["g"] - g
-      sy = jnp.dot(s_new, y_new)
+      sy = jnp.dot(s_new, y_new, precision=HIGHEST)
       keep = sy > jnp.finfo(dtype).eps * jnp.linalg.norm(s_new) * jnp.linalg.norm(
           y_new)
       roll = lambda a, x: jnp.where(keep, jnp.roll(a, -1, axis=0).at[-1].set(x),

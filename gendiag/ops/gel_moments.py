@@ -97,7 +97,7 @@ def whitening(phi: jax.Array, mask: Optional[jax.Array] = None):
   weights = (jnp.ones(phi.shape[:1], phi.dtype) if mask is None
              else mask.astype(phi.dtype))
   weights = weights / jnp.maximum(jnp.sum(weights), 1.0)
-  mean = weights @ phi
+  mean = jnp.matmul(weights, phi, precision=HIGHEST)
   centred = phi - mean
   cov = jnp.matmul(centred.T, centred * weights[:, None], precision=HIGHEST)
   evals, evecs = jnp.linalg.eigh(cov)

@@ -140,6 +140,12 @@ def median_heuristic(x: jax.Array, y: Optional[jax.Array] = None, *,
   |z_i - z_j| over pairs i < j of the pooled sample. Deterministic: above
   `max_points` it uses `max_points` evenly spaced rows of the pooled sample.
 
+  The result carries no gradient (`lax.stop_gradient`): every default
+  bandwidth derived from data (`mmd`, `mmd_test`, `witness`, GEL's radial
+  kernel moments) is treated as a constant, so an MMD used as a loss
+  differentiates the kernel sums at that bandwidth only. To differentiate
+  through a bandwidth, pass `kernel=` with a bandwidth you compute.
+
   Args:
     x: (n, d) array.
     y: optional (m, d) array pooled with x.
@@ -161,6 +167,7 @@ def median_heuristic(x: jax.Array, y: Optional[jax.Array] = None, *,
   keep = (None if n <= max_points else
           np.linspace(0, n - 1, max_points).astype(np.int32))
   rows, cols = np.triu_indices(min(n, max_points), k=1)
+  x, y = jax.lax.stop_gradient((x, y))  # a constant bandwidth (see above)
   return _checks.scale_pow2(_median_distance(x, y, keep, rows, cols), -s)
 
 
