@@ -16,6 +16,8 @@ from gendiag.metrics.frechet import fid_from_stats
 from gendiag.metrics.frechet import frechet_stats
 from gendiag.metrics.frechet import FrechetResult
 from gendiag.metrics.frechet import FrechetStats
+from gendiag.metrics.frechet_delta import fid_standard_error
+from gendiag.metrics.frechet_delta import FIDStandardError
 from gendiag.metrics.frontier_estimators import classifier_frontier
 from gendiag.metrics.frontier_estimators import ClassifierFrontierResult
 from gendiag.metrics.frontier_estimators import divergence_frontier
@@ -73,6 +75,8 @@ __all__ = (
     "frechet_stats",
     "FrechetResult",
     "FrechetStats",
+    "fid_standard_error",
+    "FIDStandardError",
     "classifier_frontier",
     "ClassifierFrontierResult",
     "divergence_frontier",

@@ -157,6 +157,7 @@ CASES = {
     "fid_from_stats": lambda: gendiag.fid_from_stats(
         gendiag.frechet_stats(X), gendiag.frechet_stats(Y[:2])),
     "frechet_stats": lambda: gendiag.frechet_stats(X),
+    "fid_standard_error": lambda: gendiag.fid_standard_error(X, Y),
     "fid_bootstrap": lambda: frechet.fid_bootstrap(X, Y, key=KEY,
                                                    num_resamples=2),
     # The frontier calls are the frontiers family's (shared compilations).

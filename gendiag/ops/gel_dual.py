@@ -213,7 +213,7 @@ def capped_gap(lam, g, cap):
   penalty, grad_p, _ = _penalty(lam, cap)
   r = g - grad_p
   size = jnp.linalg.norm(r)
-  return jnp.dot(lam, r) + cap * size + 0.5 * size * size + penalty
+  return jnp.dot(lam, r, precision=HIGHEST) + cap * size + 0.5 * size * size + penalty
 
 
 def _two_loop(g, s_hist, y_hist, rho, precondition):
