@@ -27,7 +27,8 @@ when there are none.
 metrics.json: {"meta": {..., "family_seconds": {family: s}},
                "models": {model: {metric: entry}},
                "verdicts": {model: str},
-               "families": {family: {"notes": [...], "figures": [...]}}}
+               "families": {family: {"notes": [...], "figures": [...],
+                                     "metrics": [metric names]}}}
 """
 
 import dataclasses
@@ -469,7 +470,9 @@ def write_report(workdir: str, inputs: EvalInputs,
       fig.savefig(os.path.join(workdir, filename), dpi=110,
                   bbox_inches="tight")
       figure_files[name].append(filename)
-    families[name] = {"notes": out.notes, "figures": figure_files[name]}
+    families[name] = {
+        "notes": out.notes, "figures": figure_files[name],
+        "metrics": sorted({k for v in out.metrics.values() for k in v})}
   model_verdicts = verdicts(models, outputs)
   meta = dict(meta, family_seconds={
       name: out.seconds for name, out in outputs.items()

@@ -155,3 +155,30 @@ def test_class_sorted_good_model_gets_the_shuffled_verdict():
     assert e["rows_used"] == [100, 100]
     assert any("seeded random subsample of 100 rows" in n
                for n in outputs[family].notes), family
+
+
+def test_references_are_shown_beside_the_values(tmp_path):
+  ref = report.entry(0.01, ci=(0.0, 0.02))
+  out = report.FamilyOutput()
+  out.metrics = {
+      "a": {"s": report.entry(0.5, ci=(0.4, 0.6), reference=ref,
+                              rows_used=[5, 4]),
+            "t": report.entry(1.0, reference=report.entry(2.0))},
+      "b": {"s": report.entry(0.7, ci=(0.6, 0.8), reference=ref,
+                              rows_used=[5, 5]),
+            "t": report.entry(1.5, reference=report.entry(3.0))}}
+  inputs = report.EvalInputs(real=np.zeros((5, 2), np.float32),
+                             generated={"a": np.zeros((4, 2), np.float32),
+                                        "b": np.ones((5, 2), np.float32)})
+  report.write_report(str(tmp_path), inputs, {"fam": out}, {"seed": 0})
+  saved = json.load(open(tmp_path / "metrics.json"))
+  assert saved["models"]["a"]["s"]["reference"] == {"value": 0.01,
+                                                    "ci": [0.0, 0.02]}
+  text = open(tmp_path / "report.md").read()
+  # A reference shared by every model: one row; per-model ones: inline.
+  assert "| a | 0.5 [0.4, 0.6] | 1 (real vs real: 2) | 5 / 4 |" in text
+  assert (f"| {report.REFERENCE_ROW} | 0.01 [0, 0.02] | beside each value |  |"
+          in text)
+  html = open(tmp_path / "index.html").read()
+  assert report.REFERENCE_ROW in html and "real vs real: 2" in html
+  assert "rows used (real / model)" in html
