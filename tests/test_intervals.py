@@ -399,3 +399,39 @@ def test_every_score_carries_a_real_vs_real_reference(smoke_run):
   html = open(os.path.join(workdir, "index.html")).read()
   for doc in (text, html):
     assert doc.count(report.REFERENCE_ROW) == len(REFERENCED)
+
+
+def test_mean_interval_is_the_t_interval_of_the_mean():
+  lo, hi = ci_lib.mean_interval([1.0, 2.0, 3.0])
+  np.testing.assert_allclose([lo, hi], [2.0 - 4.303 / np.sqrt(3),
+                                        2.0 + 4.303 / np.sqrt(3)], rtol=1e-6)
+  assert ci_lib.mean_interval([1.0]) is None
+
+
+def test_frontier_side_intervals_contain_and_shrink():
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import frontiers as fam  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import frontier_estimators as fe  # pylint: disable=g-import-not-at-top
+  p = np.array([0.4, 0.3, 0.2, 0.1])
+  q = np.array([0.05, 0.2, 0.3, 0.45])
+  cfg = dict(fam.DEFAULTS, num_resamples=200)
+  settings = fam._settings(cfg)  # pylint: disable=protected-access
+  widths = []
+  for n in (100, 10_000):
+    cr, cg = np.float32(p * n), np.float32(q * n)
+    _, _, front = fe._scores(  # pylint: disable=protected-access
+        cr, cg, np.float32(5.0), smoothing="empirical",
+        num_weights=fe.frontiers.NUM_WEIGHTS)
+    res = SimpleNamespace(real_counts=cr, generated_counts=cg,
+                          weights=front.weights,
+                          kl_generated=front.kl_generated,
+                          kl_real=front.kl_real)
+    ci = fam.side_intervals(KEY, res, cfg, settings)
+    est = fam._ends(res) + fam._unmatched_mass(res, cfg["mass_ratio"])  # pylint: disable=protected-access
+    # KL(P || R_lam_min) ~ KL(p || q); missed real mass: class 0 (q < p / 5).
+    np.testing.assert_allclose(est[1], np.sum(p * np.log(p / q)), rtol=1e-3)
+    assert est[2] == pytest.approx(0.4) and est[3] == 0.0
+    for row, value in zip(ci, est):
+      assert _contains(row, value), (row, value)
+    widths.append(_width(ci[1]))
+  assert widths[1] < 0.2 * widths[0]
