@@ -7,6 +7,14 @@ baseline: what "indistinguishable" scores at these settings and sizes), and
 the classifier-ratio estimates (no quantization). One figure shows every
 model's divergence frontier and MAUVE curve.
 
+Intervals (`num_resamples` bootstrap resamples at fixed clusters): MAUVE's
+and FI's from `divergence_frontier`; kl_model_to_real, kl_real_to_model,
+missed_real_mass and off_real_mass from the cluster counts resampled as
+multinomials (`side_intervals`, estimate -+ z std); mauve_null and fi_null,
+means over `null_splits` splits, the t-interval of that mean (one split:
+its bootstrap interval). The null entries are also the `reference` of
+mauve and frontier_integral.
+
 Verdict rule (thresholds in the config section `frontiers`):
   MAUVE's upper interval end < null_fraction x null MAUVE (the mean over
   `null_splits` random halvings of the real set)
