@@ -69,7 +69,7 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         "fid_trace_term": report.entry(res.trace_term,
                                        ci=ci_lib.as_ci(terms_ci[1]),
                                        reference=ref.get("fid_trace_term")),
-    }, fid_ci
+    }, fid_ci, float(res.fid)
 
   for i, (name, features) in enumerate(inputs.generated.items()):
     size = features.shape[0]
@@ -81,10 +81,10 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
       refs[size] = fid_entries(*ref_real, sets.heldout,
                                jax.random.fold_in(key, 0x7EF + size))[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")
-    out.metrics[name], fid_ci = fid_entries(
+    out.metrics[name], fid_ci, fid = fid_entries(
         real, real_stats, features, jax.random.fold_in(key, i), refs[size])
-    values.append(out.metrics[name]["fid"]["value"])
-    errors.append(float(fid_ci[1]) - values[-1])
+    values.append(fid)
+    errors.append(float(fid_ci[1]) - fid)
   out.figures["fid.png"] = report.bar_chart(
       "FID (95% bootstrap interval)", list(inputs.generated), values, errors)
   return out
