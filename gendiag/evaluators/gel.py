@@ -263,11 +263,13 @@ def _reference(inputs, key, cfg, size, num_classes):
       num_classes=num_classes, class_moments=cfg["class_moments"],
       drop_threshold=cfg["drop_threshold"], objective=cfg["objective"],
       kernel=cfg["kernel"], witnesses=witnesses)
-  dropped = int(np.asarray(modes.dropped).sum())
+  # A failed solve gives no reference (null), with its status.
+  solved = int(modes.one_sample_status) == gel_dual.SOLVED
+  dropped = int(np.asarray(modes.dropped).sum()) if solved else np.nan
   return {
       "gel_mode_dropping": report.entry(
-          modes.hellinger_to_real, status=_status(modes.one_sample_status),
-          masses=modes.real_masses),
+          modes.hellinger_to_real if solved else np.nan,
+          status=_status(modes.one_sample_status), masses=modes.real_masses),
       "gel_dropped_classes": report.entry(dropped),
       "note": (f"reference (n = {size}): {sets.source}, capped at {cap} "
                "rows; one-sample class masses of the held-out rows, one "
