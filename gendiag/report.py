@@ -9,6 +9,12 @@ A metric family registers one function
 which sees every model at once (so it can draw one figure comparing them)
 and returns, per model, a dict {metric_name: entry} where an entry is
 `{"value": float, "ci": [lo, hi] or None, ...}` (build it with `entry`).
+An entry may carry a `reference`: the entry (value, ci) that held-out real
+data scores at the model's sample size (`reference_sets`), shown beside the
+model's value in the tables. Families that cap their inputs at `max_samples`
+rows use the seeded random subsample of `subsample_rows`, the same rows of
+a set in every family; their entries say how many rows they used
+(`rows_used`, a table column).
 A family whose `needs` are missing from the inputs is skipped with a note.
 Adding a family = one module in `gendiag/evaluators/` that calls `register`.
 
@@ -18,9 +24,11 @@ metrics with a threshold stated in the family's description or notes. A
 model's verdict is its findings from every family, or "no failure detected"
 when there are none.
 
-metrics.json: {"meta": {...}, "models": {model: {metric: entry}},
+metrics.json: {"meta": {..., "family_seconds": {family: s}},
+               "models": {model: {metric: entry}},
                "verdicts": {model: str},
-               "families": {family: {"notes": [...], "figures": [...]}}}
+               "families": {family: {"notes": [...], "figures": [...],
+                                     "metrics": [metric names]}}}
 """
 
 import dataclasses
@@ -91,6 +99,7 @@ class FamilyOutput:
   notes: List[str] = dataclasses.field(default_factory=list)
   sections: List[str] = dataclasses.field(default_factory=list)
   findings: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
+  seconds: Optional[float] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,11 +128,19 @@ def register(name: str, *, needs: Sequence[str] = (), description: str = ""):
   return wrap
 
 
-def entry(value, ci=None, **extra) -> dict:
-  """A JSON-ready metric entry {"value": float, "ci": [lo, hi] or None}."""
+def entry(value, ci=None, *, reference: Optional[dict] = None,
+          **extra) -> dict:
+  """A JSON-ready metric entry {"value": float, "ci": [lo, hi] or None}.
+
+  `reference`, when given, is the entry (built by `entry`) of held-out real
+  data scored like the model at its sample size; it is stored under
+  "reference" and shown beside the value.
+  """
   out = {"value": _number(value),
          "ci": None if ci is None else [_number(c) for c in ci]}
   out.update({k: _jsonable(v) for k, v in extra.items()})
+  if reference is not None:
+    out["reference"] = reference
   return out
 
 
@@ -141,6 +158,127 @@ def _jsonable(x):
   if isinstance(x, (list, tuple)):
     return [_jsonable(v) for v in x]
   return x
+
+
+def run_seed(inputs: "EvalInputs") -> int:
+  """The run's seed (`config.seed`, 0 when the config has none)."""
+  cfg = inputs.config
+  seed = cfg.get("seed", 0) if hasattr(cfg, "get") else 0
+  return int(seed or 0)
+
+
+def subsample_index(inputs: "EvalInputs", set_name: str, num_rows: int,
+                    cap: int) -> Optional[np.ndarray]:
+  """Sorted rows of a seeded random subsample of `cap` of `num_rows` rows.
+
+  The permutation depends only on the run's seed, the set's name and its
+  size, never on a family's key: every family that caps a set uses the same
+  rows, and a smaller cap takes a subset of a larger one's rows (the first
+  `cap` entries of one permutation). None when no row is left out.
+  """
+  if num_rows <= cap:
+    return None
+  rng = np.random.default_rng(
+      [run_seed(inputs), zlib.crc32(set_name.encode()), num_rows])
+  return np.sort(rng.permutation(num_rows)[:cap])
+
+
+def subsample_rows(inputs: "EvalInputs", set_name: str, cap: int, *arrays):
+  """`arrays` (rows of set `set_name`) restricted to its capped subsample.
+
+  Args:
+    inputs: the run's inputs (for the seed).
+    set_name: 'real', a model name, or another stable name of the set.
+    cap: rows kept at most.
+    *arrays: arrays whose rows are the set's rows (features, then labels:
+      labels follow their rows); None entries stay None.
+
+  Returns:
+    A tuple of the arrays, each restricted to the same seeded random rows
+    (unchanged when the set has at most `cap` rows).
+  """
+  idx = subsample_index(inputs, set_name, len(arrays[0]), int(cap))
+  if idx is None:
+    return tuple(arrays)
+  return tuple(None if a is None else np.asarray(a)[idx] for a in arrays)
+
+
+def subsample_note(inputs: "EvalInputs", cap: int, families: str) -> str:
+  """The note of a family that caps its sets at `cap` rows ('' if none)."""
+  sizes = [inputs.real.shape[0]] + [g.shape[0]
+                                    for g in inputs.generated.values()]
+  if max(sizes) <= cap:
+    return ""
+  return (f"sets larger than {cap} rows enter as a seeded random subsample "
+          f"of {cap} rows (seed {run_seed(inputs)}, drawn per set, the same "
+          f"rows in {families}); `rows used` lists each model's "
+          "(real, model) rows.")
+
+
+@dataclasses.dataclass
+class ReferenceSets:
+  """Real data scored like a model of `size` samples (`reference_sets`).
+
+  Attributes:
+    real: the real side (the real set itself, or the rest of a split).
+    real_labels: its labels (None without real labels).
+    heldout: `size` rows of real data disjoint from `real`, in place of the
+      model's samples.
+    heldout_labels: their labels when known (a split of the real set), else
+      None.
+    source: how the held-out rows were obtained (for the family's notes).
+    same_real: True when `real` is the real set itself (the model's
+      programs, of the same shapes, are reused).
+  """
+  real: np.ndarray
+  real_labels: Optional[np.ndarray]
+  heldout: np.ndarray
+  heldout_labels: Optional[np.ndarray]
+  source: str
+  same_real: bool
+
+
+def reference_sets(inputs: "EvalInputs", size: int) -> ReferenceSets:
+  """Held-out real data of `size` rows against the real set: the reference.
+
+  The held-out rows are a seeded random subsample (run seed, the size) of
+  `inputs.test`, topped up with `inputs.train` when the test set has fewer
+  than `size` rows (both are real data the real set does not contain; rows
+  identical to a real row are left out). Then the real side is the real set
+  itself, so the reference has the model's sizes. Without enough such rows
+  the real set is split (seeded): min(size, n // 2) rows held out, the
+  rest as the real side (smaller than the model's; the source says so).
+  """
+  real = np.asarray(inputs.real)
+  rng = np.random.default_rng([run_seed(inputs), zlib.crc32(b"reference"),
+                               int(size)])
+  pool, names = [], []
+  for name in ("test", "train"):
+    rows = getattr(inputs, name)
+    if rows is not None and sum(len(p) for p in pool) < size:
+      pool.append(np.asarray(rows, real.dtype))
+      names.append(name)
+  if pool:
+    pool = np.concatenate(pool)
+    seen = {r.tobytes() for r in real}
+    pool = pool[np.array([r.tobytes() not in seen for r in pool], bool)]
+  if len(pool) >= size:
+    rows = np.sort(rng.permutation(len(pool))[:size])
+    return ReferenceSets(
+        real, inputs.real_labels, pool[rows], None,
+        f"{size} held-out real rows (seeded random subsample of the "
+        f"{' and '.join(names)} set{'s' if len(names) > 1 else ''}) "
+        f"against the {len(real)} real rows", True)
+  perm = rng.permutation(len(real))
+  held = min(int(size), len(real) // 2)
+  rest, out = np.sort(perm[held:]), np.sort(perm[:held])
+  labels = inputs.real_labels
+  return ReferenceSets(
+      real[rest], None if labels is None else np.asarray(labels)[rest],
+      real[out], None if labels is None else np.asarray(labels)[out],
+      f"a seeded random split of the real set: {held} rows held out against "
+      f"the other {len(rest)} (no held-out set of {size} rows was given)",
+      False)
 
 
 def family_key(key: jax.Array, name: str) -> jax.Array:
@@ -174,8 +312,9 @@ def run_families(inputs: EvalInputs, key: jax.Array, names="all"):
     logging.info("metric family %s: running on %d models", family.name,
                  len(inputs.generated))
     outputs[family.name] = family.fn(inputs, family_key(key, family.name))
+    outputs[family.name].seconds = round(time.perf_counter() - start, 2)
     logging.info("metric family %s: done in %.1f s", family.name,
-                 time.perf_counter() - start)
+                 outputs[family.name].seconds)
   return outputs
 
 
@@ -197,9 +336,25 @@ def _cell(e: Optional[dict]) -> str:
   return text
 
 
+REFERENCE_ROW = "real vs real (reference)"
+
+
+def _rows_used(entries: Dict[str, dict]) -> str:
+  for e in entries.values():
+    if e.get("rows_used"):
+      return " / ".join(str(r) for r in e["rows_used"])
+  return ""
+
+
 def markdown_table(models: Sequence[str],
                    metrics: Dict[str, Dict[str, dict]]) -> str:
-  """A models x metrics markdown table; intervals in brackets."""
+  """A models x metrics markdown table; intervals in brackets.
+
+  Entries with a `reference` add a last row, "real vs real (reference)",
+  holding it; a column whose models have different references (different
+  sample sizes) shows each beside the model's value instead. Entries with
+  `rows_used` add a column "rows used (real / model)".
+  """
   columns = []
   for model in models:
     for name in metrics.get(model, {}):
@@ -207,11 +362,33 @@ def markdown_table(models: Sequence[str],
         columns.append(name)
   if not columns:
     return ""
-  head = ["model"] + columns
+  shared, inline = {}, set()
+  for c in columns:
+    refs = [metrics.get(m, {}).get(c, {}).get("reference") for m in models]
+    refs = [r for r in refs if r is not None]
+    if refs and all(r == refs[0] for r in refs):
+      shared[c] = refs[0]
+    elif refs:
+      inline.add(c)
+  rows_used = [_rows_used(metrics.get(m, {})) for m in models]
+  extra = ["rows used (real / model)"] if any(rows_used) else []
+  head = ["model"] + columns + extra
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-  for model in models:
-    row = [model] + [_cell(metrics.get(model, {}).get(c)) for c in columns]
-    lines.append("| " + " | ".join(row) + " |")
+  for model, used in zip(models, rows_used):
+    cells = []
+    for c in columns:
+      e = metrics.get(model, {}).get(c)
+      text = _cell(e)
+      if c in inline and e and e.get("reference"):
+        text += f" (real vs real: {_cell(e['reference'])})"
+      cells.append(text)
+    lines.append("| " + " | ".join([model] + cells + (
+        [used] if extra else [])) + " |")
+  if shared or inline:
+    cells = [_cell(shared[c]) if c in shared else (
+        "beside each value" if c in inline else "") for c in columns]
+    lines.append("| " + " | ".join([REFERENCE_ROW] + cells + (
+        [""] if extra else [])) + " |")
   return "\n".join(lines)
 
 
@@ -293,8 +470,13 @@ def write_report(workdir: str, inputs: EvalInputs,
       fig.savefig(os.path.join(workdir, filename), dpi=110,
                   bbox_inches="tight")
       figure_files[name].append(filename)
-    families[name] = {"notes": out.notes, "figures": figure_files[name]}
+    families[name] = {
+        "notes": out.notes, "figures": figure_files[name],
+        "metrics": sorted({k for v in out.metrics.values() for k in v})}
   model_verdicts = verdicts(models, outputs)
+  meta = dict(meta, family_seconds={
+      name: out.seconds for name, out in outputs.items()
+      if out.seconds is not None})
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump({"meta": _jsonable(meta), "models": merged,
                "verdicts": model_verdicts, "families": families}, f,

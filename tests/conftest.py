@@ -19,6 +19,20 @@ if _OPT_FLAG not in os.environ.get("XLA_FLAGS", ""):
       os.environ.get("XLA_FLAGS", "") + f" {_OPT_FLAG}=0").strip()
 
 
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+  """(workdir, metrics.json) of the main job's smoke config, run once.
+
+  Shared by the tests of the report (test_diagnose, test_intervals) so the
+  default suite pays for one end-to-end run.
+  """
+  from configs import diagnose as diagnose_config  # pylint: disable=g-import-not-at-top
+  from gendiag import diagnose  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("diag"))
+  config = diagnose_config.get_config("smoke")
+  return workdir, diagnose.diagnose(config, workdir)
+
+
 @pytest.fixture
 def rng():
   return np.random.default_rng(0)

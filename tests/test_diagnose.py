@@ -18,11 +18,7 @@ from tests.test_verdicts import SIGNS
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("diag"))
-  config = diagnose_config.get_config("smoke")
-  return workdir, diagnose.diagnose(config, workdir)
+# smoke_run: tests/conftest.py (one run shared with test_intervals).
 
 
 def test_writes_schema_and_files(smoke_run):

@@ -41,9 +41,13 @@ def test_family_scores_intervals_null_and_findings(family_output, tmp_path):
                        "missed_real_mass", "off_real_mass", "mauve_clf",
                        "fi_clf"}
   for row in (good, dropped):
-    for metric in ("mauve", "frontier_integral", "mauve_clf", "fi_clf"):
+    for metric in ("mauve", "frontier_integral", "mauve_clf", "fi_clf",
+                   "kl_model_to_real", "kl_real_to_model", "missed_real_mass",
+                   "off_real_mass", "mauve_null", "fi_null"):
       lo, hi = row[metric]["ci"]
-      assert lo <= row[metric]["value"] <= hi, metric
+      assert lo - 1e-6 <= row[metric]["value"] <= hi + 1e-6, metric
+    assert row["mauve"]["reference"] == row["mauve_null"]
+    assert row["frontier_integral"]["reference"] == row["fi_null"]
     assert row["mauve"]["num_clusters"] == 40
     assert row["mauve_null"] == good["mauve_null"]
   splits = good["mauve_null"]["splits"]

@@ -1,9 +1,13 @@
-"""Confidence intervals of the report families precision_recall, gel and fld.
+"""Confidence intervals and real-vs-real references of the report families.
 
 Each interval must contain its point estimate and shrink as the sample
-grows; the families must attach one to every scalar entry (p-values and
-the documented exceptions aside).
+grows; every family must attach one to every scalar entry (p-values and
+the documented exceptions aside), which the smoke run of the main job
+checks for every registered family; the scores listed in REFERENCED carry
+a finite held-out-real reference.
 """
+
+import os
 
 import jax
 import numpy as np
@@ -304,3 +308,130 @@ def test_distance_families_have_intervals():
              dist_family.mmd_family):
     out = fn(inputs, KEY)
     _check_entries(out.metrics, exempt=("mmd_p_value",))
+
+
+# --------------------------------------------------------------------------
+# Every family of the main job's smoke run (tests/conftest.py `smoke_run`).
+
+# Scalars without an interval, each documented in its family: a test's
+# statistic and p-value (the permutation test is their uncertainty
+# statement). A value that is not finite (null, e.g. the class divergence
+# of a class the model lacks) has none either.
+EXEMPT = {"mmd": {"mmd_p_value"}, "gel": {"gel_statistic", "gel_p_value"}}
+
+# The scores that must show what held-out real data gets at the same sizes.
+REFERENCED = {"fid": ("fid",), "kid": ("kid",), "mmd": ("mmd2",),
+              "precision_recall": ("precision", "recall", "density",
+                                   "coverage", "prd_f8", "prd_f1_8"),
+              "cas": ("cas",),
+              "gel": ("gel_mode_dropping", "gel_dropped_classes"),
+              "frontiers": ("mauve", "frontier_integral")}
+
+
+def check_family_intervals(metrics, families):
+  """Every family gives every model entries, each scalar a containing ci."""
+  for family in families:
+    names = metrics["families"][family]["metrics"]
+    assert names, f"family {family} returned no entries"
+    for model, entries in metrics["models"].items():
+      for name in names:
+        assert name in entries, f"{family}: {model} lacks {name}"
+        e = entries[name]
+        if name in EXEMPT.get(family, ()) or e["value"] is None:
+          continue
+        assert e["ci"] is not None, f"{family}: {model}/{name} has no ci"
+        assert _contains(e["ci"], e["value"], tol=1e-5), (model, name, e)
+
+
+def test_check_family_intervals_fails_on_empty_or_missing_ci():
+  entry = {"value": 0.5, "ci": [0.4, 0.6]}
+  good = {"models": {"m": {"s": entry}},
+          "families": {"f": {"metrics": ["s"]}}}
+  check_family_intervals(good, ["f"])
+  with pytest.raises(AssertionError, match="no entries"):
+    check_family_intervals({"models": {"m": {}},
+                            "families": {"f": {"metrics": []}}}, ["f"])
+  with pytest.raises(AssertionError, match="has no ci"):
+    check_family_intervals(
+        {"models": {"m": {"s": {"value": 0.5, "ci": None}}},
+         "families": {"f": {"metrics": ["s"]}}}, ["f"])
+
+
+def test_every_family_gives_every_scalar_an_interval(smoke_run):
+  _, metrics = smoke_run
+  families = [n for n in report.REGISTRY if not n.startswith("_")]
+  assert set(metrics["families"]) == set(families)  # every family ran
+  assert set(metrics["meta"]["family_seconds"]) == set(families)
+  check_family_intervals(metrics, families)
+  # The frontier's end points, unmatched masses and nulls among them.
+  good = metrics["models"]["good"]
+  for name in ("kl_model_to_real", "kl_real_to_model", "missed_real_mass",
+               "off_real_mass", "mauve_null", "fi_null"):
+    assert good[name]["ci"] is not None, name
+
+
+def test_every_score_carries_a_real_vs_real_reference(smoke_run):
+  workdir, metrics = smoke_run
+  models = metrics["models"]
+  for family, names in REFERENCED.items():
+    assert set(names) <= set(metrics["families"][family]["metrics"])
+    for name in names:
+      refs = [models[m][name]["reference"] for m in models]
+      for ref in refs:
+        assert ref["value"] is not None and np.isfinite(ref["value"]), name
+        if ref["ci"] is not None:
+          assert _contains(ref["ci"], ref["value"], tol=1e-5), (name, ref)
+      # Every model has 300 samples: one reference, computed once.
+      assert all(r == refs[0] for r in refs), name
+  # The good model draws real digits: it scores like the reference, which
+  # the dropped model's scores lie above.
+  for name in ("fid", "kid", "mmd2"):
+    good, dropped = models["good"][name], models["dropped"][name]
+    ref = good["reference"]
+    assert good["ci"][0] <= ref["ci"][1] and ref["ci"][0] <= good["ci"][1], (
+        name, good)
+    assert dropped["value"] > ref["ci"][1], (name, dropped)
+  assert models["good"]["cas"]["reference"]["value"] == models["good"][
+      "cas_real"]["value"]
+  assert models["good"]["mauve"]["reference"]["value"] == models["good"][
+      "mauve_null"]["value"]
+  text = open(os.path.join(workdir, "report.md")).read()
+  html = open(os.path.join(workdir, "index.html")).read()
+  for doc in (text, html):
+    assert doc.count(report.REFERENCE_ROW) == len(REFERENCED)
+
+
+def test_mean_interval_is_the_t_interval_of_the_mean():
+  lo, hi = ci_lib.mean_interval([1.0, 2.0, 3.0])
+  np.testing.assert_allclose([lo, hi], [2.0 - 4.303 / np.sqrt(3),
+                                        2.0 + 4.303 / np.sqrt(3)], rtol=1e-6)
+  assert ci_lib.mean_interval([1.0]) is None
+
+
+def test_frontier_side_intervals_contain_and_shrink():
+  from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import frontiers as fam  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import frontier_estimators as fe  # pylint: disable=g-import-not-at-top
+  p = np.array([0.4, 0.3, 0.2, 0.1])
+  q = np.array([0.05, 0.2, 0.3, 0.45])
+  cfg = dict(fam.DEFAULTS, num_resamples=200)
+  settings = fam._settings(cfg)  # pylint: disable=protected-access
+  widths = []
+  for n in (100, 10_000):
+    cr, cg = np.float32(p * n), np.float32(q * n)
+    _, _, front = fe._scores(  # pylint: disable=protected-access
+        cr, cg, np.float32(5.0), smoothing="empirical",
+        num_weights=fe.frontiers.NUM_WEIGHTS)
+    res = SimpleNamespace(real_counts=cr, generated_counts=cg,
+                          weights=front.weights,
+                          kl_generated=front.kl_generated,
+                          kl_real=front.kl_real)
+    ci = fam.side_intervals(KEY, res, cfg, settings)
+    est = fam._ends(res) + fam._unmatched_mass(res, cfg["mass_ratio"])  # pylint: disable=protected-access
+    # KL(P || R_lam_min) ~ KL(p || q); missed real mass: class 0 (q < p / 5).
+    np.testing.assert_allclose(est[1], np.sum(p * np.log(p / q)), rtol=1e-3)
+    assert est[2] == pytest.approx(0.4) and est[3] == 0.0
+    for row, value in zip(ci, est):
+      assert _contains(row, value), (row, value)
+    widths.append(_width(ci[1]))
+  assert widths[1] < 0.2 * widths[0]

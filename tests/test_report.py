@@ -5,6 +5,7 @@ import os
 import shutil
 import subprocess
 
+import jax
 import numpy as np
 import pytest
 
@@ -91,3 +92,93 @@ def test_broken_image_is_detected(written):
   os.remove(written / "score.png")
   with pytest.raises(AssertionError):
     test_index_html_images_load_in_headless_chromium(written)
+
+
+# --------------------------------------------------------------------------
+# Capped families: a seeded random subsample, never the first rows.
+
+
+def test_subsample_is_seeded_nested_and_shared_by_name():
+  inputs = report.EvalInputs(real=np.zeros((50, 2), np.float32),
+                             generated={}, config={"seed": 4})
+  small = report.subsample_index(inputs, "m", 50, 10)
+  large = report.subsample_index(inputs, "m", 50, 30)
+  assert len(set(small)) == 10 and set(small) <= set(large)
+  np.testing.assert_array_equal(small, report.subsample_index(
+      inputs, "m", 50, 10))                      # reproducible
+  assert report.subsample_index(inputs, "m", 50, 50) is None
+  assert not np.array_equal(small, np.arange(10))  # not the first rows
+  other = report.EvalInputs(real=inputs.real, generated={}, config={"seed": 5})
+  assert not np.array_equal(small, report.subsample_index(other, "m", 50, 10))
+  x, labels = np.arange(50.0)[:, None], np.arange(50)
+  sub_x, sub_labels = report.subsample_rows(inputs, "m", 10, x, labels)
+  np.testing.assert_array_equal(sub_x[:, 0], sub_labels)  # labels follow rows
+
+
+def _class_sorted_inputs(cap):
+  """A good model (same mixture as real) shuffled and sorted by class."""
+  rng = np.random.default_rng(0)
+  centres = rng.normal(scale=5.0, size=(5, 4))
+  draw = lambda n: (lambda lab: (np.float32(centres[lab] + rng.normal(
+      size=(n, 4))), lab))(rng.integers(0, 5, n))
+  real, real_labels = draw(300)
+  good, good_labels = draw(300)
+  order = np.argsort(good_labels, kind="stable")
+  config = {"seed": 0,
+            "mmd": dict(num_permutations=50, num_resamples=20,
+                        max_samples=cap),
+            "kid": dict(num_subsets=10, subset_size=100, num_resamples=20,
+                        max_samples=cap),
+            "gel": dict(num_witnesses=8, num_permutations=19,
+                        num_resamples=2, max_samples=cap)}
+  return report.EvalInputs(
+      real=real, real_labels=real_labels,
+      generated={"shuffled": good, "sorted": good[order]},
+      generated_labels={"shuffled": good_labels,
+                        "sorted": good_labels[order]}, config=config)
+
+
+def test_class_sorted_good_model_gets_the_shuffled_verdict():
+  """Issue 18.1: the first 100 rows of a class-sorted file are two classes."""
+  from gendiag import evaluators  # noqa: F401  pylint: disable=g-import-not-at-top
+  inputs = _class_sorted_inputs(cap=100)
+  outputs = report.run_families(inputs, jax.random.key(0), "mmd,kid,gel")
+  verdicts = report.verdicts(list(inputs.generated), outputs)
+  assert verdicts["sorted"] == verdicts["shuffled"], verdicts
+  assert verdicts["sorted"].startswith("no failure detected"), verdicts
+  kid = {m: outputs["kid"].metrics[m]["kid"] for m in inputs.generated}
+  for e in kid.values():   # both intervals hold 0 (a perfect model)
+    assert e["ci"][0] <= 0.0 <= e["ci"][1], kid
+  for family, metric in (("mmd", "mmd2"), ("kid", "kid"),
+                         ("gel", "gel_mode_dropping")):
+    e = outputs[family].metrics["sorted"][metric]
+    assert e["rows_used"] == [100, 100]
+    assert any("seeded random subsample of 100 rows" in n
+               for n in outputs[family].notes), family
+
+
+def test_references_are_shown_beside_the_values(tmp_path):
+  ref = report.entry(0.01, ci=(0.0, 0.02))
+  out = report.FamilyOutput()
+  out.metrics = {
+      "a": {"s": report.entry(0.5, ci=(0.4, 0.6), reference=ref,
+                              rows_used=[5, 4]),
+            "t": report.entry(1.0, reference=report.entry(2.0))},
+      "b": {"s": report.entry(0.7, ci=(0.6, 0.8), reference=ref,
+                              rows_used=[5, 5]),
+            "t": report.entry(1.5, reference=report.entry(3.0))}}
+  inputs = report.EvalInputs(real=np.zeros((5, 2), np.float32),
+                             generated={"a": np.zeros((4, 2), np.float32),
+                                        "b": np.ones((5, 2), np.float32)})
+  report.write_report(str(tmp_path), inputs, {"fam": out}, {"seed": 0})
+  saved = json.load(open(tmp_path / "metrics.json"))
+  assert saved["models"]["a"]["s"]["reference"] == {"value": 0.01,
+                                                    "ci": [0.0, 0.02]}
+  text = open(tmp_path / "report.md").read()
+  # A reference shared by every model: one row; per-model ones: inline.
+  assert "| a | 0.5 [0.4, 0.6] | 1 (real vs real: 2) | 5 / 4 |" in text
+  assert (f"| {report.REFERENCE_ROW} | 0.01 [0, 0.02] | beside each value |  |"
+          in text)
+  html = open(tmp_path / "index.html").read()
+  assert report.REFERENCE_ROW in html and "real vs real: 2" in html
+  assert "rows used (real / model)" in html

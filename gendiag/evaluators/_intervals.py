@@ -135,6 +135,22 @@ def seed_interval(estimate, seed_values, boot_std=0.0, *,
   return (float(estimate) - half, float(estimate) + half)
 
 
+def mean_interval(values, *, level: float = 0.95):
+  """mean -+ t_{S-1} sd / sqrt(S) of S >= 2 values (None for fewer).
+
+  The Student-t interval of the mean over S repetitions of a random
+  procedure (e.g. random splits of the real set); t falls back to z past
+  the tabulated degrees of freedom or at another level.
+  """
+  values = np.asarray(values, np.float64)
+  s = values.size
+  if s < 2 or not np.all(np.isfinite(values)):
+    return None
+  t = _T975[s - 2] if level == 0.95 and s - 2 < len(_T975) else z_value(level)
+  half = t * values.std(ddof=1) / math.sqrt(s)
+  return (float(values.mean()) - half, float(values.mean()) + half)
+
+
 def as_ci(row):
   """A (2,) bounds row as an entry's ci (None when either bound is NaN)."""
   if row is None:

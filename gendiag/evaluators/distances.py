@@ -6,6 +6,17 @@ bootstrap std, the terms clipped at 0); KID's and MMD's from `mmd_bootstrap`
 (percentile; for KID, of the full-sample unbiased MMD^2 with KID's kernel,
 which estimates the same population value as the subset average). The MMD
 test's p-value carries none (it is the test's own uncertainty statement).
+
+Caps: KID's interval and the MMD family use at most `max_samples` rows of
+each set, the seeded random subsample of `report.subsample_rows` (the same
+rows of a set in every family that caps, never the first rows).
+
+References (`reference` of fid, its terms, kid and mmd2): the same
+computation, interval included, on held-out real rows in place of the
+model's samples (`report.reference_sets`, subsampled to the model's size
+and capped as the model is), once per distinct model size; with the real
+set itself as the real side the shapes are the model's, so every program is
+reused.
 """
 
 
@@ -33,11 +44,13 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   out = report.FamilyOutput()
   real_stats = frechet.frechet_stats(inputs.real)
   real = jnp.asarray(inputs.real, jnp.float32)
-  values, errors = [], []
-  for i, (name, features) in enumerate(inputs.generated.items()):
-    res = frechet.fid_from_stats(real_stats, frechet.frechet_stats(features))
-    reps = fid_term_replicates(real, jnp.asarray(features, jnp.float32),
-                               jax.random.fold_in(key, i),
+  values, errors, refs = [], [], {}
+
+  def fid_entries(real_x, real_st, features, key_boot, reference=None):
+    """{fid, fid_mean_term, fid_trace_term} entries with intervals."""
+    res = frechet.fid_from_stats(real_st, frechet.frechet_stats(features))
+    reps = fid_term_replicates(real_x, jnp.asarray(features, jnp.float32),
+                               key_boot,
                                num_resamples=int(cfg["num_resamples"]))
     estimates = [res.fid, res.mean_term, res.trace_term]
     fid_ci = ci_lib.normal_intervals(estimates[:1], reps[:, :1],
@@ -46,15 +59,32 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     terms_ci = ci_lib.normal_intervals(estimates[1:], reps[:, 1:],
                                        level=cfg["level"],
                                        bounds=(0.0, np.inf))
-    out.metrics[name] = {
-        "fid": report.entry(res.fid, ci=ci_lib.as_ci(fid_ci)),
+    ref = reference or {}
+    return {
+        "fid": report.entry(res.fid, ci=ci_lib.as_ci(fid_ci),
+                            reference=ref.get("fid")),
         "fid_mean_term": report.entry(res.mean_term,
-                                      ci=ci_lib.as_ci(terms_ci[0])),
+                                      ci=ci_lib.as_ci(terms_ci[0]),
+                                      reference=ref.get("fid_mean_term")),
         "fid_trace_term": report.entry(res.trace_term,
-                                       ci=ci_lib.as_ci(terms_ci[1])),
-    }
-    values.append(float(res.fid))
-    errors.append(float(fid_ci[1]) - float(res.fid))
+                                       ci=ci_lib.as_ci(terms_ci[1]),
+                                       reference=ref.get("fid_trace_term")),
+    }, fid_ci, float(res.fid)
+
+  for i, (name, features) in enumerate(inputs.generated.items()):
+    size = features.shape[0]
+    if size not in refs:
+      sets = report.reference_sets(inputs, size)
+      ref_real = (real, real_stats) if sets.same_real else (
+          jnp.asarray(sets.real, jnp.float32), frechet.frechet_stats(
+              sets.real))
+      refs[size] = fid_entries(*ref_real, sets.heldout,
+                               jax.random.fold_in(key, 0x7EF + size))[0]
+      out.notes.append(f"reference (n = {size}): {sets.source}.")
+    out.metrics[name], fid_ci, fid = fid_entries(
+        real, real_stats, features, jax.random.fold_in(key, i), refs[size])
+    values.append(fid)
+    errors.append(float(fid_ci[1]) - fid)
   out.figures["fid.png"] = report.bar_chart(
       "FID (95% bootstrap interval)", list(inputs.generated), values, errors)
   return out
@@ -75,21 +105,46 @@ def kid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   if subset_size < cfg["subset_size"]:
     out.notes.append(f"subset_size lowered to {subset_size}, the smallest "
                      "sample.")
+  cap = int(cfg["max_samples"])
   out.notes.append("KID intervals: 95% bootstrap percentile interval of the "
-                   "full-sample unbiased MMD^2 with KID's kernel (first "
-                   f"{cfg['max_samples']} rows of each set).")
-  cap = cfg["max_samples"]
-  means, lows, highs = [], [], []
-  for i, (name, features) in enumerate(inputs.generated.items()):
-    key_kid, key_boot = jax.random.split(jax.random.fold_in(key, i))
-    res = mmd_lib.kid(inputs.real, features, key=key_kid,
+                   "full-sample unbiased MMD^2 with KID's kernel (at most "
+                   f"{cap} rows of each set, a seeded random subsample).")
+  note = report.subsample_note(inputs, cap, "the kid interval, mmd and gel")
+  if note:
+    out.notes.append(note)
+  real_cap, = report.subsample_rows(inputs, "real", cap, inputs.real)
+
+  def kid_entry(real_x, real_c, features, features_c, key_i, reference=None,
+                rows_used=None):
+    key_kid, key_boot = jax.random.split(key_i)
+    res = mmd_lib.kid(real_x, features, key=key_kid,
                       num_subsets=cfg["num_subsets"], subset_size=subset_size)
-    boot = mmd_lib.mmd_bootstrap(inputs.real[:cap], features[:cap],
+    boot = mmd_lib.mmd_bootstrap(real_c, features_c,
                                  key=key_boot, kernel=kernels.Polynomial(),
                                  num_resamples=cfg["num_resamples"])
-    out.metrics[name] = {"kid": report.entry(
-        res.mean, ci=(boot.ci_low, boot.ci_high), std=res.std,
-        stderr=res.stderr)}
+    extra = {} if rows_used is None else {"rows_used": rows_used}
+    return report.entry(res.mean, ci=(boot.ci_low, boot.ci_high),
+                        std=res.std, stderr=res.stderr, reference=reference,
+                        **extra), res, boot
+
+  refs = {}
+  means, lows, highs = [], [], []
+  for i, (name, features) in enumerate(inputs.generated.items()):
+    size = features.shape[0]
+    if size not in refs:
+      sets = report.reference_sets(inputs, size)
+      ref_cap, = (real_cap,) if sets.same_real else report.subsample_rows(
+          inputs, "reference real", cap, sets.real)
+      held_cap, = report.subsample_rows(inputs, "reference", cap,
+                                        sets.heldout)
+      refs[size] = kid_entry(sets.real, ref_cap, sets.heldout, held_cap,
+                             jax.random.fold_in(key, 0x7EF + size))[0]
+      out.notes.append(f"reference (n = {size}): {sets.source}.")
+    gen_cap, = report.subsample_rows(inputs, name, cap, features)
+    kid_e, res, boot = kid_entry(
+        inputs.real, real_cap, features, gen_cap, jax.random.fold_in(key, i),
+        refs[size], rows_used=[len(real_cap), len(gen_cap)])
+    out.metrics[name] = {"kid": kid_e}
     means.append(float(res.mean))
     lows.append(float(res.mean - boot.ci_low))
     highs.append(float(boot.ci_high - res.mean))
@@ -111,21 +166,36 @@ def mmd_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
                              num_resamples=200, max_samples=2000, alpha=0.05)
   kernel = kernels.Gaussian(kernels.median_heuristic(inputs.real))
   out = report.FamilyOutput()
-  cap = cfg["max_samples"]
-  real = inputs.real[:cap]
-  if inputs.real.shape[0] > cap or any(
-      g.shape[0] > cap for g in inputs.generated.values()):
-    out.notes.append(f"MMD uses the first {cap} samples of each set.")
-  values, lows, highs = [], [], []
+  cap = int(cfg["max_samples"])
+  real, = report.subsample_rows(inputs, "real", cap, inputs.real)
+  note = report.subsample_note(inputs, cap, "the kid interval, mmd and gel")
+  if note:
+    out.notes.append(note)
+  values, lows, highs, refs = [], [], [], {}
   for i, (name, features) in enumerate(inputs.generated.items()):
+    size = features.shape[0]
+    if size not in refs:
+      sets = report.reference_sets(inputs, size)
+      ref_real, = (real,) if sets.same_real else report.subsample_rows(
+          inputs, "reference real", cap, sets.real)
+      held, = report.subsample_rows(inputs, "reference", cap, sets.heldout)
+      ref = mmd_lib.mmd_bootstrap(ref_real, held, kernel=kernel,
+                                  key=jax.random.fold_in(key, 0x7EF + size),
+                                  num_resamples=cfg["num_resamples"])
+      refs[size] = report.entry(ref.statistic, ci=(ref.ci_low, ref.ci_high))
+      out.notes.append(f"reference (n = {size}): {sets.source}; its MMD^2 "
+                       "is the bootstrap's full-sample statistic.")
+    gen, = report.subsample_rows(inputs, name, cap, features)
     key_test, key_boot = jax.random.split(jax.random.fold_in(key, i))
-    res = mmd_lib.mmd_test(real, features[:cap], key=key_test, kernel=kernel,
+    res = mmd_lib.mmd_test(real, gen, key=key_test, kernel=kernel,
                            num_permutations=cfg["num_permutations"])
-    boot = mmd_lib.mmd_bootstrap(real, features[:cap], key=key_boot,
+    boot = mmd_lib.mmd_bootstrap(real, gen, key=key_boot,
                                  kernel=kernel,
                                  num_resamples=cfg["num_resamples"])
     out.metrics[name] = {
-        "mmd2": report.entry(res.statistic, ci=(boot.ci_low, boot.ci_high)),
+        "mmd2": report.entry(res.statistic, ci=(boot.ci_low, boot.ci_high),
+                             reference=refs[size],
+                             rows_used=[len(real), len(gen)]),
         "mmd_p_value": report.entry(res.p_value)}
     if float(res.p_value) < cfg["alpha"]:
       out.findings[name] = [

@@ -7,6 +7,14 @@ baseline: what "indistinguishable" scores at these settings and sizes), and
 the classifier-ratio estimates (no quantization). One figure shows every
 model's divergence frontier and MAUVE curve.
 
+Intervals (`num_resamples` bootstrap resamples at fixed clusters): MAUVE's
+and FI's from `divergence_frontier`; kl_model_to_real, kl_real_to_model,
+missed_real_mass and off_real_mass from the cluster counts resampled as
+multinomials (`side_intervals`, estimate -+ z std); mauve_null and fi_null,
+means over `null_splits` splits, the t-interval of that mean (one split:
+its bootstrap interval). The null entries are also the `reference` of
+mauve and frontier_integral.
+
 Verdict rule (thresholds in the config section `frontiers`):
   MAUVE's upper interval end < null_fraction x null MAUVE (the mean over
   `null_splits` random halvings of the real set)
@@ -20,11 +28,14 @@ Verdict rule (thresholds in the config section `frontiers`):
          other, both when both exceed min_mass.
 """
 
+import functools
+
 import jax
 from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
+from gendiag.evaluators import _intervals as ci_lib
 from gendiag.metrics import frontier_estimators as fe
 
 DEFAULTS = dict(
@@ -58,7 +69,8 @@ DESCRIPTION = (
     "towards 'similar' by quantization: compare each score with "
     "`mauve_null` / `fi_null` (two halves of the real set, same settings, "
     "averaged over random splits). "
-    "Intervals: bootstrap over rows at fixed clusters. `mauve_clf` / "
+    "Intervals: bootstrap over rows at fixed clusters (the null's: over "
+    "its splits). `mauve_clf` / "
     "`fi_clf`: the same quantities from a real-vs-generated probe's "
     "cross-fitted density ratio (no quantization). Verdict rule (config "
     "`frontiers`): MAUVE's interval lies below 0.9 x the null MAUVE.")
@@ -96,6 +108,56 @@ def _unmatched_mass(res, ratio):
   p, q = p / p.sum(), q / q.sum()
   return (float(np.sum(p * (q * ratio < p))),
           float(np.sum(q * (p * ratio < q))))
+
+
+@functools.partial(jax.jit, static_argnames=("smoothing", "num_weights"))
+def _end_replicates(counts_real, counts_gen, scaling_factor, *, smoothing,
+                    num_weights):
+  """(B,) frontier end points of (B, k) count replicates (`_ends`)."""
+  def one(cr, cg):
+    _, _, front = fe._scores(  # pylint: disable=protected-access
+        cr, cg, scaling_factor, smoothing=smoothing, num_weights=num_weights)
+    return front.kl_generated[-1], front.kl_real[0]
+  return jax.vmap(one)(counts_real, counts_gen)
+
+
+def side_intervals(key, res, cfg, settings):
+  """Intervals of kl_model_to_real, kl_real_to_model and the unmatched masses.
+
+  Rows are resampled with the clusters held fixed, as for MAUVE's interval:
+  the cluster counts become Multinomial(n, p) and Multinomial(m, q); each
+  replicate recomputes the frontier's end points (with the same smoothing)
+  and the unmatched masses. The interval is estimate -+ z std of the
+  replicates (plug-in divergences are biased under resampling), clipped to
+  [0, inf) and [0, 1].
+
+  Returns:
+    (4, 2) bounds in the order of `_ends` then `_unmatched_mass`.
+  """
+  num_b = int(cfg["num_resamples"])
+  rng = np.random.default_rng(
+      np.asarray(jax.random.key_data(key)).ravel().tolist())
+  reps = []
+  for counts in (res.real_counts, res.generated_counts):
+    c = np.asarray(counts, np.float64)
+    reps.append(rng.multinomial(int(c.sum()), c / c.sum(), size=num_b))
+  kl_gen, kl_real = _end_replicates(
+      np.float32(reps[0]), np.float32(reps[1]),
+      np.float32(settings["scaling_factor"]), smoothing=settings["smoothing"],
+      num_weights=int(np.shape(res.weights)[0]))
+  ratio = float(cfg["mass_ratio"])
+  p = reps[0] / reps[0].sum(axis=1, keepdims=True)
+  q = reps[1] / reps[1].sum(axis=1, keepdims=True)
+  missed = np.sum(p * (q * ratio < p), axis=1)
+  off = np.sum(q * (p * ratio < q), axis=1)
+  level = float(cfg["level"])
+  estimates = _ends(res) + _unmatched_mass(res, ratio)
+  kl = ci_lib.normal_intervals(estimates[:2], np.stack(
+      [np.asarray(kl_gen), np.asarray(kl_real)], 1), level=level,
+                               bounds=(0.0, np.inf))
+  mass = ci_lib.normal_intervals(estimates[2:], np.stack([missed, off], 1),
+                                 level=level)
+  return np.concatenate([kl, mass])
 
 
 def _side(missed, off, cfg) -> str:
@@ -162,14 +224,31 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   settings = _settings(cfg)
   real = np.asarray(inputs.real, np.float32)
   key_null, key_models = jax.random.split(key)
-  nulls = [fe.null_baseline(real, key=jax.random.fold_in(key_null, s),
-                            **settings)
-           for s in range(max(1, int(cfg["null_splits"])))]
+  splits = max(1, int(cfg["null_splits"]))
+  # One split: its own bootstrap interval; more: the t-interval of the mean.
+  nulls = [fe.null_baseline(
+      real, key=jax.random.fold_in(key_null, s), **settings,
+      num_resamples=0 if splits > 1 else int(cfg["num_resamples"]),
+      level=float(cfg["level"])) for s in range(splits)]
   null = nulls[0]
   null_mauves = np.array([float(r.mauve) for r in nulls])
   null_fis = np.array([float(r.frontier_integral) for r in nulls])
   null_mauve, null_fi = float(null_mauves.mean()), float(null_fis.mean())
   ddof = 1 if len(nulls) > 1 else 0
+  level = float(cfg["level"])
+  if splits > 1:
+    clip = lambda ci: None if ci is None else tuple(np.clip(ci, 0.0, 1.0))
+    null_mauve_ci = clip(ci_lib.mean_interval(null_mauves, level=level))
+    null_fi_ci = clip(ci_lib.mean_interval(null_fis, level=level))
+  else:
+    null_mauve_ci = ci_lib.as_ci(np.asarray(null.mauve_ci))
+    null_fi_ci = ci_lib.as_ci(np.asarray(null.frontier_integral_ci))
+  null_entries = {
+      "mauve_null": report.entry(null_mauve, null_mauve_ci,
+                                 std=null_mauves.std(ddof=ddof),
+                                 splits=null_mauves),
+      "fi_null": report.entry(null_fi, null_fi_ci,
+                              std=null_fis.std(ddof=ddof), splits=null_fis)}
   results, unconverged = {}, []
   for i, (name, generated) in enumerate(inputs.generated.items()):
     generated = np.asarray(generated, np.float32)
@@ -182,22 +261,24 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
       unconverged.append(name)
     kl_gen, kl_real = _ends(res)
     missed, off = _unmatched_mass(res, float(cfg["mass_ratio"]))
+    side_ci = side_intervals(jax.random.fold_in(key_q, 0x1B007), res, cfg,
+                             settings)
     row = {
         "mauve": report.entry(res.mauve, res.mauve_ci, std=res.mauve_std,
                               mauve_star=res.mauve_star,
-                              num_clusters=res.num_clusters),
-        "mauve_null": report.entry(null_mauve, std=null_mauves.std(ddof=ddof),
-                                   splits=null_mauves),
+                              num_clusters=res.num_clusters,
+                              reference=null_entries["mauve_null"]),
+        "mauve_null": null_entries["mauve_null"],
         "frontier_integral": report.entry(
             res.frontier_integral, res.frontier_integral_ci,
             std=res.frontier_integral_std,
-            frontier_integral_star=res.frontier_integral_star),
-        "fi_null": report.entry(null_fi, std=null_fis.std(ddof=ddof),
-                                splits=null_fis),
-        "kl_model_to_real": report.entry(kl_gen),
-        "kl_real_to_model": report.entry(kl_real),
-        "missed_real_mass": report.entry(missed),
-        "off_real_mass": report.entry(off),
+            frontier_integral_star=res.frontier_integral_star,
+            reference=null_entries["fi_null"]),
+        "fi_null": null_entries["fi_null"],
+        "kl_model_to_real": report.entry(kl_gen, ci_lib.as_ci(side_ci[0])),
+        "kl_real_to_model": report.entry(kl_real, ci_lib.as_ci(side_ci[1])),
+        "missed_real_mass": report.entry(missed, ci_lib.as_ci(side_ci[2])),
+        "off_real_mass": report.entry(off, ci_lib.as_ci(side_ci[3])),
     }
     if cfg["classifier"]:
       clf = fe.classifier_frontier(
@@ -227,8 +308,12 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
       f"{cfg['num_restarts']} restarts; null baseline: mean of "
       f"{len(nulls)} random splits of the real set, {real.shape[0] // 2} vs "
       f"{real.shape[0] - real.shape[0] // 2} rows, {null.num_clusters} "
-      "clusters; intervals: "
-      f"{cfg['num_resamples']} bootstrap resamples, level {cfg['level']}.")
+      "clusters (shown as the reference of mauve and frontier_integral); "
+      f"intervals: {cfg['num_resamples']} bootstrap resamples at fixed "
+      f"clusters, level {cfg['level']} (the KL end points and unmatched "
+      "masses: estimate -+ z std of the resampled cluster counts); the "
+      "null's: the t-interval of the mean over the splits (one split: its "
+      "bootstrap interval).")
   out.notes.append(
       "`kl_model_to_real` / `kl_real_to_model`: the frontier's end points "
       "KL(Q||P) and KL(P||Q) of the histograms, each capped near (mass with "

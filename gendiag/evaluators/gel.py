@@ -66,7 +66,7 @@ DEFAULTS = dict(
     num_witnesses=128,       # J, capped at min(n, m) // 8 (feasibility)
     num_permutations=200,
     class_moments=8,
-    max_samples=2000,        # rows of each set used (first ones)
+    max_samples=2000,        # rows of each set used (seeded random ones)
     drop_threshold=0.1,
     under_ratio=0.5,         # finding: class mass < 0.5 x its real share
     imbalance_hellinger=0.1,  # ... and H(masses, real mix) > 0.1
@@ -277,21 +277,72 @@ def _weights_figure(weights, labels) -> Figure:
   return fig
 
 
+def _reference(inputs, key, cfg, size, num_classes):
+  """gel_mode_dropping and gel_dropped_classes of held-out real rows.
+
+  The one-sample class masses that held-out real data (`report.
+  reference_sets`, `size` rows, capped like a model's set) gets against
+  the capped real rows, with witnesses drawn as for a model: what a model
+  as good as real data scores at this size. Held-out rows without labels
+  get the k-NN vote (the one-sample masses do not use them). One solve, no
+  bootstrap (no interval: the refits would cost as much again per size).
+  """
+  cap = int(cfg["max_samples"])
+  sets = report.reference_sets(inputs, size)
+  real, real_labels = report.subsample_rows(
+      inputs, "real" if sets.same_real else "reference real", cap, sets.real,
+      sets.real_labels)
+  held, held_labels = report.subsample_rows(
+      inputs, "reference", cap, sets.heldout, sets.heldout_labels)
+  ref_key = jax.random.fold_in(key, 0x7EF + size)
+  num_witnesses = max(2, min(cfg["num_witnesses"], min(len(real),
+                                                        len(held)) // 8))
+  pooled = np.concatenate([np.asarray(real), np.asarray(held)])
+  witnesses = jnp.asarray(pooled[np.asarray(jax.random.choice(
+      ref_key, len(pooled), (num_witnesses,), replace=False))])
+  modes = gel_modes.gel_mode_probabilities(
+      jnp.asarray(real, jnp.float32), jnp.asarray(held, jnp.float32),
+      np.asarray(real_labels), generated_labels=held_labels,
+      num_classes=num_classes, class_moments=cfg["class_moments"],
+      drop_threshold=cfg["drop_threshold"], objective=cfg["objective"],
+      kernel=cfg["kernel"], witnesses=witnesses)
+  # A failed solve gives no reference (null), with its status.
+  solved = int(modes.one_sample_status) == gel_dual.SOLVED
+  dropped = int(np.asarray(modes.dropped).sum()) if solved else np.nan
+  return {
+      "gel_mode_dropping": report.entry(
+          modes.hellinger_to_real if solved else np.nan,
+          status=_status(modes.one_sample_status), masses=modes.real_masses),
+      "gel_dropped_classes": report.entry(dropped),
+      "note": (f"reference (n = {size}): {sets.source}, capped at {cap} "
+               "rows; one-sample class masses of the held-out rows, one "
+               "solve (no interval)."),
+  }
+
+
 @report.register("gel", needs=("real_labels",), description=DESCRIPTION)
 def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   """GEL statistic, p-value and class masses per model."""
   cfg = report.family_config(inputs, "gel", **DEFAULTS)
   out = report.FamilyOutput()
-  cap = cfg["max_samples"]
-  real = jnp.asarray(inputs.real[:cap], jnp.float32)
-  real_labels = np.asarray(inputs.real_labels[:cap])
+  cap = int(cfg["max_samples"])
+  real, real_labels = report.subsample_rows(inputs, "real", cap, inputs.real,
+                                            inputs.real_labels)
+  real, real_labels = jnp.asarray(real, jnp.float32), np.asarray(real_labels)
+  if report.subsample_note(inputs, cap, "the kid interval, mmd and gel"):
+    out.notes.append(report.subsample_note(inputs, cap,
+                                           "the kid interval, mmd and gel"))
   num_classes = int(max([real_labels.max()] + [
       np.max(v) for v in inputs.generated_labels.values()])) + 1
-  weights, sources, infeasible = {}, {}, []
+  weights, sources, infeasible, refs = {}, {}, [], {}
   for i, (name, features) in enumerate(inputs.generated.items()):
-    gen = jnp.asarray(features[:cap], jnp.float32)
-    labels = inputs.generated_labels.get(name)
-    labels = None if labels is None else np.asarray(labels[:cap])
+    gen, labels = report.subsample_rows(
+        inputs, name, cap, features, inputs.generated_labels.get(name))
+    gen = jnp.asarray(gen, jnp.float32)
+    labels = None if labels is None else np.asarray(labels)
+    if len(gen) not in refs:
+      refs[len(gen)] = _reference(inputs, key, cfg, len(gen), num_classes)
+      out.notes.append(refs[len(gen)]["note"])
     num_witnesses = max(2, min(cfg["num_witnesses"],
                                min(len(real), len(gen)) // 8))
     model_key = jax.random.fold_in(key, i)
@@ -331,13 +382,15 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         "gel_mode_dropping": report.entry(
             modes.hellinger_to_real, ci=ci_lib.as_ci(h_ci[0]),
             status=_status(modes.one_sample_status),
-            masses=modes.real_masses),
+            masses=modes.real_masses, rows_used=[len(real), len(gen)],
+            reference=refs[len(gen)]["gel_mode_dropping"]),
         "gel_mode_recovery": report.entry(modes.hellinger_to_generated,
                                           ci=ci_lib.as_ci(h_ci[1])),
         "gel_dropped_classes": report.entry(
             len(dropped), ci=ci_lib.count_interval(len(dropped), reps[:, 2],
                                                    level=level),
-            classes=dropped),
+            classes=dropped,
+            reference=refs[len(gen)]["gel_dropped_classes"]),
         "gel_max_class_divergence": report.entry(
             np.max(divs), ci=ci_lib.as_ci(div_ci[0]),
             per_class=[None if not np.isfinite(d) else float(d)

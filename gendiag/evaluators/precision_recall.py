@@ -25,6 +25,12 @@ Intervals (95%, `num_resamples` bootstrap replicates, vmapped):
   clf_f8, clf_f1_8  the held-out real and generated scores of the fitted
       probe ensemble resampled (probes held fixed); estimate -+ 1.96 std.
 
+References (`reference` of precision, recall, density, coverage, prd_f8,
+prd_f1_8): the same estimates and intervals with held-out real rows in place
+of the model's samples (`report.reference_sets`, the model's size), once per
+distinct model size, through the model's compiled programs (same shapes).
+The classifier F scores have none (a probe ensemble to train again).
+
 Verdict rules (thresholds in the config section `precision_recall`):
   coverage < coverage_ratio x (coverage expected if P = Q)
       -> "misses part of the real distribution"
@@ -233,6 +239,45 @@ def _class_coverage(real_covered, real_labels):
           for c in classes}
 
 
+def _reference(inputs, key, cfg, size):
+  """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
+  sets = report.reference_sets(inputs, size)
+  real = np.asarray(sets.real, np.float32)
+  held = np.asarray(sets.heldout, np.float32)
+  key_prd, key_sub, key_gen_b, key_real_b, key_prd_b = jax.random.split(
+      key, 5)
+  num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
+  ipr = pr_lib.improved_precision_recall(real, held, k=cfg["ipr_k"])
+  dc = pr_lib.prdc(real, held, k=cfg["prdc_k"])
+  sub_real, sub_held = _balanced_pair(key_sub, real, held)
+  prd_res = prd_lib.prd(sub_real, sub_held, key=key_prd,
+                        num_clusters=cfg["prd_clusters"],
+                        num_runs=cfg["prd_runs"])
+  gen_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
+      key_gen_b, jnp.stack([ipr.generated_in_real_manifold,
+                            dc.generated_neighbor_counts / cfg["prdc_k"]],
+                           axis=1), num_resamples=num_b), level=level)
+  real_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
+      key_real_b, jnp.stack([ipr.real_in_generated_manifold,
+                             dc.real_covered], axis=1),
+      num_resamples=num_b), level=level)
+  prd_ci = ci_lib.normal_intervals(
+      [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
+          key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
+          num_real=len(sub_real), num_generated=len(sub_held),
+          num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
+      level=level)
+  entries = {
+      "precision": report.entry(ipr.precision, ci=gen_ci[0]),
+      "recall": report.entry(ipr.recall, ci=real_ci[0]),
+      "density": report.entry(dc.density, ci=gen_ci[1]),
+      "coverage": report.entry(dc.coverage, ci=real_ci[1]),
+      "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0]),
+      "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1]),
+  }
+  return entries, f"reference (n = {size}): {sets.source}."
+
+
 @report.register("precision_recall", description=DESCRIPTION)
 def precision_recall_family(inputs: report.EvalInputs,
                             key) -> report.FamilyOutput:
@@ -240,10 +285,16 @@ def precision_recall_family(inputs: report.EvalInputs,
   cfg = report.family_config(inputs, "precision_recall", **DEFAULTS)
   out = report.FamilyOutput()
   real = np.asarray(inputs.real, np.float32)
-  curves, class_rows = {}, []
+  curves, class_rows, refs = {}, [], {}
   unbalanced = False
   for i, (name, generated) in enumerate(inputs.generated.items()):
     generated = np.asarray(generated, np.float32)
+    if len(generated) not in refs:
+      refs[len(generated)] = _reference(
+          inputs, jax.random.fold_in(key, 0x7EF + len(generated)), cfg,
+          len(generated))
+      out.notes.append(refs[len(generated)][1])
+    ref = refs[len(generated)][0]
     model_key = jax.random.fold_in(key, i)
     key_prd, key_clf, key_sub = jax.random.split(model_key, 3)
     # Bootstrap keys folded in, so the metrics' own keys are unchanged.
@@ -288,13 +339,18 @@ def precision_recall_family(inputs: report.EvalInputs,
         level=level)
     out.metrics[name] = {
         "precision": report.entry(ipr.precision, ci=gen_ci[0],
-                                  k=cfg["ipr_k"]),
-        "recall": report.entry(ipr.recall, ci=real_ci[0], k=cfg["ipr_k"]),
-        "density": report.entry(density, ci=gen_ci[1], k=cfg["prdc_k"]),
+                                  k=cfg["ipr_k"], reference=ref["precision"]),
+        "recall": report.entry(ipr.recall, ci=real_ci[0], k=cfg["ipr_k"],
+                               reference=ref["recall"]),
+        "density": report.entry(density, ci=gen_ci[1], k=cfg["prdc_k"],
+                                reference=ref["density"]),
         "coverage": report.entry(coverage, ci=real_ci[1], k=cfg["prdc_k"],
-                                 expected_if_equal=expected),
-        "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0]),
-        "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1]),
+                                 expected_if_equal=expected,
+                                 reference=ref["coverage"]),
+        "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0],
+                               reference=ref["prd_f8"]),
+        "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1],
+                                 reference=ref["prd_f1_8"]),
         "clf_f8": report.entry(clf.f_beta, ci=clf_ci[0]),
         "clf_f1_8": report.entry(clf.f_inv_beta, ci=clf_ci[1],
                                  heldout_accuracy=clf.heldout_accuracy),
