@@ -43,7 +43,8 @@ def get_config(arg: str = ""):
       num_classes=10, dim=64, separation=6.0, num_real=2000, num_pool=10000,
       num_train=2000, num_per_model=2000, noise_std=0.5, shrink_factor=0.5))
 
-  config.fid = ml_collections.ConfigDict(dict(num_resamples=50, level=0.95))
+  config.fid = ml_collections.ConfigDict(dict(num_resamples=50, level=0.95,
+                                           interval="auto"))
   config.kid = ml_collections.ConfigDict(dict(
       num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
   config.mmd = ml_collections.ConfigDict(dict(

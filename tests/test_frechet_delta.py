@@ -111,3 +111,37 @@ def test_fid_equals_fid():
   np.testing.assert_allclose(
       float(frechet_delta.fid_standard_error(x, y).fid),
       float(frechet.fid(x, y).fid), rtol=1e-6)
+
+
+def _fid_family(real, generated, **cfg):
+  from gendiag import report  # pylint: disable=g-import-not-at-top
+  from gendiag.evaluators import distances  # pylint: disable=g-import-not-at-top
+  inputs = report.EvalInputs(real=real, generated={"a": generated},
+                             config={"fid": dict(num_resamples=8, **cfg)})
+  return distances.fid_family(inputs, __import__("jax").random.key(0))
+
+
+def test_report_interval_is_the_delta_methods_where_sets_exceed_d():
+  rng = np.random.default_rng(4)
+  x = rng.normal(size=(120, 4)).astype(np.float32)
+  y = (rng.normal(size=(100, 4)) * 1.2 + 0.3).astype(np.float32)
+  out = _fid_family(x, y)
+  se = frechet_delta.fid_standard_error(x, y)
+  low, high = out.metrics["a"]["fid"]["ci"]
+  np.testing.assert_allclose(high - low, 2 * 1.959964 * float(se.fid_se),
+                             rtol=1e-4)
+  assert any("delta method" in n for n in out.notes)
+  forced = _fid_family(x, y, interval="bootstrap")
+  assert any("bootstrap (8 resamples)" in n for n in forced.notes)
+  assert forced.metrics["a"]["fid"]["ci"] != out.metrics["a"]["fid"]["ci"]
+  with pytest.raises(ValueError, match="fid.interval"):
+    _fid_family(x, y, interval="jackknife")
+
+
+def test_report_bootstraps_when_a_set_has_no_more_rows_than_features():
+  rng = np.random.default_rng(5)
+  x = rng.normal(size=(40, 6)).astype(np.float32)
+  y = rng.normal(size=(6, 6)).astype(np.float32)
+  out = _fid_family(x, y)
+  assert any("bootstrap" in n for n in out.notes)
+  assert not any("delta" in n for n in out.notes)

@@ -94,6 +94,18 @@ def normal_intervals(estimates, replicates, *, level: float = 0.95,
   return np.clip(out, lo, hi)
 
 
+def standard_error_intervals(estimates, standard_errors, *,
+                             level: float = 0.95, bounds=(0.0, 1.0)):
+  """(K, 2) estimate -+ z se, clipped to `bounds` (NaN where not finite)."""
+  est = np.asarray(estimates, np.float64).reshape(-1)
+  se = np.asarray(standard_errors, np.float64).reshape(-1)
+  half = z_value(level) * se
+  out = np.stack([est - half, est + half], axis=1)
+  out[~(np.isfinite(est) & np.isfinite(se))] = np.nan
+  lo, hi = bounds
+  return np.clip(out, lo, hi)
+
+
 def count_interval(estimate, replicates, *, level: float = 0.95):
   """Percentile interval of integer replicates, widened to hold the estimate.
 
