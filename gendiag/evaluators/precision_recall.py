@@ -239,18 +239,24 @@ def _class_coverage(real_covered, real_labels):
           for c in classes}
 
 
-def _reference(inputs, key, cfg, size):
-  """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
-  sets = report.reference_sets(inputs, size)
-  real = np.asarray(sets.real, np.float32)
-  held = np.asarray(sets.heldout, np.float32)
-  key_prd, key_sub, key_gen_b, key_real_b, key_prd_b = jax.random.split(
-      key, 5)
+def _knn_and_prd(real, generated, cfg, keys):
+  """Improved P/R, prdc, PRD and their bootstrap intervals for one pair.
+
+  Args:
+    real, generated: float32 feature arrays.
+    cfg: the family's config.
+    keys: (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b).
+
+  Returns:
+    (ipr, dc, prd_res, {score: (value, ci)}) for precision, recall,
+    density, coverage, prd_f8, prd_f1_8.
+  """
+  key_prd, key_sub, key_gen_b, key_real_b, key_prd_b = keys
   num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
-  ipr = pr_lib.improved_precision_recall(real, held, k=cfg["ipr_k"])
-  dc = pr_lib.prdc(real, held, k=cfg["prdc_k"])
-  sub_real, sub_held = _balanced_pair(key_sub, real, held)
-  prd_res = prd_lib.prd(sub_real, sub_held, key=key_prd,
+  ipr = pr_lib.improved_precision_recall(real, generated, k=cfg["ipr_k"])
+  dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
+  sub_real, sub_gen = _balanced_pair(key_sub, real, generated)
+  prd_res = prd_lib.prd(sub_real, sub_gen, key=key_prd,
                         num_clusters=cfg["prd_clusters"],
                         num_runs=cfg["prd_runs"])
   gen_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
@@ -264,17 +270,28 @@ def _reference(inputs, key, cfg, size):
   prd_ci = ci_lib.normal_intervals(
       [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
           key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
-          num_real=len(sub_real), num_generated=len(sub_held),
+          num_real=len(sub_real), num_generated=len(sub_gen),
           num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
       level=level)
-  entries = {
-      "precision": report.entry(ipr.precision, ci=gen_ci[0]),
-      "recall": report.entry(ipr.recall, ci=real_ci[0]),
-      "density": report.entry(dc.density, ci=gen_ci[1]),
-      "coverage": report.entry(dc.coverage, ci=real_ci[1]),
-      "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0]),
-      "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1]),
+  scores = {
+      "precision": (ipr.precision, gen_ci[0]),
+      "recall": (ipr.recall, real_ci[0]),
+      "density": (dc.density, gen_ci[1]),
+      "coverage": (dc.coverage, real_ci[1]),
+      "prd_f8": (prd_res.f_beta, prd_ci[0]),
+      "prd_f1_8": (prd_res.f_inv_beta, prd_ci[1]),
   }
+  return ipr, dc, prd_res, scores
+
+
+def _reference(inputs, key, cfg, size):
+  """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
+  sets = report.reference_sets(inputs, size)
+  real = np.asarray(sets.real, np.float32)
+  held = np.asarray(sets.heldout, np.float32)
+  *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5))
+  entries = {name: report.entry(value, ci=ci)
+             for name, (value, ci) in scores.items()}
   return entries, f"reference (n = {size}): {sets.source}."
 
 
@@ -300,14 +317,11 @@ def precision_recall_family(inputs: report.EvalInputs,
     # Bootstrap keys folded in, so the metrics' own keys are unchanged.
     key_gen_b, key_real_b, key_prd_b, key_clf_b = jax.random.split(
         jax.random.fold_in(model_key, 0x1B007), 4)
-    ipr = pr_lib.improved_precision_recall(real, generated, k=cfg["ipr_k"])
-    dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
+    ipr, dc, prd_res, scores = _knn_and_prd(
+        real, generated, cfg,
+        (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b))
     expected = expected_coverage(len(real), len(generated), cfg["prdc_k"])
-    sub_real, sub_gen = _balanced_pair(key_sub, real, generated)
     unbalanced |= len(real) != len(generated)
-    prd_res = prd_lib.prd(sub_real, sub_gen, key=key_prd,
-                          num_clusters=cfg["prd_clusters"],
-                          num_runs=cfg["prd_runs"])
     clf = prd_lib.classifier_pr_curve(
         real, generated, key=key_clf, num_runs=cfg["classifier_runs"],
         num_steps=cfg["classifier_steps"],
@@ -318,39 +332,19 @@ def precision_recall_family(inputs: report.EvalInputs,
     coverage = float(dc.coverage)
     density = float(dc.density)
     num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
-    gen_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
-        key_gen_b, jnp.stack([ipr.generated_in_real_manifold,
-                              dc.generated_neighbor_counts / cfg["prdc_k"]],
-                             axis=1), num_resamples=num_b), level=level)
-    real_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
-        key_real_b, jnp.stack([ipr.real_in_generated_manifold,
-                               dc.real_covered], axis=1),
-        num_resamples=num_b), level=level)
-    prd_ci = ci_lib.normal_intervals(
-        [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
-            key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
-            num_real=len(sub_real), num_generated=len(sub_gen),
-            num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
-        level=level)
     clf_ci = ci_lib.normal_intervals(
         [clf.f_beta, clf.f_inv_beta], classifier_bootstrap(
             key_clf_b, clf.logits_real, clf.logits_generated,
             num_resamples=num_b, num_angles=int(clf.slopes.shape[0])),
         level=level)
+    extra = {"precision": dict(k=cfg["ipr_k"]),
+             "recall": dict(k=cfg["ipr_k"]),
+             "density": dict(k=cfg["prdc_k"]),
+             "coverage": dict(k=cfg["prdc_k"], expected_if_equal=expected)}
     out.metrics[name] = {
-        "precision": report.entry(ipr.precision, ci=gen_ci[0],
-                                  k=cfg["ipr_k"], reference=ref["precision"]),
-        "recall": report.entry(ipr.recall, ci=real_ci[0], k=cfg["ipr_k"],
-                               reference=ref["recall"]),
-        "density": report.entry(density, ci=gen_ci[1], k=cfg["prdc_k"],
-                                reference=ref["density"]),
-        "coverage": report.entry(coverage, ci=real_ci[1], k=cfg["prdc_k"],
-                                 expected_if_equal=expected,
-                                 reference=ref["coverage"]),
-        "prd_f8": report.entry(prd_res.f_beta, ci=prd_ci[0],
-                               reference=ref["prd_f8"]),
-        "prd_f1_8": report.entry(prd_res.f_inv_beta, ci=prd_ci[1],
-                                 reference=ref["prd_f1_8"]),
+        **{score: report.entry(value, ci=ci, reference=ref[score],
+                               **extra.get(score, {}))
+           for score, (value, ci) in scores.items()},
         "clf_f8": report.entry(clf.f_beta, ci=clf_ci[0]),
         "clf_f1_8": report.entry(clf.f_inv_beta, ci=clf_ci[1],
                                  heldout_accuracy=clf.heldout_accuracy),
