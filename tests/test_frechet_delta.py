@@ -145,3 +145,17 @@ def test_report_bootstraps_when_a_set_has_no_more_rows_than_features():
   out = _fid_family(x, y)
   assert any("bootstrap" in n for n in out.notes)
   assert not any("delta" in n for n in out.notes)
+
+
+def test_bad_inputs_are_cast_or_refused():
+  rng = np.random.default_rng(6)
+  x = rng.integers(0, 5, size=(30, 3))
+  y = rng.integers(0, 5, size=(40, 3))
+  want = frechet_delta.fid_standard_error(x.astype(np.float32),
+                                          y.astype(np.float32))
+  got = frechet_delta.fid_standard_error(x.tolist(), y)
+  assert float(got.fid_se) == pytest.approx(float(want.fid_se), rel=1e-6)
+  with pytest.raises(ValueError, match="standardise"):
+    frechet_delta.fid_standard_error(x * 1e20, y)
+  with pytest.raises(ValueError, match="NaN"):
+    frechet_delta.fid_standard_error(np.where(x == 0, np.nan, x), y)

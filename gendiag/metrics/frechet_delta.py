@@ -123,7 +123,9 @@ def fid_standard_error(real: jax.Array, generated: jax.Array
 
   An interval is fid -+ z * fid_se, as `fid_bootstrap`'s is fid -+ z *
   std(replicates), at the cost of about two FIDs instead of one per
-  replicate. Not differentiable usefully (use `fid` as a loss).
+  replicate. Not differentiable usefully (use `fid` as a loss). Inputs as
+  `fid`: array-likes and integer arrays are cast to float32; |x| > 7.2e16 /
+  sqrt(d) raises ValueError (standardise the features).
 
   Args:
     real: (n, d) real features, n > d for `full_rank`.
@@ -134,6 +136,11 @@ def fid_standard_error(real: jax.Array, generated: jax.Array
     formula holds only on the covariances' range: bootstrap instead
     (`fid_bootstrap`; cheap at such n).
   """
-  _checks.check_pair(real, generated, min_rows=3)
-  return _fid_standard_error(jnp.asarray(real, jnp.float32),
-                             jnp.asarray(generated, jnp.float32))
+  _checks.check_addressable("fid_standard_error", real=real,
+                            generated=generated)
+  real, generated = _checks.check_pair(real, generated, min_rows=3)
+  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
+  result = _fid_standard_error(jnp.asarray(real, jnp.float32),
+                               jnp.asarray(generated, jnp.float32))
+  _checks.check_finite_result(result, "FID's standard error")
+  return result
