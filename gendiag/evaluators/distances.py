@@ -60,14 +60,13 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
 
   def fid_entries(real_x, real_st, features, key_boot, reference=None):
     """{fid, fid_mean_term, fid_trace_term} entries with intervals."""
-    res = frechet.fid_from_stats(real_st, frechet.frechet_stats(features))
-    estimates = [res.fid, res.mean_term, res.trace_term]
     features = jnp.asarray(features, jnp.float32)
     full_rank = min(real_x.shape[0], features.shape[0]) > features.shape[1]
     delta = cfg["interval"] == "delta" or (cfg["interval"] == "auto"
                                             and full_rank)
-    if delta:
-      se = frechet_delta.fid_standard_error(real_x, features)
+    if delta:  # fid_standard_error computes the FID too: use its values
+      se = res = frechet_delta.fid_standard_error(real_x, features)
+      estimates = [res.fid, res.mean_term, res.trace_term]
       ses = [se.fid_se, se.mean_term_se, se.trace_term_se]
       fid_ci = ci_lib.standard_error_intervals(
           estimates[:1], ses[:1], level=cfg["level"],
@@ -76,6 +75,8 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
           estimates[1:], ses[1:], level=cfg["level"], bounds=(0.0, np.inf))
       methods.add("delta method (influence-function standard error)")
     else:
+      res = frechet.fid_from_stats(real_st, frechet.frechet_stats(features))
+      estimates = [res.fid, res.mean_term, res.trace_term]
       reps = fid_term_replicates(real_x, features, key_boot,
                                  num_resamples=int(cfg["num_resamples"]))
       fid_ci = ci_lib.normal_intervals(estimates[:1], reps[:, :1],
