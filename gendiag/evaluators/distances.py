@@ -119,6 +119,19 @@ def fid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   return out
 
 
+def _capped_reference(inputs, size, cap, real_capped):
+  """(reference sets, their real side capped, their held-out side capped).
+
+  The real side is `real_capped` (the real set's own capped rows) when the
+  reference uses the real set itself, else its own seeded subsample.
+  """
+  sets = report.reference_sets(inputs, size)
+  ref_real, = (real_capped,) if sets.same_real else report.subsample_rows(
+      inputs, "reference real", cap, sets.real)
+  held, = report.subsample_rows(inputs, "reference", cap, sets.heldout)
+  return sets, ref_real, held
+
+
 @report.register(
     "kid", description=(
         "Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial "
@@ -161,11 +174,7 @@ def kid_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   for i, (name, features) in enumerate(inputs.generated.items()):
     size = features.shape[0]
     if size not in refs:
-      sets = report.reference_sets(inputs, size)
-      ref_cap, = (real_cap,) if sets.same_real else report.subsample_rows(
-          inputs, "reference real", cap, sets.real)
-      held_cap, = report.subsample_rows(inputs, "reference", cap,
-                                        sets.heldout)
+      sets, ref_cap, held_cap = _capped_reference(inputs, size, cap, real_cap)
       refs[size] = kid_entry(sets.real, ref_cap, sets.heldout, held_cap,
                              jax.random.fold_in(key, 0x7EF + size))[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")
@@ -204,10 +213,7 @@ def mmd_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   for i, (name, features) in enumerate(inputs.generated.items()):
     size = features.shape[0]
     if size not in refs:
-      sets = report.reference_sets(inputs, size)
-      ref_real, = (real,) if sets.same_real else report.subsample_rows(
-          inputs, "reference real", cap, sets.real)
-      held, = report.subsample_rows(inputs, "reference", cap, sets.heldout)
+      sets, ref_real, held = _capped_reference(inputs, size, cap, real)
       ref = mmd_lib.mmd_bootstrap(ref_real, held, kernel=kernel,
                                   key=jax.random.fold_in(key, 0x7EF + size),
                                   num_resamples=cfg["num_resamples"])
