@@ -2,7 +2,7 @@
 
 A binary is its docstring plus
 
-  from experiments import _binary
+  import _binary  # the script's own directory is on sys.path
   _binary.run(job, "name")
 
 which defines --config (default configs/name.py, any field overridable with

@@ -7,12 +7,8 @@ Writes report.md (with the per-class table), metrics.json and PNGs
 --workdir, and logs one JSON line per model.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gendiag.evaluators import cas  # pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.evaluators import cas
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

@@ -7,12 +7,8 @@ r"""Diagnose generative models: which failure does each one have?
 Writes report.md, metrics.json and PNG figures into --workdir.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gendiag import diagnose  # pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag import diagnose
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

@@ -10,12 +10,8 @@ results.json, report.md and fld_memorization.png (each metric against the
 copied fraction) into --workdir.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gendiag.evaluators import fld  # pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.evaluators import fld
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

@@ -11,12 +11,8 @@ Writes metrics.jsonl (a line per model, as it goes), results.json,
 table.md and gel_mode_dropping.png into --workdir.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gendiag.evaluators import gel_experiment  # noqa: E402  pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

@@ -11,12 +11,8 @@ Writes tradeoff.json, tradeoff.md, tradeoff.png, samples.png and
 metrics.jsonl into --workdir (`gendiag.flows.tradeoff.experiment`).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from gendiag.flows import tradeoff  # noqa: E402  pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

@@ -7,12 +7,8 @@ Logs the loss and writes the weights (.npz) and metrics.json, with the test
 accuracy on the fixed digits test split, into --workdir.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gendiag.features import digits_net  # pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.features import digits_net
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

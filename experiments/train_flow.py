@@ -8,12 +8,8 @@ variant. Writes metrics.json, samples.npz and PNGs into --workdir; rerunning
 with the same --workdir resumes from the last checkpoint.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from gendiag.flows import experiment  # pylint: disable=g-import-not-at-top
-from experiments import _binary  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.flows import experiment
+import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":

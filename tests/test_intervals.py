@@ -14,9 +14,8 @@ import numpy as np
 import pytest
 
 from gendiag import report
-from gendiag.evaluators import _intervals as ci_lib
+from gendiag.ops import intervals as ci_lib
 from gendiag.evaluators import precision_recall as pr_family
-from gendiag.ops import bootstrap
 
 KEY = jax.random.key(0)
 
@@ -54,7 +53,7 @@ def test_bootstrap_means_of_flags_contain_and_shrink(p):
 def test_bootstrap_means_are_exact_weighted_means():
   values = np.arange(6, dtype=np.float32)
   reps = np.asarray(ci_lib.bootstrap_means(KEY, values, num_resamples=3))
-  w = np.asarray(bootstrap.resample_weights(KEY, 6, 3))
+  w = np.asarray(ci_lib.resample_weights(KEY, 6, 3))
   assert np.all(w.sum(axis=1) == 6)
   np.testing.assert_allclose(reps[:, 0], w @ values / 6, rtol=1e-6)
 

@@ -12,7 +12,6 @@ positions: differences between models are paired.
 CAS of the simulated digit models with the full NAS sweep.
 """
 
-import math
 from typing import Dict, Sequence
 
 from absl import logging
@@ -23,25 +22,12 @@ import numpy as np
 from gendiag import report
 from gendiag.data import digits
 from gendiag.metrics import cas as cas_lib
+from gendiag.ops import intervals as ci_lib
 
 DEFAULTS = dict(num_seeds=3, top_k=2, nas_fractions=(1.0,), test_fraction=0.5,
                 architecture="mlp", hidden=(128,), steps=400, batch_size=64,
                 learning_rate=3e-3, weight_decay=1e-4, gap_threshold=0.03,
                 sample_grid=True)
-
-# Two-sided 97.5% Student-t quantiles for 1..9 degrees of freedom.
-_T975 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
-
-
-def _t_interval(values) -> tuple:
-  """95% Student-t interval of the mean over seeds (None for one seed)."""
-  values = np.asarray(values, np.float64)
-  s = values.size
-  if s < 2:
-    return None
-  t = _T975[s - 2] if s - 2 < len(_T975) else 1.96
-  half = t * values.std(ddof=1) / math.sqrt(s)
-  return (values.mean() - half, values.mean() + half)
 
 
 def _recipe(cfg) -> cas_lib.Recipe:
@@ -155,25 +141,25 @@ def cas_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     # Reference: the recipe trained on the real training half (same size,
     # same seeds), already part of every CASResult.
     entries = {
-        "cas": report.entry(res.cas, ci=_t_interval(res.top1),
+        "cas": report.entry(res.cas, ci=ci_lib.mean_interval(res.top1),
                             std=res.cas_std, zero_classes=zero,
                             missing_classes=np.flatnonzero(
                                 np.asarray(res.missing_classes)).tolist(),
                             per_class=np.asarray(res.per_class).mean(0),
                             reference=report.entry(
-                                res.real_cas, ci=_t_interval(res.real_top1))),
+                                res.real_cas, ci=ci_lib.mean_interval(res.real_top1))),
         f"cas_top{res.top_k}": report.entry(
-            res.cas_topk, ci=_t_interval(res.topk),
+            res.cas_topk, ci=ci_lib.mean_interval(res.topk),
             reference=report.entry(res.real_topk)),
-        "cas_real": report.entry(res.real_cas, ci=_t_interval(res.real_top1),
+        "cas_real": report.entry(res.real_cas, ci=ci_lib.mean_interval(res.real_top1),
                                  std=res.real_std),
-        "cas_gap": report.entry(res.gap, ci=_t_interval(
+        "cas_gap": report.entry(res.gap, ci=ci_lib.mean_interval(
             np.asarray(res.real_top1) - np.asarray(res.top1)),
                                 std=res.gap_std),
     }
     for f, nas_row in zip(res.nas_fractions, np.asarray(res.nas_top1)):
       entries[f"nas_{100 * f:g}%"] = report.entry(nas_row.mean(),
-                                                  ci=_t_interval(nas_row))
+                                                  ci=ci_lib.mean_interval(nas_row))
     out.metrics[name] = entries
     findings = []
     if zero:

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendiag import report
-from gendiag.evaluators import _intervals as ci_lib
+from gendiag.ops import intervals as ci_lib
 from gendiag.metrics import frechet
 from gendiag.metrics import frechet_delta
 from gendiag.metrics import mmd as mmd_lib

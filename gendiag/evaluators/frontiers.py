@@ -35,7 +35,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
-from gendiag.evaluators import _intervals as ci_lib
+from gendiag.ops import intervals as ci_lib
 from gendiag.metrics import frontier_estimators as fe
 
 DEFAULTS = dict(

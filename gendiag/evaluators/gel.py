@@ -54,7 +54,7 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 
 from gendiag import report
-from gendiag.evaluators import _intervals as ci_lib
+from gendiag.ops import intervals as ci_lib
 from gendiag.metrics import gel as gel_lib
 from gendiag.metrics import gel_modes
 from gendiag.ops import distances

@@ -53,7 +53,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag import report
-from gendiag.evaluators import _intervals as ci_lib
+from gendiag.ops import intervals as ci_lib
 from gendiag.metrics import precision_recall as pr_lib
 from gendiag.metrics import prd as prd_lib
 from gendiag.ops import fdiv

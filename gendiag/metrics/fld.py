@@ -73,7 +73,7 @@ import optax
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 from gendiag.ops import distances
 
 LOG_2PI = math.log(2.0 * math.pi)
@@ -582,7 +582,7 @@ def _prepare_pair(train, test):
 def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   """C on standardised sets: centres = `size` shuffled train rows."""
   key_split, key_fit = jax.random.split(key)
-  rest, centres, index = bootstrap.permuted_split(key_split, train_s, size)
+  rest, centres, index = intervals.permuted_split(key_split, train_s, size)
   fit, _ = _fit_jit(rest, centres, key_fit, dim, **options)
   nll = _mean(_nll_jit(test_s, centres, fit.log_variances, dim,
                        options["block_size"], mesh))

@@ -26,7 +26,7 @@ import jax.numpy as jnp
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 from gendiag.ops import linalg
 
 
@@ -202,8 +202,8 @@ def fid_term_replicates(real, generated, key, *, num_resamples: int):
     (B, 3) float32 replicates.
   """
   key_x, key_y = jax.random.split(key)
-  w = bootstrap.resample_weights(key_x, real.shape[0], num_resamples)
-  v = bootstrap.resample_weights(key_y, generated.shape[0], num_resamples)
+  w = intervals.resample_weights(key_x, real.shape[0], num_resamples)
+  v = intervals.resample_weights(key_y, generated.shape[0], num_resamples)
 
   def one(wv):
     res = _fid_from_stats(_weighted_stats(real, wv[0]),
@@ -248,7 +248,7 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   replicates = fid_term_replicates(real, generated, key,
                                    num_resamples=num_resamples)[:, 0]
   value = _fid_from_stats(_stats(real), _stats(generated)).fid
-  low, high = bootstrap.normal_interval(value, replicates, level=level)
+  low, high = intervals.normal_interval(value, replicates, level=level)
   return FIDBootstrapResult(fid=value, ci_low=low, ci_high=high,
                             replicates=replicates,
                             num_resamples=num_resamples, level=level)

@@ -61,7 +61,7 @@ from gendiag import _checks
 from gendiag import _results
 from gendiag.metrics import frontiers
 from gendiag.metrics import smoothing as smoothing_lib
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 from gendiag.ops import probe as probe_lib
 from gendiag.ops import quantize
 
@@ -179,9 +179,9 @@ def _bootstrap_scores(key, labels_real, labels_gen, scaling_factor, *,
                       num_clusters, num_resamples, smoothing, num_weights):
   """(B,) MAUVE and FI of row-resampled cluster counts, vmapped over B."""
   key_r, key_g = jax.random.split(key)
-  w_real = bootstrap.resample_weights(key_r, labels_real.shape[0],
+  w_real = intervals.resample_weights(key_r, labels_real.shape[0],
                                       num_resamples)
-  w_gen = bootstrap.resample_weights(key_g, labels_gen.shape[0],
+  w_gen = intervals.resample_weights(key_g, labels_gen.shape[0],
                                      num_resamples)
 
   def one(wr, wg):
@@ -197,7 +197,7 @@ def _bootstrap_scores(key, labels_real, labels_gen, scaling_factor, *,
 @functools.partial(jax.jit, static_argnames=("level", "upper"))
 def _interval(estimate, replicates, level, upper):
   """(the normal interval clipped to [0, upper] (2,), std of the replicates)."""
-  lo, hi = bootstrap.normal_interval(estimate, replicates, level=level)
+  lo, hi = intervals.normal_interval(estimate, replicates, level=level)
   return (jnp.stack([jnp.maximum(lo, 0.0), jnp.minimum(hi, upper)]),
           jnp.std(replicates, ddof=1))
 
@@ -557,8 +557,8 @@ _ratio_frontier_jit = jax.jit(frontiers.ratio_frontier,
 def _bootstrap_ratio(key, s_real, s_gen, scaling_factor, *, num_resamples,
                      num_weights):
   key_r, key_g = jax.random.split(key)
-  w_real = bootstrap.resample_weights(key_r, s_real.shape[0], num_resamples)
-  w_gen = bootstrap.resample_weights(key_g, s_gen.shape[0], num_resamples)
+  w_real = intervals.resample_weights(key_r, s_real.shape[0], num_resamples)
+  w_gen = intervals.resample_weights(key_g, s_gen.shape[0], num_resamples)
 
   def one(wr, wg):
     front = frontiers.ratio_frontier(

@@ -30,7 +30,7 @@ from jax.sharding import PartitionSpec
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 from gendiag.ops import distances
 from gendiag.ops import kernels
 
@@ -446,9 +446,9 @@ def _bootstrap_statistics(real, generated, kernel, key, num_resamples,
   n, m = real.shape[0], generated.shape[0]
   key_x, key_y = jax.random.split(key)
   w = jnp.concatenate([jnp.ones((1, n)),
-                       bootstrap.resample_weights(key_x, n, num_resamples)])
+                       intervals.resample_weights(key_x, n, num_resamples)])
   v = jnp.concatenate([jnp.ones((1, m)),
-                       bootstrap.resample_weights(key_y, m, num_resamples)])
+                       intervals.resample_weights(key_y, m, num_resamples)])
   pooled = jnp.concatenate([real, generated], axis=0)
   cols = jnp.concatenate([
       jnp.concatenate([w.T, jnp.zeros((m, w.shape[0]))], axis=0),
@@ -515,7 +515,7 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   stats = _bootstrap_statistics(real, generated, kernel, key, num_resamples,
                                 estimator, block_size, mesh)
   _checks.check_finite_result(stats, "The bootstrapped MMD^2")
-  low, high = bootstrap.percentile_interval(stats[1:], level=level)
+  low, high = intervals.percentile_interval(stats[1:], level=level)
   return MMDBootstrapResult(statistic=stats[0], ci_low=low, ci_high=high,
                             replicates=stats[1:], num_resamples=num_resamples,
                             level=level)

@@ -30,7 +30,7 @@ import optax
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 
 
 class _MLP(nn.Module):
@@ -188,7 +188,7 @@ def train_test_split(real: jax.Array, generated: jax.Array, *,
     if n < 2:
       raise ValueError(f"`{name}` needs at least 2 samples to split; got {n}.")
     n_test = min(max(int(round(n * test_fraction)), 1), n - 1)
-    out += bootstrap.permuted_split(k, jnp.asarray(x), n_test)[:2]
+    out += intervals.permuted_split(k, jnp.asarray(x), n_test)[:2]
   return tuple(out)
 
 

@@ -6,13 +6,13 @@ import pytest
 
 from gendiag.metrics import frechet
 from gendiag.metrics import mmd as mmd_lib
-from gendiag.ops import bootstrap
+from gendiag.ops import intervals
 from gendiag.ops import kernels
 from tests.conftest import np_sq_distances
 
 
 def test_resample_weights_are_counts():
-  w = np.asarray(bootstrap.resample_weights(jax.random.key(0), 50, 7))
+  w = np.asarray(intervals.resample_weights(jax.random.key(0), 50, 7))
   assert w.shape == (7, 50)
   np.testing.assert_array_equal(w.sum(1), 50)
   np.testing.assert_array_equal(w, np.round(w))
@@ -25,8 +25,8 @@ def test_replicate_equals_u_statistic_over_distinct_original_rows(rng):
   key = jax.random.key(3)
   stats = mmd_lib._bootstrap_statistics(x, y, k, key, 4, "unbiased", 16)  # pylint: disable=protected-access
   key_x, key_y = jax.random.split(key)
-  w = np.asarray(bootstrap.resample_weights(key_x, 30, 4))
-  v = np.asarray(bootstrap.resample_weights(key_y, 25, 4))
+  w = np.asarray(intervals.resample_weights(key_x, 30, 4))
+  v = np.asarray(intervals.resample_weights(key_y, 25, 4))
   gram = lambda a, b: np.exp(-np_sq_distances(a, b) / (2 * 1.2 ** 2))  # pylint: disable=g-long-lambda
   for b in range(4):
     ix = np.repeat(np.arange(30), w[b].astype(int))
@@ -74,7 +74,7 @@ def test_biased_replicates_and_bad_arguments(rng):
   with pytest.raises(ValueError, match="num_resamples"):
     mmd_lib.mmd_bootstrap(x, x, key=jax.random.key(0), num_resamples=1)
   with pytest.raises(ValueError, match="level"):
-    bootstrap.percentile_interval(np.ones(3), level=1.5)
+    intervals.percentile_interval(np.ones(3), level=1.5)
 
 
 def test_fid_interval_centres_estimate_with_sampling_spread(rng):

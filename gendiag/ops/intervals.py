@@ -1,18 +1,30 @@
-"""Confidence intervals shared by the report families.
+"""Resampling and confidence intervals: the one interval module.
 
-Three kinds, each documented where a family uses it:
+A bootstrap resample of n rows is a vector of counts w (sum n) drawn from a
+multinomial; statistics that are sums over rows become weighted sums, so B
+replicates of a kernel statistic need one blocked pass computing K W for the
+(n, B) weight matrix instead of B passes. U-statistics drop pairs of the same
+*original* row (the w_i^2 k(x_i, x_i) terms), which keeps them unbiased under
+resampling with replacement. Replicates come from `vmap`ped resampling
+weights, never from Python loops.
+
+Intervals, each documented where a metric or report family uses it:
   percentile  the central `level` interval of bootstrap replicates (means of
               per-row quantities: unbiased under resampling, so the interval
               sits around the estimate);
   normal      estimate -+ z std(replicates), for statistics that resampling
-              biases (max F_beta, Hellinger distances, divergences): centred
-              on the estimate, with the replicates' spread;
+              biases (FID, max F_beta, Hellinger distances, divergences):
+              centred on the estimate, with the replicates' spread;
   seeds       estimate -+ sqrt((t_{S-1} sd_seeds)^2 + (z sd_boot)^2), for
               quantities that involve a fit (FLD): the spread of the fit over
               S seeds and, where the fitted model can be held fixed, the
-              bootstrap spread of the rows it is scored on.
-Bootstrap replicates come from `vmap`ped resampling weights
-(`gendiag.ops.bootstrap`), never from Python loops.
+              bootstrap spread of the rows it is scored on;
+  mean        mean -+ t_{S-1} sd / sqrt(S) over S repetitions (CAS seeds,
+              random real-vs-real splits).
+
+References:
+  Efron & Tibshirani, "An Introduction to the Bootstrap", 1993 (percentile
+  intervals).
 """
 
 import functools
@@ -22,12 +34,54 @@ import statistics
 import jax
 from jax import lax
 import jax.numpy as jnp
+import jax.scipy.stats  # noqa: F401  (registers jax.scipy.stats)
 import numpy as np
-
-from gendiag.ops import bootstrap
 
 # Two-sided 97.5% Student-t quantiles for 1..9 degrees of freedom.
 _T975 = (12.71, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262)
+
+
+def resample_weights(key: jax.Array, n: int, num_resamples: int) -> jax.Array:
+  """(num_resamples, n) float32 counts of each row in n draws with replacement."""
+  idx = jax.random.randint(key, (num_resamples, n), 0, n)
+  return jax.vmap(lambda i: jnp.zeros(n, jnp.float32).at[i].add(1.0))(idx)
+
+
+def percentile_interval(values: jax.Array, *, level: float = 0.95):
+  """The central `level` percentile interval of bootstrap replicates."""
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1); got {level}.")
+  alpha = (1.0 - level) / 2.0
+  return (jnp.quantile(values, alpha), jnp.quantile(values, 1.0 - alpha))
+
+
+def normal_interval(estimate: jax.Array, values: jax.Array, *,
+                    level: float = 0.95):
+  """estimate -+ z * std(replicates): for statistics biased under resampling.
+
+  Resamples repeat rows, which shifts biased statistics (FID rises as the
+  effective sample shrinks), so percentile intervals of their replicates can
+  miss the estimate itself. Centring on the estimate and using only the
+  replicates' spread measures the sampling uncertainty at this n.
+  """
+  if not 0.0 < level < 1.0:
+    raise ValueError(f"level must be in (0, 1); got {level}.")
+  z = jax.scipy.stats.norm.ppf(0.5 + level / 2.0)
+  half = z * jnp.std(values, ddof=1)
+  return estimate - half, estimate + half
+
+
+@functools.partial(jax.jit, static_argnames="num_first")
+def permuted_split(key: jax.Array, x: jax.Array, num_first: int):
+  """Rows of x in a seeded random order, cut after the first `num_first`.
+
+  Returns:
+    (the other rows (n - num_first, ...), the first rows (num_first, ...),
+    their int32 indices into x (num_first,)).
+  """
+  perm = jax.random.permutation(key, x.shape[0])
+  return (x[perm[num_first:]], x[perm[:num_first]],
+          perm[:num_first].astype(jnp.int32))
 
 
 def z_value(level: float) -> float:
@@ -42,7 +96,7 @@ def bootstrap_means(key, values, *, num_resamples: int):
   """Bootstrap replicates of the column means of per-row values.
 
   theta*_b = (1/n) sum_i w_bi v_i with w_b ~ Multinomial(n; 1/n, ..., 1/n)
-  (`ops.bootstrap.resample_weights`): one (B, n) x (n, K) product gives all
+  (`ops.resample_weights`): one (B, n) x (n, K) product gives all
   B replicates of all K means.
 
   Args:
@@ -55,7 +109,7 @@ def bootstrap_means(key, values, *, num_resamples: int):
   """
   values = jnp.asarray(values, jnp.float32)
   values = values.reshape(values.shape[0], -1)
-  w = bootstrap.resample_weights(key, values.shape[0], num_resamples)
+  w = resample_weights(key, values.shape[0], num_resamples)
   return jnp.matmul(w, values, precision=lax.Precision.HIGHEST) / (
       values.shape[0])
 
@@ -63,7 +117,7 @@ def bootstrap_means(key, values, *, num_resamples: int):
 def percentile_intervals(replicates, *, level: float = 0.95):
   """(K, 2) percentile intervals of the columns of (B, K) replicates.
 
-  Host-side numpy (`bootstrap.percentile_interval`'s linear quantiles): a
+  Host-side numpy (`percentile_interval`'s linear quantiles): a
   handful of numbers, not worth compiling a program for.
   """
   if not 0.0 < level < 1.0:
