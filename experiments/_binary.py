@@ -1,14 +1,9 @@
-"""What every experiment binary shares: --config, --workdir and absl's run.
+"""What every binary shares: --config, --workdir, --compilation_cache.
 
-A binary is its docstring plus
-
-  import _binary  # the script's own directory is on sys.path
-  _binary.run(job, "name")
-
-which defines --config (default configs/name.py, any field overridable with
---config.field=value, unknown fields rejected), a required --workdir and
---compilation_cache (JAX's persistent compilation cache, so a second run
-skips XLA compilation), then calls job(config, workdir) under `absl.app.run`.
+A binary is its docstring and `_binary.run(job, "name")`, where job(config,
+workdir) is gendiag.experiments.NAME.run; --config defaults to
+configs/name.py (fields overridable, unknown ones rejected) and
+--compilation_cache is JAX's persistent compilation cache.
 """
 
 import os
@@ -25,7 +20,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def run(job: Callable[..., object], config_name: str,
         workdir_help: str = "Directory for the results.") -> None:
-  """Defines the two flags and runs job(config, workdir)."""
+  """Defines the flags and runs job(config, workdir) under absl."""
   config_flags.DEFINE_config_file(
       "config", os.path.join(ROOT, "configs", config_name + ".py"),
       "Path to a config file.", lock_config=True)
