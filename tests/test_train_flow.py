@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import train_flow as train_flow_config
-from gendiag.flows import experiment
+from gendiag.experiments import train_flow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = {"improved_precision", "improved_recall", "prdc_precision",
@@ -52,11 +52,11 @@ def test_grid_pr_weighted_mle_resumes_to_the_same_samples(tmp_path):
   config = train_flow_config.get_config("grid,smoke")
   config.objective.update(name="fdiv_weighted_mle", divergence="pr", lam=2.0)
   config.flow.kind = "affine"
-  first = experiment.train_and_evaluate(config, str(tmp_path))
+  first = train_flow.run(config, str(tmp_path))
   _, samples = _check_outputs(tmp_path, 2, 200)
   assert first["meta"]["objective"]["divergence"]["lam"] == 2.0
   assert "mean_weight" in first["train"]
-  again = experiment.train_and_evaluate(config, str(tmp_path))
+  again = train_flow.run(config, str(tmp_path))
   assert again["meta"]["resumed_from"] == config.train.num_steps
   np.testing.assert_array_equal(
       np.load(tmp_path / "samples.npz")["samples"], samples["samples"])
@@ -71,7 +71,7 @@ def test_digits_conditional_adversarial_pr_with_pretraining(tmp_path):
   config.flow.conditional = True
   config.train.pretrain_mle_steps = 10
   config.eval.mauve = True
-  report = experiment.train_and_evaluate(config, str(tmp_path))
+  report = train_flow.run(config, str(tmp_path))
   _check_outputs(tmp_path, 64, 539)
   assert 0.0 < report["eval"]["mauve"] <= 1.0
   assert report["meta"]["flow"]["num_classes"] == 10
@@ -90,7 +90,7 @@ def test_bad_configs_fail_before_training(tmp_path, override, match):
   config = train_flow_config.get_config("ring,smoke")
   config.objective.update(**override)
   with pytest.raises(ValueError, match=match):
-    experiment.train_and_evaluate(config, str(tmp_path))
+    train_flow.run(config, str(tmp_path))
   assert not os.path.exists(tmp_path / "train")
 
 
