@@ -13,7 +13,7 @@ on digits). About 30 minutes on 2 CPU cores.
 Expected: precision rises and recall falls as lam grows; MLE on the recall
 side (the measured table is in the README).
 
-The critic recipe (gendiag.flows.tradeoff's module docstring has why):
+The critic recipe (gendiag.flows.sweep's module docstring has why):
 a logistic (Jensen-Shannon) critic with a sin input layer on the 2-D
 mixtures, warmed up for 1,000 steps on the pretrained flow, 10 critic steps
 per flow step; form 'by_side': the weighted-MLE gradient for lam < 1, the

@@ -39,19 +39,19 @@ Writes metrics.json, samples.npz, pr.png and (2-D) samples.png.
 
 import ml_collections
 
-DATASETS = ("ring", "grid", "digits")
+from gendiag.data import flow_datasets
 
 
 def get_config(arg: str = ""):
   parts = [p.strip() for p in arg.split(",") if p.strip()]
   dataset = "ring"
-  if parts and parts[0] in DATASETS:
+  if parts and parts[0] in flow_datasets.DATASETS:
     dataset = parts.pop(0)
   smoke = "smoke" in parts
   unknown = [p for p in parts if p != "smoke"]
   if unknown:
     raise ValueError(f"unknown config options {unknown}; use "
-                     f"'[{'|'.join(DATASETS)}][,smoke]'.")
+                     f"'[{'|'.join(flow_datasets.DATASETS)}][,smoke]'.")
   two_d = dataset != "digits"
 
   config = ml_collections.ConfigDict()

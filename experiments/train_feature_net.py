@@ -7,10 +7,10 @@ Logs the loss and writes the weights (.npz) and metrics.json, with the test
 accuracy on the fixed digits test split, into --workdir.
 """
 
-from gendiag.features import digits_net
+from gendiag.experiments import train_feature_net
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(digits_net.train_and_evaluate, "train_feature_net",
+  _binary.run(train_feature_net.run, "train_feature_net",
               "Directory for weights and metrics.")

@@ -8,10 +8,10 @@ variant. Writes metrics.json, samples.npz and PNGs into --workdir; rerunning
 with the same --workdir resumes from the last checkpoint.
 """
 
-from gendiag.flows import experiment
+from gendiag.experiments import train_flow
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(experiment.train_and_evaluate, "train_flow",
+  _binary.run(train_flow.run, "train_flow",
               "Directory for checkpoints and outputs.")

@@ -12,6 +12,7 @@ import pytest
 from configs import train_feature_net as train_config
 from gendiag import features
 from gendiag.data import digits
+from gendiag.experiments import train_feature_net
 from gendiag.features import digits_net
 
 # Recorded by experiments/train_feature_net.py for the shipped weights:
@@ -151,7 +152,7 @@ def test_save_load_round_trip(tmp_path):
 def test_training_smoke_config_end_to_end(tmp_path):
   """The binary's library function with the smoke config (20 steps)."""
   config = train_config.get_config("smoke")
-  metrics = digits_net.train_and_evaluate(config, str(tmp_path))
+  metrics = train_feature_net.run(config, str(tmp_path))
   assert os.path.exists(tmp_path / "digits_net.npz")
   saved = json.load(open(tmp_path / "metrics.json"))
   assert saved["steps"] == 20 and saved["num_params"] == 45_162

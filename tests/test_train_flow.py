@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from configs import train_flow as train_flow_config
-from gendiag.flows import experiment
+from gendiag.experiments import train_flow
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EVAL_KEYS = {"improved_precision", "improved_recall", "prdc_precision",
@@ -52,11 +52,11 @@ def test_grid_pr_weighted_mle_resumes_to_the_same_samples(tmp_path):
   config = train_flow_config.get_config("grid,smoke")
   config.objective.update(name="fdiv_weighted_mle", divergence="pr", lam=2.0)
   config.flow.kind = "affine"
-  first = experiment.train_and_evaluate(config, str(tmp_path))
+  first = train_flow.run(config, str(tmp_path))
   _, samples = _check_outputs(tmp_path, 2, 200)
   assert first["meta"]["objective"]["divergence"]["lam"] == 2.0
   assert "mean_weight" in first["train"]
-  again = experiment.train_and_evaluate(config, str(tmp_path))
+  again = train_flow.run(config, str(tmp_path))
   assert again["meta"]["resumed_from"] == config.train.num_steps
   np.testing.assert_array_equal(
       np.load(tmp_path / "samples.npz")["samples"], samples["samples"])
@@ -71,7 +71,7 @@ def test_digits_conditional_adversarial_pr_with_pretraining(tmp_path):
   config.flow.conditional = True
   config.train.pretrain_mle_steps = 10
   config.eval.mauve = True
-  report = experiment.train_and_evaluate(config, str(tmp_path))
+  report = train_flow.run(config, str(tmp_path))
   _check_outputs(tmp_path, 64, 539)
   assert 0.0 < report["eval"]["mauve"] <= 1.0
   assert report["meta"]["flow"]["num_classes"] == 10
@@ -90,7 +90,7 @@ def test_bad_configs_fail_before_training(tmp_path, override, match):
   config = train_flow_config.get_config("ring,smoke")
   config.objective.update(**override)
   with pytest.raises(ValueError, match=match):
-    experiment.train_and_evaluate(config, str(tmp_path))
+    train_flow.run(config, str(tmp_path))
   assert not os.path.exists(tmp_path / "train")
 
 
@@ -101,3 +101,23 @@ def test_config_variants():
   assert train_flow_config.get_config("grid,smoke").train.num_steps <= 50
   with pytest.raises(ValueError, match="unknown config options"):
     train_flow_config.get_config("ring,fast")
+
+
+def test_tiny_ring_flow_trains_and_writes_its_files(tmp_path):
+  """The library entry end to end in the default suite (like flax's
+  train_test.py): a tiny MLE flow on the ring, a few chunks of steps."""
+  config = train_flow_config.get_config("ring,smoke")
+  config.data.update(num_train=256, num_test=100)
+  config.flow.update(num_layers=2, hidden_sizes=(8,), num_bins=4)
+  config.train.update(num_steps=30, batch_size=64, learning_rate=3e-3,
+                      log_every=10, checkpoint_every=30)
+  config.eval.update(prd_num_clusters=5, prd_num_runs=1, mauve=False)
+  report = train_flow.run(config, str(tmp_path))
+  _check_outputs(tmp_path, 2, 100)
+  with open(tmp_path / "train" / "metrics.jsonl") as f:
+    lines = [json.loads(line) for line in f]
+  assert [line["step"] for line in lines] == [10, 20, 30]
+  losses = [line["loss"] for line in lines]
+  assert np.all(np.isfinite(losses)) and losses[-1] < losses[0]
+  assert report["train"]["loss"] == losses[-1]
+  assert os.path.isdir(tmp_path / "train" / "checkpoints")

@@ -10,7 +10,7 @@ def load_all():
   """Imports every case module that exists (families land one by one)."""
   for name in MODULES:
     try:
-      importlib.import_module(f"experiments.benchmarks.{name}")
+      importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as e:
-      if e.name != f"experiments.benchmarks.{name}":
+      if e.name != f"{__name__}.{name}":
         raise

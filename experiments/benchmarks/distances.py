@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks import common
+from benchmarks import common
 from gendiag.metrics import frechet
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import distances

@@ -18,7 +18,7 @@ FLD call at n = m = 10,000, d = 2048 took about 105 s (notes/fld.md).
 import jax
 import jax.numpy as jnp
 
-from experiments.benchmarks import common
+from benchmarks import common
 from gendiag.metrics import fld as fld_lib
 
 REFERENCE_NOTE = ("reference marcojira/fld: ~105 s per FLD call at n = m = "

@@ -2,7 +2,7 @@
 
 Each case builds the flow, objective and optimiser of a `configs/train_flow.py`
 variant at its default batch size and times `sizes["steps"]` steps of the
-trainer's jitted chunk (`trainer.make_chunk`, one `lax.fori_loop`), started
+trainer's jitted chunk (`train_step.make_chunk`, one `lax.fori_loop`), started
 from the same initial state on every call. Steps per second = steps /
 warm_median_s. flops = 0: the steps are small matmuls and elementwise
 spline/affine maps, not matmul-bound.
@@ -11,10 +11,10 @@ spline/affine maps, not matmul-bound.
 import jax
 import jax.numpy as jnp
 
+from benchmarks import common
 from configs import train_flow as train_flow_config
-from experiments.benchmarks import common
-from gendiag.flows import experiment
-from gendiag.flows import trainer
+from gendiag.experiments import train_flow
+from gendiag.flows import train_step
 
 
 def _flow_case(sizes, variant, **objective):
@@ -23,11 +23,11 @@ def _flow_case(sizes, variant, **objective):
   config.train.batch_size = int(sizes["batch_size"])
   steps = int(sizes["steps"])
   config.train.log_every = config.train.checkpoint_every = steps
-  data = experiment.load_data(config.data, jax.random.key(0))
-  flow, obj, train_config, _ = experiment.build(config, data)
+  data = train_flow.load_data(config.data, jax.random.key(0))
+  flow, obj, train_config, _ = train_flow.build(config, data)
   obj = obj.prepare(data.train)
-  state = trainer.init_state(flow, obj, train_config, jax.random.key(1))
-  run = trainer.make_chunk(flow, obj, train_config)
+  state = train_step.init_state(flow, obj, train_config, jax.random.key(1))
+  run = train_step.make_chunk(flow, obj, train_config)
   x = jnp.asarray(data.train)
   key = jax.random.key(2)
   start, stop = jnp.int32(0), jnp.int32(steps)

@@ -19,7 +19,7 @@ the data), so no FLOP fraction is reported.
 import jax
 import jax.numpy as jnp
 
-from experiments.benchmarks import common
+from benchmarks import common
 from gendiag.metrics import frontier_estimators
 
 

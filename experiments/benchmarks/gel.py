@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 import threadpoolctl
 
-from experiments.benchmarks import common
+from benchmarks import common
 from gendiag.metrics import gel as gel_lib
 
 FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(

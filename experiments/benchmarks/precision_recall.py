@@ -16,7 +16,7 @@ import io
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.benchmarks import common
+from benchmarks import common
 from gendiag.metrics import precision_recall
 
 

@@ -125,6 +125,19 @@ def train_test() -> Tuple[np.ndarray, np.ndarray]:
   return _train_test_cached()
 
 
+def split_like_feature_net(fractions: Mapping[str, float], *,
+                           key: jax.Array) -> Dict[str, np.ndarray]:
+  """`split` of all digits stratified by class and by `train_test()` side.
+
+  Strata 2 * label + [index in the feature network's test split], so each
+  part holds the same share of every class and of the digits the network
+  was trained on (and never saw). Returns what `split` returns.
+  """
+  strata = 2 * load().labels.astype(np.int64)
+  strata[train_test()[1]] += 1
+  return split(strata, fractions, key=key)
+
+
 def gaussian_kernel_1d(sigma: float, truncate: float = 4.0) -> np.ndarray:
   """Normalised 1-D Gaussian taps of radius int(truncate * sigma + 0.5)."""
   radius = int(truncate * sigma + 0.5)

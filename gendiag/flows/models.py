@@ -318,3 +318,24 @@ def check_data(x, dim: int, name: str = "data"):
 
 def num_params(params) -> int:
   return int(sum(np.size(a) for a in jax.tree.leaves(params)))
+
+
+def check_labels(flow: Flow, data, labels):
+  """Raises ValueError unless `labels` suit `flow` and `data`.
+
+  A class-conditional flow needs (n,) labels in [0, num_classes); an
+  unconditional one takes none.
+  """
+  if flow.num_classes:
+    if labels is None:
+      raise ValueError("the flow is class-conditional; pass `labels`.")
+    labels = np.asarray(labels)
+    if labels.shape != (np.shape(data)[0],):
+      raise ValueError(f"`labels` must have shape ({np.shape(data)[0]},); "
+                       f"got {labels.shape}.")
+    if labels.min() < 0 or labels.max() >= flow.num_classes:
+      raise ValueError(f"`labels` must lie in [0, {flow.num_classes}); got "
+                       f"[{labels.min()}, {labels.max()}].")
+  elif labels is not None:
+    raise ValueError("the flow is unconditional but `labels` were given; "
+                     "build it with num_classes > 0 or drop the labels.")

@@ -20,28 +20,21 @@ first steps follow a fitted ratio estimate rather than an untrained critic
 (fine-tuning a pretrained flow from a random critic moved it away from the
 data on the 2-D ring; with a warm critic the PR trade-off appears).
 
-The only I/O of the flows package lives here, in `workdir`:
+The only I/O of the flows package lives here and in `checkpoints` (run.json,
+the run's identity, and orbax checkpoints/), in `workdir`:
 
-  run.json          the run's identity (flow, objective, hyperparameters,
-                    seed and a data fingerprint); a restart with another
-                    identity fails instead of silently mixing two runs
-  metrics.jsonl     one JSON line per `log_every` steps: the mean of the
-                    per-step metrics since the previous line (over
-                    `steps_averaged` steps: fewer in the first line after a
-                    resume from a step between two lines) and steps/second;
-                    lines past the restored step are dropped on resume
-  checkpoints/      orbax, every `checkpoint_every` steps and on exit
-                    (normal end, KeyboardInterrupt or any error but a
-                    non-finite loss, whose state is not saved)
+  metrics.jsonl     one JSON line per `log_every` steps (`gendiag.jsonl`):
+                    the mean of the per-step metrics since the previous line
+                    (over `steps_averaged` steps: fewer in the first line
+                    after a resume from a step between two lines) and
+                    steps/second; lines past the restored step are dropped
+                    on resume
 
 A non-finite loss or parameter stops training with `NonFiniteLossError`,
 naming the step and the last checkpoint.
 """
 
 import dataclasses
-import functools
-import hashlib
-import json
 import os
 import time
 from typing import Callable, Optional
@@ -50,15 +43,12 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import orbax.checkpoint as ocp
 
+from gendiag import jsonl
+from gendiag.flows import checkpoints
 from gendiag.flows import losses
 from gendiag.flows import models
-
-_IDENTITY_EXEMPT = ("num_steps", "log_every", "checkpoint_every",
-                    "max_to_keep")
-
+from gendiag.flows import train_step
 
 class NonFiniteLossError(FloatingPointError):
   """Training produced a NaN/inf loss or parameters."""
@@ -137,223 +127,6 @@ class TrainResult:
   objective: losses.Objective
 
 
-def _optimizers(config: TrainConfig):
-  flow_opt = optax.adam(config.learning_rate)
-  if config.grad_clip:
-    flow_opt = optax.chain(optax.clip_by_global_norm(config.grad_clip),
-                           flow_opt)
-  if config.critic_weight_decay:
-    critic_opt = optax.adamw(config.critic_learning_rate,
-                             weight_decay=config.critic_weight_decay)
-  else:
-    critic_opt = optax.adam(config.critic_learning_rate)
-  return flow_opt, critic_opt
-
-
-def init_state(flow, objective, config: TrainConfig, key, init_params=None):
-  """The step-0 training state (a plain pytree)."""
-  key_flow, key_critic = jax.random.split(jax.random.split(key)[0])
-  params = flow.init(key_flow) if init_params is None else init_params
-  flow_opt, critic_opt = _optimizers(config)
-  state = {"params": params, "opt_state": flow_opt.init(params),
-           "step": jnp.zeros((), jnp.int32)}
-  if objective.uses_critic:
-    critic_params = objective.init_critic(flow, key_critic)
-    state["critic_params"] = critic_params
-    state["critic_opt_state"] = critic_opt.init(critic_params)
-  return state
-
-
-def _batch_at(data, labels, key, batch_size):
-  idx = jax.random.randint(key, (batch_size,), 0, data.shape[0])
-  return losses.Batch(data[idx], None if labels is None else labels[idx])
-
-
-def _critic_update(flow, objective, config: TrainConfig):
-  """update(state, data, labels, key) -> (state, loss, aux): one critic step."""
-  critic_opt = _optimizers(config)[1]
-  critic_grad = jax.value_and_grad(objective.critic_loss, argnums=1,
-                                   has_aux=True)
-
-  def update(state, data, labels, key):
-    kb, ks = jax.random.split(key)
-    (closs, caux), cg = critic_grad(
-        flow, state["critic_params"], state["params"],
-        _batch_at(data, labels, kb, config.batch_size), ks)
-    updates, cs = critic_opt.update(cg, state["critic_opt_state"],
-                                    state["critic_params"])
-    state = dict(state, critic_params=optax.apply_updates(
-        state["critic_params"], updates), critic_opt_state=cs)
-    return state, closs, caux
-
-  return update
-
-
-def make_step(flow, objective, config: TrainConfig):
-  """step(state, data, labels, key, t) -> (state, metrics): one pure step."""
-  flow_opt = _optimizers(config)[0]
-  flow_grad = jax.value_and_grad(objective.flow_loss, argnums=1, has_aux=True)
-  critic_update = _critic_update(flow, objective, config)
-
-  def step(state, data, labels, key, t):
-    key_t = jax.random.fold_in(key, t)
-    key_batch, key_critic, key_flow = jax.random.split(key_t, 3)
-    metrics = {}
-    state = dict(state)
-    if objective.uses_critic:
-      for j in range(config.critic_steps):
-        state, closs, caux = critic_update(
-            state, data, labels, jax.random.fold_in(key_critic, j))
-      metrics["critic_loss"] = closs
-      metrics.update(caux)
-    (loss, aux), grads = flow_grad(
-        flow, state["params"], state.get("critic_params", {}),
-        _batch_at(data, labels, key_batch, config.batch_size), key_flow)
-    updates, state["opt_state"] = flow_opt.update(grads, state["opt_state"],
-                                                  state["params"])
-    state["params"] = optax.apply_updates(state["params"], updates)
-    state["step"] = state["step"] + 1
-    metrics.update(aux)
-    metrics["loss"] = loss
-    metrics["grad_norm"] = optax.tree.norm(grads)
-    return state, metrics
-
-  return step
-
-
-@functools.lru_cache(maxsize=16)
-def make_critic_warmup(flow, objective, config: TrainConfig):
-  """Jitted warmup(state, data, labels, key) -> (state, critic losses).
-
-  `config.critic_warmup_steps` critic steps against the fixed flow.
-  """
-  critic_update = _critic_update(flow, objective, config)
-
-  def warmup(state, data, labels, key):
-    def body(s, k):
-      s, closs, _ = critic_update(s, data, labels, k)
-      return s, closs
-    return jax.lax.scan(body, state, jax.random.split(
-        key, config.critic_warmup_steps))
-
-  return jax.jit(warmup)
-
-
-@functools.lru_cache(maxsize=16)
-def make_chunk(flow, objective, config: TrainConfig):
-  """Jitted run(state, data, labels, key, start, stop): steps start..stop-1.
-
-  A `lax.fori_loop` with traced bounds, so one compilation serves every
-  chunk length; per-step metrics go to buffers of min(log_every,
-  checkpoint_every) entries (the longest chunk), NaN past `stop - start`.
-  Cached on its (hashable, frozen) arguments, so a resumed or repeated run
-  in the same process reuses the compiled program.
-  """
-  step = make_step(flow, objective, config)
-  size = min(config.log_every, config.checkpoint_every)
-
-  def run(state, data, labels, key, start, stop):
-    shapes = jax.eval_shape(step, state, data, labels, key, start)[1]
-    buffers = jax.tree.map(lambda a: jnp.full((size,), jnp.nan, a.dtype),
-                           shapes)
-
-    def body(t, carry):
-      s, buf = carry
-      s, metrics = step(s, data, labels, key, t)
-      buf = jax.tree.map(lambda b, v: b.at[t - start].set(v), buf, metrics)
-      return s, buf
-
-    return jax.lax.fori_loop(start, stop, body, (state, buffers))
-
-  return jax.jit(run)
-
-
-class MetricWriter:
-  """JSON-lines metrics with CLU's `write_scalars` name (no TensorFlow)."""
-
-  def __init__(self, path: str, *, truncate_after: Optional[int] = None):
-    self._path = path
-    if truncate_after is not None and os.path.exists(path):
-      with open(path) as f:
-        kept = [line for line in f
-                if line.strip() and json.loads(line)["step"] <= truncate_after]
-      with open(path, "w") as f:
-        f.writelines(kept)
-    self._file = open(path, "a")
-
-  def write_scalars(self, step: int, scalars: dict):
-    self._file.write(json.dumps({"step": int(step), **scalars}) + "\n")
-    self._file.flush()
-
-  def close(self):
-    self._file.close()
-
-
-def _fingerprint(data, labels) -> str:
-  h = hashlib.sha1(np.ascontiguousarray(np.asarray(data)).tobytes())
-  if labels is not None:
-    h.update(np.ascontiguousarray(np.asarray(labels)).tobytes())
-  return h.hexdigest()
-
-
-def _train_identity(config: TrainConfig) -> dict:
-  """The config's fields that must match to resume (JSON-ready)."""
-  return {k: v for k, v in dataclasses.asdict(config).items()
-          if k not in _IDENTITY_EXEMPT}
-
-
-def _identity(flow, objective, config, key, data, labels) -> dict:
-  return json.loads(json.dumps({
-      "flow": flow.to_dict(), "objective": objective.to_dict(),
-      "train": _train_identity(config),
-      "key": _key_data(key).tolist(),
-      "data_shape": list(np.shape(data)), "data_sha1": _fingerprint(
-          data, labels)}))
-
-
-def _key_data(key) -> np.ndarray:
-  """The raw bits of a typed (jax.random.key) or legacy uint32 key."""
-  if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
-    key = jax.random.key_data(key)
-  return np.asarray(key)
-
-
-def _check_identity(path, identity):
-  if not os.path.exists(path):
-    with open(path, "w") as f:
-      json.dump(identity, f, indent=1)
-    return
-  with open(path) as f:
-    old = json.load(f)
-  if isinstance(old.get("train"), dict):
-    # A run recorded before a TrainConfig field existed ran with its default
-    # (new fields default to the old behaviour).
-    defaults = json.loads(json.dumps(_train_identity(TrainConfig())))
-    old["train"] = {**defaults, **old["train"]}
-  diffs = [k for k in identity if old.get(k) != identity[k]]
-  if diffs:
-    raise ValueError(
-        f"{os.path.dirname(path)} holds a run with a different "
-        f"{', '.join(diffs)} (see run.json); resuming would mix two runs. "
-        "Use a fresh workdir or the original settings.")
-
-
-def _check_labels(flow, data, labels):
-  if flow.num_classes:
-    if labels is None:
-      raise ValueError("the flow is class-conditional; pass `labels`.")
-    labels = np.asarray(labels)
-    if labels.shape != (np.shape(data)[0],):
-      raise ValueError(f"`labels` must have shape ({np.shape(data)[0]},); "
-                       f"got {labels.shape}.")
-    if labels.min() < 0 or labels.max() >= flow.num_classes:
-      raise ValueError(f"`labels` must lie in [0, {flow.num_classes}); got "
-                       f"[{labels.min()}, {labels.max()}].")
-  elif labels is not None:
-    raise ValueError("the flow is unconditional but `labels` were given; "
-                     "build it with num_classes > 0 or drop the labels.")
-
-
 def _boundaries(start, config):
   """Chunk ends after `start`: multiples of log/checkpoint periods, the end."""
   ends = set()
@@ -398,33 +171,32 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
     NonFiniteLossError: the loss or parameters became NaN/inf.
   """
   models.check_data(data, flow.dim)
-  _check_labels(flow, data, labels)
+  models.check_labels(flow, data, labels)
   if not isinstance(objective, losses.Objective):
     raise ValueError(f"`objective` must be a losses.Objective (see "
                      f"losses.make_objective); got {type(objective)}.")
   objective = objective.prepare(data)
   data = jnp.asarray(data, jnp.float32)
   labels = None if labels is None else jnp.asarray(labels, jnp.int32)
-  state = init_state(flow, objective, config, key, init_params)
+  state = train_step.init_state(flow, objective, config, key, init_params)
   start, resumed_from, manager, writer = 0, None, None, None
   if workdir is not None:
     os.makedirs(workdir, exist_ok=True)
-    _check_identity(os.path.join(workdir, "run.json"),
-                    _identity(flow, objective, config, key, data, labels))
-    manager = ocp.CheckpointManager(
-        os.path.abspath(os.path.join(workdir, "checkpoints")),
-        options=ocp.CheckpointManagerOptions(max_to_keep=config.max_to_keep))
-    latest = manager.latest_step()
-    if latest is not None:
-      state = manager.restore(latest, args=ocp.args.StandardRestore(state))
-      start = resumed_from = int(state["step"])
+    checkpoints.check_identity(
+        os.path.join(workdir, "run.json"),
+        checkpoints.run_identity(flow, objective, config, key, data, labels),
+        train_defaults=checkpoints.train_identity(TrainConfig()))
+    manager = checkpoints.manager(workdir, max_to_keep=config.max_to_keep)
+    state, resumed_from = checkpoints.restore_latest(manager, state)
+    if resumed_from is not None:
+      start = resumed_from
       logging.info("flow trainer: resumed from step %d in %s", start, workdir)
       if start > config.num_steps:
         raise ValueError(f"{workdir} holds a checkpoint at step {start}, past "
                          f"num_steps={config.num_steps}.")
-    writer = MetricWriter(os.path.join(workdir, "metrics.jsonl"),
-                          truncate_after=start)
-  run = make_chunk(flow, objective, config)
+    writer = jsonl.JsonLinesWriter(os.path.join(workdir, "metrics.jsonl"),
+                                   truncate_after=start)
+  run = train_step.make_chunk(flow, objective, config)
   key_steps = jax.random.split(key)[1]
   saved_step = start if resumed_from is not None else None
   last_metrics, pending = {}, []
@@ -433,7 +205,7 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
   def save(s, st):
     nonlocal saved_step
     if manager is not None and saved_step != s:
-      manager.save(s, args=ocp.args.StandardSave(st))
+      checkpoints.save(manager, s, st)
       saved_step = s
 
   step = start
@@ -442,7 +214,7 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
   try:
     if warming:
       t0 = time.perf_counter()
-      state, closses = make_critic_warmup(flow, objective, config)(
+      state, closses = train_step.make_critic_warmup(flow, objective, config)(
           state, data, labels, jax.random.split(key, 3)[2])
       closses = np.asarray(closses)
       if not np.all(np.isfinite(closses)):
@@ -485,39 +257,20 @@ def train(flow: models.Flow, objective: losses.Objective, data, labels=None,
       if hook is not None:
         hook(step, state)
   except NonFiniteLossError:
-    _close(manager, writer)
+    checkpoints.close(manager, writer)
     raise
   except BaseException:
     if not warming:  # an interrupted warm-up restarts from scratch
       save(step, state)  # on exit: the last completed chunk's state
-    _close(manager, writer)
+    checkpoints.close(manager, writer)
     raise
   save(step, state)
-  _close(manager, writer)
+  checkpoints.close(manager, writer)
   if not last_metrics and workdir is not None:
-    last_metrics = _last_logged(os.path.join(workdir, "metrics.jsonl"))
+    # A finished run resumed at its end: the last line it logged.
+    last_metrics = jsonl.last_line(os.path.join(workdir, "metrics.jsonl"))
+    last_metrics.pop("step", None)
   return TrainResult(params=state["params"],
                      critic_params=state.get("critic_params", {}), step=step,
                      metrics=last_metrics, resumed_from=resumed_from,
                      objective=objective)
-
-
-def _last_logged(path) -> dict:
-  """The last metrics line of a finished run resumed at its end ({} if none)."""
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    lines = [line for line in f if line.strip()]
-  if not lines:
-    return {}
-  out = json.loads(lines[-1])
-  out.pop("step", None)
-  return out
-
-
-def _close(manager, writer):
-  if manager is not None:
-    manager.wait_until_finished()
-    manager.close()
-  if writer is not None:
-    writer.close()

@@ -1,30 +1,26 @@
 """Train one flow on a 2-D mixture or digits features and evaluate it.
 
-`train_and_evaluate(config, workdir)` is the library side of
-`experiments/train_flow.py` (config: `configs/train_flow.py`):
+`run(config, workdir)` is the library side of `experiments/train_flow.py`
+(config: `configs/train_flow.py`):
 
   1. data      ring (8 Gaussians on a circle), grid (25 on a square grid) or
                digits (sklearn's digits embedded by the shipped CNN, 64-d:
                `gendiag.features.digits_features`), split into a training
-               set and a held-out real set
+               set and a held-out real set (`flow_datasets.load_labelled`)
   2. train     optionally `pretrain_mle_steps` of maximum likelihood (in
                workdir/pretrain), then the configured objective
                (`losses.make_objective`) with `trainer.train` in
                workdir/train: checkpoints there make a killed run resumable
   3. evaluate  as many flow samples as held-out reals against them with
-               gendiag's own metrics: improved precision/recall (k=3),
-               precision/recall/density/coverage (k=5), PRD (F_8 recall-like,
-               F_1/8 precision-like), MAUVE, and the held-out NLL (nats)
+               gendiag's own metrics (`gendiag.flows.evaluate`): improved
+               precision/recall (k=3), precision/recall/density/coverage
+               (k=5), PRD (F_8 recall-like, F_1/8 precision-like), MAUVE,
+               and the held-out NLL (nats)
   4. write     metrics.json, samples.npz and PNGs (2-D: samples over the
                real data and the flow's log-density; every dataset: the PRD
                curve with the improved-PR point)
-
-This module does file I/O (it is an experiment driver, like the trainer);
-the models, losses and metrics it calls do none.
 """
 
-import dataclasses
-import importlib.metadata
 import json
 import os
 from typing import Optional
@@ -35,64 +31,32 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
-from gendiag import features as features_lib
-from gendiag.data import digits as digits_lib
-from gendiag.data import synthetic
+from gendiag import experiments
+from gendiag.data import flow_datasets
+from gendiag.flows import evaluate as evaluate_lib
 from gendiag.flows import losses
 from gendiag.flows import models
 from gendiag.flows import trainer
-from gendiag.metrics import frontier_estimators
-from gendiag.metrics import prd as prd_lib
-from gendiag.metrics import precision_recall as pr_lib
 
-DATASETS = ("ring", "grid", "digits")
-
-
-@dataclasses.dataclass(frozen=True)
-class Data:
-  """Training and held-out real features (with labels, 0..num_classes-1)."""
-  name: str
-  train: np.ndarray
-  train_labels: np.ndarray
-  test: np.ndarray
-  test_labels: np.ndarray
-  num_classes: int
+# metrics.json's "eval" names of `evaluate_lib.evaluate`'s entries, in order.
+EVAL_NAMES = (("precision", "improved_precision"),
+              ("recall", "improved_recall"),
+              ("prdc_precision", "prdc_precision"),
+              ("prdc_recall", "prdc_recall"), ("density", "density"),
+              ("coverage", "coverage"), ("prd_f_beta", "prd_f8"),
+              ("prd_f_inv_beta", "prd_f1_8"),
+              ("prd_converged", "prd_kmeans_converged"), ("mauve", "mauve"))
 
 
-def load_data(data_config, key: jax.Array) -> Data:
-  """The dataset of `config.data` (see `configs/train_flow.py`).
-
-  ring/grid draw num_train + num_test points with `key`; digits uses the
-  feature network's fixed split (train: the 1,258 digits it was trained on;
-  test: the 539 it never saw), embedded by the shipped network.
-  """
-  name = data_config.name
-  if name in ("ring", "grid"):
-    n = int(data_config.num_train) + int(data_config.num_test)
-    if name == "ring":
-      x, labels = synthetic.ring(key, n, std=float(data_config.std))
-      num_classes = 8
-    else:
-      x, labels = synthetic.grid(key, n, std=float(data_config.std))
-      num_classes = 25
-    x, labels = np.asarray(x, np.float32), np.asarray(labels, np.int32)
-    cut = int(data_config.num_train)
-    return Data(name, x[:cut], labels[:cut], x[cut:], labels[cut:],
-                num_classes)
-  if name == "digits":
-    data = digits_lib.load()
-    train_idx, test_idx = digits_lib.train_test()
-    embed = lambda idx, what: features_lib.embed(
-        data_config.get("extractor", "digits_net"), data.images[idx],
-        name=what)
-    return Data(name, embed(train_idx, "training digits"),
-                np.asarray(data.labels[train_idx]),
-                embed(test_idx, "held-out digits"),
-                np.asarray(data.labels[test_idx]), digits_lib.NUM_CLASSES)
-  raise ValueError(f"unknown dataset {name!r}; choose from {DATASETS}.")
+def load_data(data_config, key: jax.Array) -> flow_datasets.Data:
+  """The dataset of `config.data` (`flow_datasets.load_labelled`)."""
+  return flow_datasets.load_labelled(
+      data_config.name, key=key, num_train=data_config.num_train,
+      num_test=data_config.num_test, std=data_config.std,
+      extractor=data_config.get("extractor", "digits_net"))
 
 
-def build(config, data: Data):
+def build(config, data: flow_datasets.Data):
   """(flow, objective, train config, pretrain config or None) of `config`.
 
   Every bad setting raises ValueError here, before any training.
@@ -125,67 +89,20 @@ def build(config, data: Data):
   return flow, objective, train_config, pretrain
 
 
-def evaluate(real: jax.Array, generated: jax.Array, *, key: jax.Array,
-             k_pr: int = 3, k_prdc: int = 5, prd_num_clusters: int = 20,
-             prd_num_runs: int = 10, mauve: bool = True) -> dict:
-  """gendiag's precision/recall family of `generated` against `real`.
-
-  Args:
-    real: (n, d) held-out real features.
-    generated: (m, d) flow samples (m = n keeps PRD balanced).
-    key: PRNG key (k-means of PRD and MAUVE).
-    k_pr: improved precision/recall's k (Kynkaanniemi et al.: 3).
-    k_prdc: density/coverage's k (Naeem et al.: 5).
-    prd_num_clusters, prd_num_runs: PRD's k-means (Sajjadi et al.: 20, 10).
-    mauve: also compute MAUVE (Pillutla et al. 2021; mauve-text defaults).
-
-  Returns:
-    {metric: float}, plus "prd_curve": {"precision": [...], "recall": [...]}.
-  """
-  key_prd, key_mauve = jax.random.split(key)
-  ipr = pr_lib.improved_precision_recall(real, generated, k=k_pr)
-  pr = pr_lib.prdc(real, generated, k=k_prdc)
-  curve = prd_lib.prd(real, generated, key=key_prd,
-                      num_clusters=prd_num_clusters, num_runs=prd_num_runs)
-  out = {"improved_precision": float(ipr.precision),
-         "improved_recall": float(ipr.recall),
-         "prdc_precision": float(pr.precision),
-         "prdc_recall": float(pr.recall), "density": float(pr.density),
-         "coverage": float(pr.coverage), "prd_f8": float(curve.f_beta),
-         "prd_f1_8": float(curve.f_inv_beta),
-         "prd_kmeans_converged": bool(np.all(curve.converged))}
-  if mauve:
-    out["mauve"] = float(frontier_estimators.mauve(real, generated,
-                                                   key=key_mauve).mauve)
-  out["prd_curve"] = {"precision": np.asarray(curve.precision).tolist(),
-                      "recall": np.asarray(curve.recall).tolist()}
-  return out
-
-
-def _versions() -> dict:
-  out = {}
-  for package in ("jax", "flax", "optax", "distrax", "orbax-checkpoint"):
-    try:
-      out[package] = importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
-      out[package] = None
-  return out
-
-
-def _sample(flow, params, key, data: Data) -> np.ndarray:
+def _sample(flow, params, key, data: flow_datasets.Data) -> np.ndarray:
   labels = jnp.asarray(data.test_labels) if flow.num_classes else None
   n = data.test.shape[0]
   sample = jax.jit(lambda p, k, lab: flow.sample(p, k, n, lab))
   return np.asarray(sample(params, key, labels))
 
 
-def _held_out_nll(flow, params, data: Data) -> float:
+def _held_out_nll(flow, params, data: flow_datasets.Data) -> float:
   labels = jnp.asarray(data.test_labels) if flow.num_classes else None
   log_q = jax.jit(flow.log_prob)(params, jnp.asarray(data.test), labels)
   return float(-jnp.mean(log_q))
 
 
-def train_and_evaluate(config, workdir: str) -> dict:
+def run(config, workdir: str) -> dict:
   """Trains and evaluates one flow (module docstring); returns metrics.json.
 
   Restarting with the same config and workdir resumes from the last
@@ -215,15 +132,21 @@ def train_and_evaluate(config, workdir: str) -> dict:
     raise FloatingPointError("the trained flow produced NaN/inf samples; "
                              "lower the learning rate or raise grad_clip.")
   ec = config.eval
-  metrics = evaluate(jnp.asarray(data.test), jnp.asarray(samples),
-                     key=key_eval, k_pr=ec.k_pr, k_prdc=ec.k_prdc,
-                     prd_num_clusters=ec.prd_num_clusters,
-                     prd_num_runs=ec.prd_num_runs, mauve=ec.mauve)
+  key_prd, key_mauve = jax.random.split(key_eval)
+  scores = evaluate_lib.evaluate(
+      jnp.asarray(data.test), jnp.asarray(samples), key=key_prd, k=ec.k_pr,
+      prdc_k=ec.k_prdc, prd_clusters=ec.prd_num_clusters,
+      prd_runs=ec.prd_num_runs, mauve_key=key_mauve if ec.mauve else None)
+  metrics = {name: scores[ours] for ours, name in EVAL_NAMES
+             if ours in scores}
   metrics["held_out_nll"] = _held_out_nll(flow, result.params, data)
-  curve = metrics.pop("prd_curve")
+  curve = {"precision": scores["prd_precision"].tolist(),
+           "recall": scores["prd_recall"].tolist()}
   report = {
       "meta": {"config": json.loads(config.to_json()), "seed": config.seed,
-               "versions": _versions(), "flow": flow.to_dict(),
+               "versions": experiments.package_versions(
+                   ("jax", "flax", "optax", "distrax", "orbax-checkpoint")),
+               "flow": flow.to_dict(),
                "objective": result.objective.to_dict(),
                "num_params": models.num_params(result.params),
                "resumed_from": result.resumed_from},
