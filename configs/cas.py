@@ -18,22 +18,14 @@ hides most of the imbalance). NAS stays within about 0.01 of real.
 Smoke variant (seconds): --config=configs/cas.py:smoke
 """
 
-import importlib.util
 import os
 
 import ml_collections
 
+from gendiag import experiments
 
-def _sibling(name: str):
-  """configs/NAME.py beside this file (config files are loaded by path)."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), name + ".py")
-  spec = importlib.util.spec_from_file_location(f"configs_{name}", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
-
-
-diagnose_config = _sibling("diagnose")
+diagnose_config = experiments.load_config_module(
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "diagnose.py"))
 
 
 def get_config(arg: str = ""):

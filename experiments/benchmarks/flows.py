@@ -8,13 +8,19 @@ warm_median_s. flops = 0: the steps are small matmuls and elementwise
 spline/affine maps, not matmul-bound.
 """
 
+import os
+
 import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from configs import train_flow as train_flow_config
+from gendiag import experiments
 from gendiag.experiments import train_flow
 from gendiag.flows import train_step
+
+train_flow_config = experiments.load_config_module(os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    "configs", "train_flow.py"))
 
 
 def _flow_case(sizes, variant, **objective):

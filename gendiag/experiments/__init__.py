@@ -6,6 +6,9 @@ notebooks import the last. Only this layer writes result directories.
 """
 
 import importlib.metadata
+import importlib.util
+import os
+import types
 from typing import Dict, Sequence
 
 
@@ -18,3 +21,20 @@ def package_versions(packages: Sequence[str]) -> Dict[str, str]:
     except importlib.metadata.PackageNotFoundError:
       out[package] = "not installed"
   return out
+
+
+def load_config_module(path: str) -> types.ModuleType:
+  """A config file (configs/NAME.py) loaded by its path, as absl loads it.
+
+  The configs/ directory is not a package on sys.path; a config that builds
+  on another one, or a benchmark that reuses a binary's config, loads it
+  here instead of editing sys.path.
+  """
+  path = os.path.abspath(path)
+  if not os.path.isfile(path):
+    raise ValueError(f"no config file at {path}.")
+  name = "config_" + os.path.splitext(os.path.basename(path))[0]
+  spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
