@@ -27,7 +27,7 @@ Intervals (95%, `num_resamples` bootstrap replicates, vmapped):
 
 References (`reference` of precision, recall, density, coverage, prd_f8,
 prd_f1_8): the same estimates and intervals with held-out real rows in place
-of the model's samples (`report.reference_sets`, the model's size), once per
+of the model's samples (`sampling.reference_sets`, the model's size), once per
 distinct model size, through the model's compiled programs (same shapes).
 The classifier F scores have none (a probe ensemble to train again).
 
@@ -52,11 +52,13 @@ import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
-from gendiag import report
-from gendiag.ops import intervals as ci_lib
-from gendiag.metrics import precision_recall as pr_lib
+from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import prd as prd_lib
+from gendiag.metrics import precision_recall as pr_lib
 from gendiag.ops import fdiv
+from gendiag.ops import intervals as ci_lib
+from gendiag.report import registry
+from gendiag.report import sampling
 
 DEFAULTS = dict(
     ipr_k=3,                    # improved P/R neighbourhood (the paper's)
@@ -286,21 +288,20 @@ def _knn_and_prd(real, generated, cfg, keys):
 
 def _reference(inputs, key, cfg, size):
   """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
-  sets = report.reference_sets(inputs, size)
+  sets = sampling.reference_sets(inputs, size)
   real = np.asarray(sets.real, np.float32)
   held = np.asarray(sets.heldout, np.float32)
   *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5))
-  entries = {name: report.entry(value, ci=ci)
+  entries = {name: registry.entry(value, ci=ci)
              for name, (value, ci) in scores.items()}
   return entries, f"reference (n = {size}): {sets.source}."
 
 
-@report.register("precision_recall", description=DESCRIPTION)
-def precision_recall_family(inputs: report.EvalInputs,
-                            key) -> report.FamilyOutput:
+def precision_recall_family(inputs: EvalInputs,
+                            key) -> registry.FamilyOutput:
   """Improved P/R, density/coverage, PRD and classifier PR curves per model."""
-  cfg = report.family_config(inputs, "precision_recall", **DEFAULTS)
-  out = report.FamilyOutput()
+  cfg = registry.family_config(inputs, "precision_recall", **DEFAULTS)
+  out = registry.FamilyOutput()
   real = np.asarray(inputs.real, np.float32)
   curves, class_rows, refs = {}, [], {}
   unbalanced = False
@@ -342,11 +343,11 @@ def precision_recall_family(inputs: report.EvalInputs,
              "density": dict(k=cfg["prdc_k"]),
              "coverage": dict(k=cfg["prdc_k"], expected_if_equal=expected)}
     out.metrics[name] = {
-        **{score: report.entry(value, ci=ci, reference=ref[score],
+        **{score: registry.entry(value, ci=ci, reference=ref[score],
                                **extra.get(score, {}))
            for score, (value, ci) in scores.items()},
-        "clf_f8": report.entry(clf.f_beta, ci=clf_ci[0]),
-        "clf_f1_8": report.entry(clf.f_inv_beta, ci=clf_ci[1],
+        "clf_f8": registry.entry(clf.f_beta, ci=clf_ci[0]),
+        "clf_f1_8": registry.entry(clf.f_inv_beta, ci=clf_ci[1],
                                  heldout_accuracy=clf.heldout_accuracy),
     }
     if not bool(np.all(np.asarray(prd_res.converged))):
@@ -397,3 +398,7 @@ def precision_recall_family(inputs: report.EvalInputs,
     out.sections.append("\n".join(lines))
   out.figures["precision_recall.png"] = _curves_figure(curves)
   return out
+
+
+FAMILY = registry.Family(
+    "precision_recall", precision_recall_family, description=DESCRIPTION)
