@@ -99,7 +99,7 @@ def test_set(inputs: EvalInputs):
       "the real set is disjoint from the training set.")
 
 
-def _data_copying(train, test, gen, key, cfg):
+def data_copying(train, test, gen, key, cfg):
   """C_T, or (None, reason) when it cannot run."""
   fn = getattr(memorization, "data_copying_test", None)
   if fn is None:
@@ -288,11 +288,11 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             k_auth_b, auth.authentic, 100.0, -50.0, num_b, level)),
     }
     if cfg["data_copying"]:
-      ct, why = _data_copying(train, test, gen, k_ct, cfg)
+      ct, why = data_copying(train, test, gen, k_ct, cfg)
       if ct is not None:
         seed_ct = [float(ct.c_t)]
         for s in range(1, num_seeds):
-          again, _ = _data_copying(train, test, gen,
+          again, _ = data_copying(train, test, gen,
                                    jax.random.fold_in(k_ct, s), cfg)
           if again is not None:
             seed_ct.append(float(again.c_t))
