@@ -45,6 +45,7 @@ from gendiag.report.registry import run_families
 from gendiag.report.registry import select
 from gendiag.report.render import bar_chart
 from gendiag.report.render import markdown_table
+from gendiag.report.render import REFERENCE_ROW
 from gendiag.report.render import render_markdown
 from gendiag.report.sampling import reference_sets
 from gendiag.report.sampling import ReferenceSets
@@ -56,9 +57,9 @@ from gendiag.report.verdicts import verdicts
 from gendiag.report.write import write_report
 
 __all__ = [
-    "FAMILIES", "REGISTRY", "Family", "FamilyOutput", "ReferenceSets",
-    "bar_chart", "entry", "family_config", "family_key", "markdown_table",
-    "reference_sets", "render_markdown", "run_families", "run_seed", "select",
-    "subsample_index", "subsample_note", "subsample_rows", "verdicts",
-    "write_report",
+    "FAMILIES", "REFERENCE_ROW", "REGISTRY", "Family", "FamilyOutput",
+    "ReferenceSets", "bar_chart", "entry", "family_config", "family_key",
+    "markdown_table", "reference_sets", "render_markdown", "run_families",
+    "run_seed", "select", "subsample_index", "subsample_note",
+    "subsample_rows", "verdicts", "write_report",
 ]

@@ -56,9 +56,9 @@ from matplotlib.figure import Figure
 from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import gel as gel_lib
 from gendiag.metrics import gel_modes
-from gendiag.ops import distances
 from gendiag.ops import gel_dual
 from gendiag.ops import intervals as ci_lib
+from gendiag.report import bootstrap
 from gendiag.report import registry
 from gendiag.report import sampling
 
@@ -100,64 +100,6 @@ DESCRIPTION = (
     "p-value. Verdict rules (config `gel`): a class with mass < 0.1 x its "
     "real share is dropped; classes below 0.5 x with H > 0.1 are "
     "under-represented.")
-
-
-def mode_bootstrap(key, real, generated, real_labels, generated_labels,
-                   witnesses, drop_threshold, *, num_resamples: int,
-                   objective: str, kernel: str, num_classes: int,
-                   class_moments: int):
-  """Bootstrap refits of `gel_mode_probabilities`' scalars.
-
-  Each replicate resamples the real rows and the generated rows with
-  replacement (labels follow their rows), keeps the witnesses, and solves
-  every GEL problem of the class-mass procedure again. The replicates run
-  one after another through the estimate's own compiled program (same
-  shapes and options), so the bootstrap compiles nothing new: a vmapped
-  program would cost more to compile (~9 s on 2 cores) than the B refits
-  take to run at the report's sizes, and would batch the Newton solves'
-  Cholesky factorisations into parallel LAPACK calls (see
-  `frechet.fid_term_replicates`).
-
-  Args:
-    key: PRNG key of the resamples.
-    real: (n, d) real features.
-    generated: (m, d) generated features.
-    real_labels: (n,) int labels of the real rows.
-    generated_labels: (m,) int labels of the generated rows (given or the
-      k-NN vote of the estimate, `GELModeResult.generated_labels`).
-    witnesses: (J, d) witness rows of the kernel moments.
-    drop_threshold: a class is dropped below this share of its real mix.
-    num_resamples: B.
-    objective: 'et', 'el' or 'cue'.
-    kernel: kernel name of the moments.
-    num_classes: C.
-    class_moments: principal moments per class problem.
-
-  Returns:
-    (B, 4) float32 numpy replicates of (hellinger_to_real, hellinger_to_generated,
-    number of dropped classes, max class divergence).
-  """
-  n, m = real.shape[0], generated.shape[0]
-  key_r, key_g = jax.random.split(key)
-  rows_r = np.asarray(jax.random.randint(key_r, (num_resamples, n), 0, n))
-  rows_g = np.asarray(jax.random.randint(key_g, (num_resamples, m), 0, m))
-  name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
-  # Rows are gathered on the host: one small program per gather otherwise.
-  real, generated = np.asarray(real), np.asarray(generated)
-  real_labels = np.asarray(real_labels)
-  generated_labels = np.asarray(generated_labels)
-  reps = []
-  for i, j in zip(rows_r, rows_g):
-    res = gel_modes._modes(  # pylint: disable=protected-access
-        real[i], generated[j], real_labels[i], generated_labels[j],
-        witnesses, obj, 1.0, drop_threshold, objective=objective,
-        moments="kernel", kernel=name, max_iterations=100, tol=None,
-        block_size=distances.DEFAULT_BLOCK_SIZE, num_classes=num_classes,
-        class_moments=class_moments)
-    reps.append([res.hellinger_to_real, res.hellinger_to_generated,
-                 np.asarray(res.dropped).sum(),
-                 np.asarray(res.class_divergence).max()])
-  return np.asarray(reps, np.float32)
 
 
 OFF_DATA_FINDING = ("no reweighting of the real rows matches this model's "
@@ -362,7 +304,7 @@ def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     dropped = [int(c) for c in np.flatnonzero(np.asarray(modes.dropped))]
     divs = np.asarray(modes.class_divergence)
     level = float(cfg["level"])
-    reps = np.asarray(mode_bootstrap(
+    reps = np.asarray(bootstrap.mode_bootstrap(
         jax.random.fold_in(model_key, 0x1B007), real, gen,
         jnp.asarray(real_labels), modes.generated_labels, witnesses,
         cfg["drop_threshold"], num_resamples=int(cfg["num_resamples"]),

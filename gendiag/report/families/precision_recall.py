@@ -43,11 +43,9 @@ Verdict rules (thresholds in the config section `precision_recall`):
          samples are on the real manifold but cover little of it)
 """
 
-import functools
 import math
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
@@ -55,8 +53,8 @@ import numpy as np
 from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import prd as prd_lib
 from gendiag.metrics import precision_recall as pr_lib
-from gendiag.ops import fdiv
 from gendiag.ops import intervals as ci_lib
+from gendiag.report import bootstrap
 from gendiag.report import registry
 from gendiag.report import sampling
 
@@ -102,91 +100,6 @@ NOTE = (
     "(clusterings held fixed); classifier F: held-out scores resampled "
     "(probes held fixed); both F intervals are estimate -+ 1.96 bootstrap "
     "std, clipped to [0, 1].")
-
-
-def _resample_histograms(key, hist, count):
-  """Multinomial(count, hist[r]) / count for each row r of (runs, C)."""
-  draws = jax.random.categorical(key, jnp.log(hist), axis=-1,
-                                 shape=(count, hist.shape[0]))
-  return jnp.mean(jax.nn.one_hot(draws, hist.shape[1], dtype=hist.dtype),
-                  axis=0)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "num_real", "num_generated", "num_resamples", "num_angles", "beta"))
-def prd_bootstrap(key, real_histograms, generated_histograms, *,
-                  num_real: int, num_generated: int, num_resamples: int,
-                  num_angles: int = 1001, beta: float = 8.0):
-  """(B, 2) replicates of PRD's (F_beta, F_1/beta), clusterings held fixed.
-
-  Resampling the rows of one k-means run with its clustering fixed makes
-  the cluster counts Multinomial(n, p) (real) and Multinomial(m, q)
-  (generated); each replicate resamples every run's histograms, averages
-  the runs' curves as `prd` does and takes max F_beta / F_1/beta.
-
-  Args:
-    key: PRNG key.
-    real_histograms: (runs, C) cluster masses p of the real rows
-      (`PRDResult.real_histograms`).
-    generated_histograms: (runs, C) the same for the generated rows.
-    num_real: n, real rows clustered.
-    num_generated: m, generated rows clustered.
-    num_resamples: B.
-    num_angles: points on the curve.
-    beta: the F_beta summary's beta.
-
-  Returns:
-    (B, 2) float32 replicates of (F_beta, F_1/beta).
-  """
-  def one(k):
-    kp, kq = jax.random.split(k)
-    p = _resample_histograms(kp, real_histograms, num_real)
-    q = _resample_histograms(kq, generated_histograms, num_generated)
-    curves = jax.vmap(lambda a, b: fdiv.pr_curve(
-        a, b, num_angles=num_angles, beta=beta))(p, q)
-    curve = fdiv.curve_from_precision(jnp.mean(curves.precision, axis=0),
-                                      curves.slopes[0], beta=beta)
-    return jnp.stack(fdiv.max_f_beta(
-        curve.precision, jnp.mean(curves.recall, axis=0), beta=beta))
-
-  keys = jax.random.split(key, num_resamples)
-  return lax.map(one, keys)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "num_resamples", "num_angles", "beta"))
-def classifier_bootstrap(key, logits_real, logits_generated, *,
-                         num_resamples: int, num_angles: int = 1001,
-                         beta: float = 8.0):
-  """(B, 2) replicates of the classifier curve's (F_beta, F_1/beta).
-
-  The held-out scores of the fitted ensemble are resampled with replacement
-  (real and generated independently) and the curve alpha(lam) = min_t
-  lam FNR(t) + FPR(t) is recomputed; the probes are held fixed.
-
-  Args:
-    key: PRNG key.
-    logits_real: (N_test,) held-out real scores
-      (`ClassifierPRCurve.logits_real`).
-    logits_generated: (M_test,) held-out generated scores.
-    num_resamples: B.
-    num_angles: points on the curve.
-    beta: the F_beta summary's beta.
-
-  Returns:
-    (B, 2) float32 replicates of (F_beta, F_1/beta).
-  """
-  n, m = logits_real.shape[0], logits_generated.shape[0]
-
-  def one(k):
-    kr, kg = jax.random.split(k)
-    lr = logits_real[jax.random.randint(kr, (n,), 0, n)]
-    lg = logits_generated[jax.random.randint(kg, (m,), 0, m)]
-    curve = prd_lib._curve_from_scores(  # pylint: disable=protected-access
-        lr, lg, num_angles=num_angles, beta=beta)
-    return jnp.stack([curve.f_beta, curve.f_inv_beta])
-
-  return lax.map(one, jax.random.split(key, num_resamples))
 
 
 def expected_coverage(num_real: int, num_generated: int, k: int) -> float:
@@ -270,7 +183,7 @@ def _knn_and_prd(real, generated, cfg, keys):
                              dc.real_covered], axis=1),
       num_resamples=num_b), level=level)
   prd_ci = ci_lib.normal_intervals(
-      [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
+      [prd_res.f_beta, prd_res.f_inv_beta], bootstrap.prd_bootstrap(
           key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
           num_real=len(sub_real), num_generated=len(sub_gen),
           num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
@@ -334,7 +247,7 @@ def precision_recall_family(inputs: EvalInputs,
     density = float(dc.density)
     num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
     clf_ci = ci_lib.normal_intervals(
-        [clf.f_beta, clf.f_inv_beta], classifier_bootstrap(
+        [clf.f_beta, clf.f_inv_beta], bootstrap.classifier_bootstrap(
             key_clf_b, clf.logits_real, clf.logits_generated,
             num_resamples=num_b, num_angles=int(clf.slopes.shape[0])),
         level=level)
