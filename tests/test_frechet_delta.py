@@ -117,7 +117,7 @@ def _fid_family(real, generated, **cfg):
   from gendiag.data.inputs import EvalInputs  # pylint: disable=g-import-not-at-top
   from gendiag.report.families import fid  # pylint: disable=g-import-not-at-top
   inputs = EvalInputs(real=real, generated={"a": generated},
-                             config={"fid": dict(num_resamples=8, **cfg)})
+                      config={"fid": dict(num_resamples=8, **cfg)})
   return fid.fid_family(inputs, __import__("jax").random.key(0))
 
 

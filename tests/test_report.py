@@ -102,7 +102,7 @@ def test_broken_image_is_detected(written):
 
 def test_subsample_is_seeded_nested_and_shared_by_name():
   inputs = EvalInputs(real=np.zeros((50, 2), np.float32),
-                             generated={}, config={"seed": 4})
+                      generated={}, config={"seed": 4})
   small = report.subsample_index(inputs, "m", 50, 10)
   large = report.subsample_index(inputs, "m", 50, 30)
   assert len(set(small)) == 10 and set(small) <= set(large)
@@ -170,7 +170,7 @@ def test_references_are_shown_beside_the_values(tmp_path):
                               rows_used=[5, 5]),
             "t": report.entry(1.5, reference=report.entry(3.0))}}
   inputs = EvalInputs(real=np.zeros((5, 2), np.float32),
-                             generated={"a": np.zeros((4, 2), np.float32),
+                      generated={"a": np.zeros((4, 2), np.float32),
                                         "b": np.ones((5, 2), np.float32)})
   report.write_report(str(tmp_path), inputs, {"fam": out}, {"seed": 0})
   saved = json.load(open(tmp_path / "metrics.json"))

@@ -50,9 +50,9 @@ def inputs_from_files(config) -> EvalInputs:
     path = config.get(field, "")
     optional[field] = io.load_features(path, name=field) if path else None
   return EvalInputs(real=real, generated=generated,
-                           real_labels=real_labels,
-                           generated_labels=generated_labels, config=config,
-                           **optional)
+                    real_labels=real_labels,
+                    generated_labels=generated_labels, config=config,
+                    **optional)
 
 
 def build_inputs(config, key) -> EvalInputs:

@@ -145,24 +145,26 @@ def cas_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     # same seeds), already part of every CASResult.
     entries = {
         "cas": registry.entry(res.cas, ci=ci_lib.mean_interval(res.top1),
-                            std=res.cas_std, zero_classes=zero,
-                            missing_classes=np.flatnonzero(
-                                np.asarray(res.missing_classes)).tolist(),
-                            per_class=np.asarray(res.per_class).mean(0),
-                            reference=registry.entry(
-                                res.real_cas, ci=ci_lib.mean_interval(res.real_top1))),
+                              std=res.cas_std, zero_classes=zero,
+                              missing_classes=np.flatnonzero(
+                                  np.asarray(res.missing_classes)).tolist(),
+                              per_class=np.asarray(res.per_class).mean(0),
+                              reference=registry.entry(
+                                  res.real_cas,
+                                  ci=ci_lib.mean_interval(res.real_top1))),
         f"cas_top{res.top_k}": registry.entry(
             res.cas_topk, ci=ci_lib.mean_interval(res.topk),
             reference=registry.entry(res.real_topk)),
-        "cas_real": registry.entry(res.real_cas, ci=ci_lib.mean_interval(res.real_top1),
-                                 std=res.real_std),
+        "cas_real": registry.entry(res.real_cas,
+                                   ci=ci_lib.mean_interval(res.real_top1),
+                                   std=res.real_std),
         "cas_gap": registry.entry(res.gap, ci=ci_lib.mean_interval(
             np.asarray(res.real_top1) - np.asarray(res.top1)),
-                                std=res.gap_std),
+                                  std=res.gap_std),
     }
     for f, nas_row in zip(res.nas_fractions, np.asarray(res.nas_top1)):
-      entries[f"nas_{100 * f:g}%"] = registry.entry(nas_row.mean(),
-                                                  ci=ci_lib.mean_interval(nas_row))
+      entries[f"nas_{100 * f:g}%"] = registry.entry(
+          nas_row.mean(), ci=ci_lib.mean_interval(nas_row))
     out.metrics[name] = entries
     findings = []
     if zero:

@@ -37,7 +37,7 @@ DESCRIPTION = (
 
 def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   cfg = registry.family_config(inputs, "fid", num_resamples=50, level=0.95,
-                             interval="auto")
+                               interval="auto")
   if cfg["interval"] not in ("auto", "delta", "bootstrap"):
     raise ValueError(f"fid.interval must be 'auto', 'delta' or 'bootstrap'; "
                      f"got {cfg['interval']!r}.")
@@ -78,13 +78,13 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     ref = reference or {}
     return {
         "fid": registry.entry(res.fid, ci=ci_lib.as_ci(fid_ci),
-                            reference=ref.get("fid")),
+                              reference=ref.get("fid")),
         "fid_mean_term": registry.entry(res.mean_term,
-                                      ci=ci_lib.as_ci(terms_ci[0]),
-                                      reference=ref.get("fid_mean_term")),
+                                        ci=ci_lib.as_ci(terms_ci[0]),
+                                        reference=ref.get("fid_mean_term")),
         "fid_trace_term": registry.entry(res.trace_term,
-                                       ci=ci_lib.as_ci(terms_ci[1]),
-                                       reference=ref.get("fid_trace_term")),
+                                         ci=ci_lib.as_ci(terms_ci[1]),
+                                         reference=ref.get("fid_trace_term")),
     }, fid_ci, float(res.fid)
 
   for i, (name, features) in enumerate(inputs.generated.items()):

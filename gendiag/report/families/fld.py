@@ -269,11 +269,11 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     metrics = {
         "fld": registry.entry(res.fld, ci=ci_lib.seed_interval(
             float(res.fld), seed_fld, 100.0 * sd_test, level=level),
-                            seeds=seed_fld, baseline_nll=float(base.nll),
-                            baseline_size=size,
-                            fit_epochs=int(res.fit_epochs),
-                            fit_converged=bool(res.fit_converged),
-                            num_generated_used=n_used),
+                              seeds=seed_fld, baseline_nll=float(base.nll),
+                              baseline_size=size,
+                              fit_epochs=int(res.fit_epochs),
+                              fit_converged=bool(res.fit_converged),
+                              num_generated_used=n_used),
         "fld_gap": registry.entry(
             res.gap, ci=ci_lib.seed_interval(
                 float(res.gap), seed_gap,
@@ -298,7 +298,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             seed_ct.append(float(again.c_t))
         metrics["c_t"] = registry.entry(ct.c_t, ci=ci_lib.seed_interval(
             float(ct.c_t), seed_ct, _ct_null_std(ct), level=level),
-                                      seeds=seed_ct)
+                                        seeds=seed_ct)
       elif why:
         ct_notes.add(why)
     out.metrics[name] = metrics

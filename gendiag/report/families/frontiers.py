@@ -245,10 +245,10 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     null_fi_ci = ci_lib.as_ci(np.asarray(null.frontier_integral_ci))
   null_entries = {
       "mauve_null": registry.entry(null_mauve, null_mauve_ci,
-                                 std=null_mauves.std(ddof=ddof),
-                                 splits=null_mauves),
+                                   std=null_mauves.std(ddof=ddof),
+                                   splits=null_mauves),
       "fi_null": registry.entry(null_fi, null_fi_ci,
-                              std=null_fis.std(ddof=ddof), splits=null_fis)}
+                                std=null_fis.std(ddof=ddof), splits=null_fis)}
   results, unconverged = {}, []
   for i, (name, generated) in enumerate(inputs.generated.items()):
     generated = np.asarray(generated, np.float32)
@@ -265,9 +265,9 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                              settings)
     row = {
         "mauve": registry.entry(res.mauve, res.mauve_ci, std=res.mauve_std,
-                              mauve_star=res.mauve_star,
-                              num_clusters=res.num_clusters,
-                              reference=null_entries["mauve_null"]),
+                                mauve_star=res.mauve_star,
+                                num_clusters=res.num_clusters,
+                                reference=null_entries["mauve_null"]),
         "mauve_null": null_entries["mauve_null"],
         "frontier_integral": registry.entry(
             res.frontier_integral, res.frontier_integral_ci,
@@ -290,7 +290,7 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
           clf.mauve, clf.mauve_ci, heldout_accuracy=clf.heldout_accuracy,
           ratio_mean_generated=clf.ratio_mean_generated)
       row["fi_clf"] = registry.entry(clf.frontier_integral,
-                                   clf.frontier_integral_ci)
+                                     clf.frontier_integral_ci)
     out.metrics[name] = row
 
     upper = float(res.mauve_ci[1]) if res.mauve_ci is not None else float(

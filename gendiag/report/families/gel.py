@@ -270,11 +270,11 @@ def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   out = registry.FamilyOutput()
   cap = int(cfg["max_samples"])
   real, real_labels = sampling.subsample_rows(inputs, "real", cap, inputs.real,
-                                            inputs.real_labels)
+                                              inputs.real_labels)
   real, real_labels = jnp.asarray(real, jnp.float32), np.asarray(real_labels)
   if sampling.subsample_note(inputs, cap, "the kid interval, mmd and gel"):
     out.notes.append(sampling.subsample_note(inputs, cap,
-                                           "the kid interval, mmd and gel"))
+                                             "the kid interval, mmd and gel"))
   num_classes = int(max([real_labels.max()] + [
       np.max(v) for v in inputs.generated_labels.values()])) + 1
   weights, sources, infeasible, refs = {}, {}, [], {}
@@ -321,14 +321,14 @@ def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             chi2_p_value=test.chi2_p_value, num_moments=test.num_moments,
             residual=test.residual),
         "gel_p_value": registry.entry(test.p_value,
-                                    null_unsolved=test.null_unsolved),
+                                      null_unsolved=test.null_unsolved),
         "gel_mode_dropping": registry.entry(
             modes.hellinger_to_real, ci=ci_lib.as_ci(h_ci[0]),
             status=_status(modes.one_sample_status),
             masses=modes.real_masses, rows_used=[len(real), len(gen)],
             reference=refs[len(gen)]["gel_mode_dropping"]),
         "gel_mode_recovery": registry.entry(modes.hellinger_to_generated,
-                                          ci=ci_lib.as_ci(h_ci[1])),
+                                            ci=ci_lib.as_ci(h_ci[1])),
         "gel_dropped_classes": registry.entry(
             len(dropped), ci=ci_lib.count_interval(len(dropped), reps[:, 2],
                                                    level=level),

@@ -32,7 +32,7 @@ DESCRIPTION = (
 
 def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   cfg = registry.family_config(inputs, "kid", num_subsets=100, subset_size=1000,
-                             num_resamples=100, max_samples=5000)
+                               num_resamples=100, max_samples=5000)
   out = registry.FamilyOutput()
   smallest = min([inputs.real.shape[0]]
                  + [g.shape[0] for g in inputs.generated.values()])
@@ -59,15 +59,16 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                                  num_resamples=cfg["num_resamples"])
     extra = {} if rows_used is None else {"rows_used": rows_used}
     return registry.entry(res.mean, ci=(boot.ci_low, boot.ci_high),
-                        std=res.std, stderr=res.stderr, reference=reference,
-                        **extra), res, boot
+                          std=res.std, stderr=res.stderr, reference=reference,
+                          **extra), res, boot
 
   refs = {}
   means, lows, highs = [], [], []
   for i, (name, features) in enumerate(inputs.generated.items()):
     size = features.shape[0]
     if size not in refs:
-      sets, ref_cap, held_cap = sampling.capped_reference(inputs, size, cap, real_cap)
+      sets, ref_cap, held_cap = sampling.capped_reference(
+          inputs, size, cap, real_cap)
       refs[size] = kid_entry(sets.real, ref_cap, sets.heldout, held_cap,
                              jax.random.fold_in(key, 0x7EF + size))[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")

@@ -33,7 +33,7 @@ DESCRIPTION = (
 
 def mmd_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   cfg = registry.family_config(inputs, "mmd", num_permutations=200,
-                             num_resamples=200, max_samples=2000, alpha=0.05)
+                               num_resamples=200, max_samples=2000, alpha=0.05)
   kernel = kernels.Gaussian(kernels.median_heuristic(inputs.real))
   out = registry.FamilyOutput()
   cap = int(cfg["max_samples"])
@@ -61,8 +61,8 @@ def mmd_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                                  num_resamples=cfg["num_resamples"])
     out.metrics[name] = {
         "mmd2": registry.entry(res.statistic, ci=(boot.ci_low, boot.ci_high),
-                             reference=refs[size],
-                             rows_used=[len(real), len(gen)]),
+                               reference=refs[size],
+                               rows_used=[len(real), len(gen)]),
         "mmd_p_value": registry.entry(res.p_value)}
     if float(res.p_value) < cfg["alpha"]:
       out.findings[name] = [

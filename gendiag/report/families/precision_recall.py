@@ -257,11 +257,11 @@ def precision_recall_family(inputs: EvalInputs,
              "coverage": dict(k=cfg["prdc_k"], expected_if_equal=expected)}
     out.metrics[name] = {
         **{score: registry.entry(value, ci=ci, reference=ref[score],
-                               **extra.get(score, {}))
+                                 **extra.get(score, {}))
            for score, (value, ci) in scores.items()},
         "clf_f8": registry.entry(clf.f_beta, ci=clf_ci[0]),
         "clf_f1_8": registry.entry(clf.f_inv_beta, ci=clf_ci[1],
-                                 heldout_accuracy=clf.heldout_accuracy),
+                                   heldout_accuracy=clf.heldout_accuracy),
     }
     if not bool(np.all(np.asarray(prd_res.converged))):
       out.notes.append(f"{name}: k-means did not converge in some PRD runs "
