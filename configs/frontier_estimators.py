@@ -10,7 +10,7 @@ cores:
   python experiments/frontier_estimators.py --workdir=/tmp/frontier_estimators
 
 Expected (seed 0; see the module docstring of
-gendiag/evaluators/frontier_experiment.py): with k = n/10 the
+gendiag/experiments/frontier_estimators.py): with k = n/10 the
 Krichevsky-Trofimov, Braess-Sauer and Good-Turing estimators have lower
 error than the empirical one; with the empirical estimator k = 5 n^(1/3) has
 the lowest error at the largest n, and the n/10 rule's error does not shrink

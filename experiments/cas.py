@@ -7,10 +7,10 @@ Writes report.md (with the per-class table), metrics.json and PNGs
 --workdir, and logs one JSON line per model.
 """
 
-from gendiag.evaluators import cas
+from gendiag.experiments import cas
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(cas.experiment, "cas",
+  _binary.run(cas.run, "cas",
               "Directory for the report.")

@@ -7,10 +7,10 @@ r"""Diagnose generative models: which failure does each one have?
 Writes report.md, metrics.json and PNG figures into --workdir.
 """
 
-from gendiag import diagnose
+from gendiag.experiments import diagnose
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(diagnose.diagnose, "diagnose",
+  _binary.run(diagnose.run, "diagnose",
               "Directory for the report.")

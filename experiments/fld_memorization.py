@@ -10,9 +10,9 @@ results.json, report.md and fld_memorization.png (each metric against the
 copied fraction) into --workdir.
 """
 
-from gendiag.evaluators import fld
+from gendiag.experiments import fld_memorization
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(fld.experiment, "fld_memorization")
+  _binary.run(fld_memorization.run, "fld_memorization")

@@ -11,9 +11,9 @@ Writes results.json, table.md and frontier_estimators.png into --workdir and
 logs a line per (distribution, rule, n) as it goes.
 """
 
-from gendiag.evaluators import frontier_experiment  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.experiments import frontier_estimators
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(frontier_experiment.experiment, "frontier_estimators")
+  _binary.run(frontier_estimators.run, "frontier_estimators")

@@ -11,9 +11,9 @@ Writes metrics.jsonl (a line per model, as it goes), results.json,
 table.md and gel_mode_dropping.png into --workdir.
 """
 
-from gendiag.evaluators import gel_experiment  # noqa: E402  pylint: disable=g-import-not-at-top
+from gendiag.experiments import gel_mode_dropping
 import _binary  # experiments/_binary.py, beside this file
 
 
 if __name__ == "__main__":
-  _binary.run(gel_experiment.experiment, "gel_mode_dropping")
+  _binary.run(gel_mode_dropping.run, "gel_mode_dropping")

@@ -27,10 +27,10 @@ def smoke_run(tmp_path_factory):
   default suite pays for one end-to-end run.
   """
   from configs import diagnose as diagnose_config  # pylint: disable=g-import-not-at-top
-  from gendiag import diagnose  # pylint: disable=g-import-not-at-top
+  from gendiag.experiments import diagnose  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp("diag"))
   config = diagnose_config.get_config("smoke")
-  return workdir, diagnose.diagnose(config, workdir)
+  return workdir, diagnose.run(config, workdir)
 
 
 @pytest.fixture

@@ -10,9 +10,10 @@ import pytest
 from configs import cas as cas_config
 from gendiag import classification_accuracy_score
 from gendiag import CASResult
-from gendiag import report
+from gendiag.data.inputs import EvalInputs
 from gendiag.data import digits
-from gendiag.evaluators import cas as cas_family
+from gendiag.experiments import cas as cas_experiment
+from gendiag.report.families import cas as cas_family
 from gendiag.metrics import cas
 
 SMALL = cas.Recipe(hidden=(16,), steps=60, batch_size=32,
@@ -216,7 +217,7 @@ def test_bad_inputs_raise(corners, override, match):
 def test_report_family_on_features_flags_the_dropped_model(corners):
   (xr, yr), (xg, yg), _ = corners
   keep = yg != 2
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=np.concatenate([xr, xr + 0.01]), real_labels=np.tile(yr, 2),
       generated={"good": xg, "dropped": xg[keep], "unlabelled": xg},
       generated_labels={"good": yg, "dropped": yg[keep]},
@@ -235,7 +236,7 @@ def test_report_family_on_features_flags_the_dropped_model(corners):
 
 
 def test_experiment_smoke_config_end_to_end(tmp_path):
-  metrics = cas_family.experiment(cas_config.get_config("smoke"),
+  metrics = cas_experiment.run(cas_config.get_config("smoke"),
                                   str(tmp_path))
   models = metrics["models"]
   assert set(models) == {"good", "dropped", "imbalanced", "blurred",

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from configs import diagnose as diagnose_config
-from gendiag import diagnose
 from gendiag import report
+from gendiag.data.inputs import EvalInputs
+from gendiag.experiments import diagnose
 from tests.test_verdicts import ALSO_ALLOWED
 from tests.test_verdicts import SIGNS
 
@@ -89,20 +90,20 @@ def test_mixture_default_is_still_available(tmp_path):
   config = diagnose_config.get_config("smoke")
   config.default.data = "mixture"
   config.metrics = "fid,cas"
-  out = diagnose.diagnose(config, str(tmp_path))
+  out = diagnose.run(config, str(tmp_path))
   assert set(out["models"]) == {"good", "dropped", "imbalanced",
                                 "memorized", "noisy", "shrunk"}
   assert out["models"]["dropped"]["cas"]["zero_classes"] == [3, 8]
   config.default.data = "cifar"
   with pytest.raises(ValueError, match="digits' or 'mixture"):
-    diagnose.diagnose(config, str(tmp_path / "w"))
+    diagnose.run(config, str(tmp_path / "w"))
 
 
 def test_reproducible_for_a_seed(tmp_path, smoke_run):
   _, first = smoke_run
   config = diagnose_config.get_config("smoke")
   config.metrics = "kid,fid"
-  again = diagnose.diagnose(config, str(tmp_path))
+  again = diagnose.run(config, str(tmp_path))
   for model in first["models"]:
     assert again["models"][model]["kid"] == first["models"][model]["kid"]
 
@@ -117,29 +118,28 @@ def test_user_files_and_validation(tmp_path, rng):
   config.generated = f"a={tmp_path}/a.npy,b={tmp_path}/b.npz:f"
   config.kid.subset_size = 50
   config.metrics = "fid,kid"  # file loading is the point, not the families
-  out = diagnose.diagnose(config, str(tmp_path / "w"))
+  out = diagnose.run(config, str(tmp_path / "w"))
   assert out["models"]["a"]["fid"]["value"] > out["models"]["b"]["fid"]["value"]
   config.generated = f"a={tmp_path}/missing.npy"
   with pytest.raises(ValueError, match="no such file"):
-    diagnose.diagnose(config, str(tmp_path / "w2"))
+    diagnose.run(config, str(tmp_path / "w2"))
   config.real = ""
   with pytest.raises(ValueError, match="config.real"):
-    diagnose.diagnose(config, str(tmp_path / "w3"))
+    diagnose.run(config, str(tmp_path / "w3"))
 
 
 def test_family_missing_needs_is_skipped_with_note(tmp_path):
-  @report.register("_needs_train_test_only", needs=("train", "test"))
   def _family(inputs, key):  # pylint: disable=unused-argument
     raise AssertionError("must not run")
-  try:
-    inputs = report.EvalInputs(real=np.zeros((4, 2), np.float32),
-                               generated={"m": np.ones((4, 2), np.float32)})
-    out = report.run_families(inputs, None, ["_needs_train_test_only"])
-    assert "skipped" in out["_needs_train_test_only"].notes[0]
-  finally:
-    del report.REGISTRY["_needs_train_test_only"]
+  family = report.Family("_needs_train_test_only", _family,
+                         needs=("train", "test"))
+  inputs = EvalInputs(real=np.zeros((4, 2), np.float32),
+                      generated={"m": np.ones((4, 2), np.float32)})
+  out = report.run_families(inputs, None, ["_needs_train_test_only"],
+                            registry={family.name: family})
+  assert "skipped" in out["_needs_train_test_only"].notes[0]
   with pytest.raises(ValueError, match="unknown metric families"):
-    report.select("fid,nope")
+    report.select("fid,nope", report.REGISTRY)
 
 
 def test_binary_runs_and_rejects_unknown_config_keys(tmp_path):

@@ -452,15 +452,15 @@ def test_bad_inputs_raise():
 
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_report_family_flags_the_memorizing_model():
-  from gendiag import report  # pylint: disable=g-import-not-at-top
-  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.data.inputs import EvalInputs  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fld as fld_family  # pylint: disable=g-import-not-at-top
   train, real_half, good = _mixture_sets(20)
   _, other_half, _ = _mixture_sets(21)
   real = np.empty((200, 8), np.float32)
   real[::2], real[1::2] = real_half, other_half
   memorized = good.copy()
   memorized[:50] = train[10:60]
-  inputs = report.EvalInputs(real=real, generated={
+  inputs = EvalInputs(real=real, generated={
       "good": good, "memorized": memorized}, train=train)
   out = fld_family.fld_family(inputs, KEY)
   good_m, mem_m = out.metrics["good"], out.metrics["memorized"]

@@ -114,11 +114,11 @@ def test_fid_equals_fid():
 
 
 def _fid_family(real, generated, **cfg):
-  from gendiag import report  # pylint: disable=g-import-not-at-top
-  from gendiag.evaluators import distances  # pylint: disable=g-import-not-at-top
-  inputs = report.EvalInputs(real=real, generated={"a": generated},
-                             config={"fid": dict(num_resamples=8, **cfg)})
-  return distances.fid_family(inputs, __import__("jax").random.key(0))
+  from gendiag.data.inputs import EvalInputs  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fid  # pylint: disable=g-import-not-at-top
+  inputs = EvalInputs(real=real, generated={"a": generated},
+                      config={"fid": dict(num_resamples=8, **cfg)})
+  return fid.fid_family(inputs, __import__("jax").random.key(0))
 
 
 def test_report_interval_is_the_delta_methods_where_sets_exceed_d():

@@ -10,7 +10,7 @@ from scipy import integrate
 from scipy import stats
 
 from configs import frontier_estimators as config_lib
-from gendiag.evaluators import frontier_experiment as fx
+from gendiag.experiments import frontier_estimators as fx
 from gendiag.metrics import frontiers
 from gendiag.metrics import smoothing
 
@@ -72,7 +72,7 @@ def test_fi_by_estimator_matches_the_library_per_estimator():
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_smoke_config_end_to_end(tmp_path):
   config = config_lib.get_config("smoke")
-  results = fx.experiment(config, str(tmp_path))
+  results = fx.run(config, str(tmp_path))
   for name in ("results.json", "table.md", "frontier_estimators.png"):
     assert os.path.getsize(tmp_path / name) > 100
   saved = json.load(open(tmp_path / "results.json"))  # strict JSON

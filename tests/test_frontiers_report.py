@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from gendiag import report
+from gendiag.data.inputs import EvalInputs
 from gendiag.data import synthetic
-from gendiag.evaluators import frontiers as frontiers_family
+from gendiag.report.families import frontiers as frontiers_family
 
 CONFIG = {"frontiers": dict(num_resamples=30, num_restarts=2, max_iters=100,
                             classifier_steps=150, null_splits=2)}
@@ -25,7 +26,7 @@ def family_output():
                                         np.ones(5), 400)
   dropped, _ = synthetic.drop_classes(keys[4], pool, pool_labels, [1, 2],
                                       400)
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=np.asarray(real), real_labels=np.asarray(real_labels),
       generated={"good": np.asarray(good), "dropped": np.asarray(dropped)},
       config=CONFIG)

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from gendiag.data import synthetic
-from gendiag.evaluators import gel as gel_family
+from gendiag.report.families import gel as gel_family
 from gendiag.ops import kernels
 from gendiag.metrics import gel as gel_lib
 from gendiag.ops import gel_dual

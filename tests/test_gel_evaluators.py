@@ -9,9 +9,10 @@ import pytest
 
 from configs import gel_mode_dropping as experiment_config
 from gendiag import report
+from gendiag.data.inputs import EvalInputs
 from gendiag.data import synthetic
-from gendiag.evaluators import gel as gel_family
-from gendiag.evaluators import gel_experiment
+from gendiag.experiments import gel_mode_dropping as gel_experiment
+from gendiag.report.families import gel as gel_family
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def family_output():
       keys[3], pool, pool_labels, np.ones(5), 400)
   dropped, dropped_labels = synthetic.drop_classes(
       keys[4], pool, pool_labels, [1, 2], 400)
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=np.asarray(real), real_labels=np.asarray(real_labels),
       generated={"good": np.asarray(good), "dropped": np.asarray(dropped)},
       generated_labels={"good": np.asarray(good_labels)},  # dropped: k-NN
@@ -56,7 +57,7 @@ def test_family_reports_the_test_masses_table_and_figure(family_output,
 @pytest.mark.slow  # smoke-size end to end (tens of seconds of compiles)
 def test_experiment_smoke_end_to_end(tmp_path):
   config = experiment_config.get_config("smoke")
-  results = gel_experiment.experiment(config, str(tmp_path))
+  results = gel_experiment.run(config, str(tmp_path))
   res = results["datasets"]["mixture"]
   num_models = len(config.dropping_levels) + len(config.imbalance_levels)
   assert len(res["models"]) == num_models
@@ -85,7 +86,7 @@ def test_a_model_off_the_real_data_gets_its_own_finding_not_class_findings():
   fake, fake_labels = synthetic.sample_mixture(keys[2], mix, 240)
   blurred = np.asarray(fake) + 4.0 * np.asarray(
       jax.random.normal(keys[3], fake.shape))
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=np.asarray(real), real_labels=np.asarray(real_labels),
       generated={"blurred": blurred},
       generated_labels={"blurred": np.asarray(fake_labels)},

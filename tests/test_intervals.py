@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 
 from gendiag import report
+from gendiag.data.inputs import EvalInputs
 from gendiag.ops import intervals as ci_lib
-from gendiag.evaluators import precision_recall as pr_family
+from gendiag.report import bootstrap
+from gendiag.report.families import precision_recall as pr_family
 
 KEY = jax.random.key(0)
 
@@ -72,7 +74,7 @@ def test_prd_bootstrap_contains_estimate_and_shrinks():
   curve = fdiv.pr_curve(p[0], q[0], num_angles=201)
   widths = []
   for n in (100, 2500):
-    reps = pr_family.prd_bootstrap(KEY, p, q, num_real=n, num_generated=n,
+    reps = bootstrap.prd_bootstrap(KEY, p, q, num_real=n, num_generated=n,
                                    num_resamples=200, num_angles=201)
     ci = ci_lib.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
     assert _contains(ci[0], float(curve.f_beta))
@@ -91,7 +93,7 @@ def test_classifier_bootstrap_contains_estimate_and_shrinks():
     real = np.float32(rng.normal(1.0, 1.0, n))
     gen = np.float32(rng.normal(0.0, 1.0, n))
     curve = prd.pr_curve_from_scores(real, gen, num_angles=201)
-    reps = pr_family.classifier_bootstrap(KEY, real, gen, num_resamples=200,
+    reps = bootstrap.classifier_bootstrap(KEY, real, gen, num_resamples=200,
                                           num_angles=201)
     ci = ci_lib.normal_intervals([curve.f_beta, curve.f_inv_beta], reps)
     assert _contains(ci[0], float(curve.f_beta))
@@ -125,7 +127,7 @@ def test_precision_recall_family_has_intervals_everywhere():
   real, labels = _mixture(rng, 200)
   good, _ = _mixture(rng, 200)
   dropped, _ = _mixture(rng, 200, classes=(0, 1, 3, 4))
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=real, real_labels=labels,
       generated={"good": good, "dropped": dropped},
       config={"precision_recall": dict(prd_runs=2, classifier_runs=2,
@@ -166,13 +168,12 @@ def test_normal_intervals_skip_non_finite_replicates():
 
 
 def test_fid_term_replicates_are_fid_bootstrap_resamples():
-  from gendiag.evaluators import distances as dist_family  # pylint: disable=g-import-not-at-top
   from gendiag.metrics import frechet  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(7)
   real = np.float32(rng.normal(size=(150, 4)))
   gen = np.float32(rng.normal(0.3, 1.2, size=(120, 4)))
-  reps = np.asarray(dist_family.fid_term_replicates(real, gen, KEY,
-                                                    num_resamples=20))
+  reps = np.asarray(frechet.fid_term_replicates(real, gen, KEY,
+                                                num_resamples=20))
   boot = frechet.fid_bootstrap(real, gen, key=KEY, num_resamples=20)
   np.testing.assert_allclose(reps[:, 0], np.asarray(boot.replicates),
                              rtol=1e-5, atol=1e-6)
@@ -181,7 +182,7 @@ def test_fid_term_replicates_are_fid_bootstrap_resamples():
 
 
 def test_fld_train_nlls_are_the_gap_term_row_by_row():
-  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fld as fld_family  # pylint: disable=g-import-not-at-top
   from gendiag.metrics import fld as fld_lib  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(8)
   train = np.float32(rng.normal(size=(120, 6)))
@@ -208,7 +209,7 @@ def _labelled_inputs(n, config, seed=11):
   train, _ = _mixture(rng, n)
   memorized = good.copy()
   memorized[: n // 4] = train[: n // 4]
-  return report.EvalInputs(
+  return EvalInputs(
       real=real, real_labels=labels, train=train,
       generated={"good": good, "dropped": dropped, "memorized": memorized},
       generated_labels={"good": good_labels, "dropped": dropped_labels,
@@ -218,7 +219,7 @@ def _labelled_inputs(n, config, seed=11):
 
 @pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_gel_family_intervals():
-  from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import gel as gel_family  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {"gel": dict(
       num_witnesses=16, num_permutations=19, num_resamples=12)})
   out = gel_family.gel_family(inputs, KEY)
@@ -242,7 +243,6 @@ def test_gel_family_intervals():
 
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
-  from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
   from gendiag.metrics import gel_modes  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {})
   real, gen = inputs.real, inputs.generated["good"]
@@ -251,7 +251,7 @@ def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
   est = gel_modes.gel_mode_probabilities(
       real, gen, labels, generated_labels=gen_labels, witnesses=witnesses,
       kernel="gaussian", num_classes=5)
-  reps = np.asarray(gel_family.mode_bootstrap(
+  reps = np.asarray(bootstrap.mode_bootstrap(
       KEY, real, gen, labels, gen_labels, witnesses, 0.1, num_resamples=12,
       objective="et", kernel="gaussian", num_classes=5, class_moments=8))
   assert reps.shape == (12, 4)
@@ -264,7 +264,7 @@ def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
 
 @pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_fld_family_intervals():
-  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fld as fld_family  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {"fld": dict(num_seeds=2, num_resamples=100,
                                               max_epochs=20)})
   out = fld_family.fld_family(inputs, KEY)
@@ -281,14 +281,14 @@ def test_fld_family_intervals():
 
 @pytest.mark.slow  # GEL / FLD compiles: minutes on a shared 2-core machine
 def test_fld_interval_shrinks_with_the_test_set():
-  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fld as fld_family  # pylint: disable=g-import-not-at-top
   widths = []
   for n in (60, 600):
     rng = np.random.default_rng(12)
     train, _ = _mixture(rng, 200)
     gen, _ = _mixture(rng, 100)
     test, _ = _mixture(rng, n)
-    inputs = report.EvalInputs(
+    inputs = EvalInputs(
         real=test, test=test, train=train, generated={"m": gen},
         config={"fld": dict(num_seeds=1, num_resamples=200, max_epochs=20,
                             data_copying=False)})
@@ -298,13 +298,12 @@ def test_fld_interval_shrinks_with_the_test_set():
 
 
 def test_distance_families_have_intervals():
-  from gendiag.evaluators import distances as dist_family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import fid, kid, mmd  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(120, {
       "fid": dict(num_resamples=20), "mmd": dict(num_permutations=20,
                                                  num_resamples=20),
       "kid": dict(num_subsets=10, subset_size=60, num_resamples=20)})
-  for fn in (dist_family.fid_family, dist_family.kid_family,
-             dist_family.mmd_family):
+  for fn in (fid.fid_family, kid.kid_family, mmd.mmd_family):
     out = fn(inputs, KEY)
     _check_entries(out.metrics, exempt=("mmd_p_value",))
 
@@ -409,7 +408,7 @@ def test_mean_interval_is_the_t_interval_of_the_mean():
 
 def test_frontier_side_intervals_contain_and_shrink():
   from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
-  from gendiag.evaluators import frontiers as fam  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import frontiers as fam  # pylint: disable=g-import-not-at-top
   from gendiag.metrics import frontier_estimators as fe  # pylint: disable=g-import-not-at-top
   p = np.array([0.4, 0.3, 0.2, 0.1])
   q = np.array([0.05, 0.2, 0.3, 0.45])

@@ -166,9 +166,9 @@ def test_bad_inputs_raise():
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_fld_memorization_experiment_smoke(tmp_path):
   from configs import fld_memorization as config_lib  # pylint: disable=g-import-not-at-top
-  from gendiag.evaluators import fld as fld_family  # pylint: disable=g-import-not-at-top
+  from gendiag.experiments import fld_memorization  # pylint: disable=g-import-not-at-top
   config = config_lib.get_config("smoke")
-  out = fld_family.experiment(config, str(tmp_path))
+  out = fld_memorization.run(config, str(tmp_path))
   for name in ("metrics.jsonl", "results.json", "report.md",
                "fld_memorization.png"):
     assert os.path.getsize(tmp_path / name) > 100

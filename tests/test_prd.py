@@ -210,8 +210,8 @@ def test_prd_validation():
 
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_report_family_flags_a_dropped_mode():
-  from gendiag import report  # pylint: disable=g-import-not-at-top
-  from gendiag.evaluators import precision_recall as family  # pylint: disable=g-import-not-at-top
+  from gendiag.data.inputs import EvalInputs  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import precision_recall as family  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(20)
   labels = rng.integers(0, 5, 300)
   real = (CENTRES[labels] + rng.normal(size=(300, 8))).astype(np.float32)
@@ -219,7 +219,7 @@ def test_report_family_flags_a_dropped_mode():
   gen = (CENTRES[gen_labels] + rng.normal(size=(600, 8))).astype(np.float32)
   # Equal sizes: one compile of each metric serves both models.
   good, dropped = gen[:200], gen[200:][gen_labels[200:] != 2][:200]
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=real, real_labels=labels,
       generated={"good": good, "dropped": dropped},
       config={"precision_recall": dict(prd_runs=2, classifier_runs=2,
@@ -241,7 +241,7 @@ def test_report_family_flags_a_dropped_mode():
 
 
 def test_expected_coverage_matches_the_notes():
-  from gendiag.evaluators import precision_recall as family  # pylint: disable=g-import-not-at-top
+  from gendiag.report.families import precision_recall as family  # pylint: disable=g-import-not-at-top
   assert family.expected_coverage(10_000, 10_000, 3) == pytest.approx(
       0.875038, abs=1e-6)
   assert family.expected_coverage(10_000, 10_000, 5) == pytest.approx(

@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 from gendiag import report
+from gendiag.data.inputs import EvalInputs
+from gendiag.report import render
 
 
 def _outputs():
@@ -24,7 +26,7 @@ def _outputs():
 
 @pytest.fixture
 def written(tmp_path):
-  inputs = report.EvalInputs(
+  inputs = EvalInputs(
       real=np.zeros((5, 2), np.float32),
       generated={"a": np.zeros((5, 2), np.float32),
                  "b": np.ones((5, 2), np.float32)},
@@ -48,7 +50,7 @@ def test_metrics_json_and_markdown(written):
 def test_entry_and_table_formatting():
   e = report.entry(np.float32(1234567.0), ci=None, std=np.float32(2.0))
   assert e == {"value": 1234567.0, "ci": None, "std": 2.0}
-  assert report._format(1.2e-7) == "1.200e-07"  # pylint: disable=protected-access
+  assert render._format(1.2e-7) == "1.200e-07"  # pylint: disable=protected-access
   assert report.markdown_table(["m"], {}) == ""
 
 
@@ -99,8 +101,8 @@ def test_broken_image_is_detected(written):
 
 
 def test_subsample_is_seeded_nested_and_shared_by_name():
-  inputs = report.EvalInputs(real=np.zeros((50, 2), np.float32),
-                             generated={}, config={"seed": 4})
+  inputs = EvalInputs(real=np.zeros((50, 2), np.float32),
+                      generated={}, config={"seed": 4})
   small = report.subsample_index(inputs, "m", 50, 10)
   large = report.subsample_index(inputs, "m", 50, 30)
   assert len(set(small)) == 10 and set(small) <= set(large)
@@ -108,7 +110,7 @@ def test_subsample_is_seeded_nested_and_shared_by_name():
       inputs, "m", 50, 10))                      # reproducible
   assert report.subsample_index(inputs, "m", 50, 50) is None
   assert not np.array_equal(small, np.arange(10))  # not the first rows
-  other = report.EvalInputs(real=inputs.real, generated={}, config={"seed": 5})
+  other = EvalInputs(real=inputs.real, generated={}, config={"seed": 5})
   assert not np.array_equal(small, report.subsample_index(other, "m", 50, 10))
   x, labels = np.arange(50.0)[:, None], np.arange(50)
   sub_x, sub_labels = report.subsample_rows(inputs, "m", 10, x, labels)
@@ -131,7 +133,7 @@ def _class_sorted_inputs(cap):
                         max_samples=cap),
             "gel": dict(num_witnesses=8, num_permutations=19,
                         num_resamples=2, max_samples=cap)}
-  return report.EvalInputs(
+  return EvalInputs(
       real=real, real_labels=real_labels,
       generated={"shuffled": good, "sorted": good[order]},
       generated_labels={"shuffled": good_labels,
@@ -140,9 +142,9 @@ def _class_sorted_inputs(cap):
 
 def test_class_sorted_good_model_gets_the_shuffled_verdict():
   """Issue 18.1: the first 100 rows of a class-sorted file are two classes."""
-  from gendiag import evaluators  # noqa: F401  pylint: disable=g-import-not-at-top
   inputs = _class_sorted_inputs(cap=100)
-  outputs = report.run_families(inputs, jax.random.key(0), "mmd,kid,gel")
+  outputs = report.run_families(inputs, jax.random.key(0), "mmd,kid,gel",
+                                registry=report.REGISTRY)
   verdicts = report.verdicts(list(inputs.generated), outputs)
   assert verdicts["sorted"] == verdicts["shuffled"], verdicts
   assert verdicts["sorted"].startswith("no failure detected"), verdicts
@@ -167,8 +169,8 @@ def test_references_are_shown_beside_the_values(tmp_path):
       "b": {"s": report.entry(0.7, ci=(0.6, 0.8), reference=ref,
                               rows_used=[5, 5]),
             "t": report.entry(1.5, reference=report.entry(3.0))}}
-  inputs = report.EvalInputs(real=np.zeros((5, 2), np.float32),
-                             generated={"a": np.zeros((4, 2), np.float32),
+  inputs = EvalInputs(real=np.zeros((5, 2), np.float32),
+                      generated={"a": np.zeros((4, 2), np.float32),
                                         "b": np.ones((5, 2), np.float32)})
   report.write_report(str(tmp_path), inputs, {"fam": out}, {"seed": 0})
   saved = json.load(open(tmp_path / "metrics.json"))

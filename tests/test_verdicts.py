@@ -10,7 +10,7 @@ Slow: it runs every metric family once (a module fixture).
 import pytest
 
 from configs import diagnose as diagnose_config
-from gendiag import diagnose
+from gendiag.experiments import diagnose
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ SIGNS = {
 @pytest.fixture(scope="module")
 def verdicts(tmp_path_factory):
   config = diagnose_config.get_config("smoke")
-  out = diagnose.diagnose(config, str(tmp_path_factory.mktemp("verdicts")))
+  out = diagnose.run(config, str(tmp_path_factory.mktemp("verdicts")))
   return out["verdicts"]
 
 

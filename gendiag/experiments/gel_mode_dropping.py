@@ -38,6 +38,7 @@ import numpy as np
 from scipy import stats
 
 from gendiag import features as features_lib
+from gendiag import jsonl
 from gendiag.data import digits as digits_lib
 from gendiag.data import synthetic
 from gendiag.metrics import frechet
@@ -206,15 +207,17 @@ def _figure(results) -> Figure:
   return fig
 
 
-def experiment(config, workdir: str) -> dict:
+def run(config, workdir: str) -> dict:
   """Runs the grid on every dataset; writes results.json, table.md, PNG.
 
-  Also appends one JSON line per model to metrics.jsonl as it goes.
+  The library side of experiments/gel_mode_dropping.py. Also writes one JSON
+  line per model to metrics.jsonl as it goes (a new file per run).
   """
   os.makedirs(workdir, exist_ok=True)
   key = jax.random.key(config.seed)
   results = {"config": config.to_dict(), "datasets": {}}
-  with open(os.path.join(workdir, "metrics.jsonl"), "w") as log:
+  with jsonl.JsonLinesWriter(os.path.join(workdir, "metrics.jsonl"),
+                             mode="w") as log:
     for d, name in enumerate(config.datasets):
       data_key, model_key, metric_key = jax.random.split(
           jax.random.fold_in(key, d), 3)
@@ -234,8 +237,7 @@ def experiment(config, workdir: str) -> dict:
         row = {"dataset": name, "family": family, "degree": degree,
                "scores": scores, "gel_status": status}
         rows.append(row)
-        log.write(json.dumps(row) + "\n")
-        log.flush()
+        log.write(row)
         logging.info("%s model %d (%s, degree %.3g): gel %.3f, 1-recall %.3f "
                      "(%.0f s)", name, i, family, degree,
                      scores["gel_one_sample"], scores["1-recall"],

@@ -8,8 +8,8 @@ recipe trained on the training half is the "real" reference. Every model
 uses the same key, so all rows share seeds, initialisations and minibatch
 positions: differences between models are paired.
 
-`experiment(config, workdir)` is the library side of experiments/cas.py:
-CAS of the simulated digit models with the full NAS sweep.
+`gendiag.experiments.cas` runs this family alone on the simulated digit
+models with the full NAS sweep (experiments/cas.py).
 """
 
 from typing import Dict, Sequence
@@ -19,15 +19,35 @@ import jax
 from matplotlib.figure import Figure
 import numpy as np
 
-from gendiag import report
 from gendiag.data import digits
+from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import cas as cas_lib
 from gendiag.ops import intervals as ci_lib
+from gendiag.report import registry
+from gendiag.report import render
 
 DEFAULTS = dict(num_seeds=3, top_k=2, nas_fractions=(1.0,), test_fraction=0.5,
                 architecture="mlp", hidden=(128,), steps=400, batch_size=64,
                 learning_rate=3e-3, weight_decay=1e-4, gap_threshold=0.03,
                 sample_grid=True)
+
+DESCRIPTION = (
+    "Classification Accuracy Score (Ravuri & Vinyals 2019): a fixed "
+    "classifier recipe is trained only on each model's labelled samples "
+    "(one per real training example of the same class) and tested on "
+    "held-out real data; `cas_real` is the same recipe trained on real "
+    "data, `cas_gap` = real - CAS (higher = worse), `nas_*` the naive "
+    "augmentation score (real plus that share of generated samples). "
+    "The real-vs-real reference of `cas` is `cas_real` (the classifier "
+    "trained on as many real examples). "
+    "Intervals: 95% t-intervals over classifier seeds (training noise "
+    "only, not the test sample). Verdict rules: a class at 0% in every "
+    "seed is reported as not learnable from the model's samples; a gap "
+    "above `gap_threshold` (default 0.03) whose interval excludes 0 is "
+    "reported as a CAS shortfall. CAS is blind to memorisation (copies "
+    "score like real data) and, since training sets are label-matched, "
+    "mostly to class imbalance.")
+
 
 
 def _recipe(cfg) -> cas_lib.Recipe:
@@ -38,7 +58,7 @@ def _recipe(cfg) -> cas_lib.Recipe:
       weight_decay=float(cfg["weight_decay"]))
 
 
-def _pick_inputs(inputs: report.EvalInputs, models: Sequence[str]):
+def _pick_inputs(inputs: EvalInputs, models: Sequence[str]):
   """(real, {model: samples}, 'images' | 'features')."""
   if "real" in inputs.images and all(m in inputs.images for m in models):
     return (np.asarray(inputs.images["real"]),
@@ -85,26 +105,9 @@ def per_class_figure(results: Dict[str, cas_lib.CASResult]) -> Figure:
   return fig
 
 
-@report.register(
-    "cas", needs=("real_labels", "generated_labels"), description=(
-        "Classification Accuracy Score (Ravuri & Vinyals 2019): a fixed "
-        "classifier recipe is trained only on each model's labelled samples "
-        "(one per real training example of the same class) and tested on "
-        "held-out real data; `cas_real` is the same recipe trained on real "
-        "data, `cas_gap` = real - CAS (higher = worse), `nas_*` the naive "
-        "augmentation score (real plus that share of generated samples). "
-        "The real-vs-real reference of `cas` is `cas_real` (the classifier "
-        "trained on as many real examples). "
-        "Intervals: 95% t-intervals over classifier seeds (training noise "
-        "only, not the test sample). Verdict rules: a class at 0% in every "
-        "seed is reported as not learnable from the model's samples; a gap "
-        "above `gap_threshold` (default 0.03) whose interval excludes 0 is "
-        "reported as a CAS shortfall. CAS is blind to memorisation (copies "
-        "score like real data) and, since training sets are label-matched, "
-        "mostly to class imbalance."))
-def cas_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
-  cfg = report.family_config(inputs, "cas", **DEFAULTS)
-  out = report.FamilyOutput()
+def cas_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
+  cfg = registry.family_config(inputs, "cas", **DEFAULTS)
+  out = registry.FamilyOutput()
   models = [m for m in inputs.generated if m in inputs.generated_labels]
   skipped = [m for m in inputs.generated if m not in inputs.generated_labels]
   if skipped:
@@ -141,25 +144,27 @@ def cas_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     # Reference: the recipe trained on the real training half (same size,
     # same seeds), already part of every CASResult.
     entries = {
-        "cas": report.entry(res.cas, ci=ci_lib.mean_interval(res.top1),
-                            std=res.cas_std, zero_classes=zero,
-                            missing_classes=np.flatnonzero(
-                                np.asarray(res.missing_classes)).tolist(),
-                            per_class=np.asarray(res.per_class).mean(0),
-                            reference=report.entry(
-                                res.real_cas, ci=ci_lib.mean_interval(res.real_top1))),
-        f"cas_top{res.top_k}": report.entry(
+        "cas": registry.entry(res.cas, ci=ci_lib.mean_interval(res.top1),
+                              std=res.cas_std, zero_classes=zero,
+                              missing_classes=np.flatnonzero(
+                                  np.asarray(res.missing_classes)).tolist(),
+                              per_class=np.asarray(res.per_class).mean(0),
+                              reference=registry.entry(
+                                  res.real_cas,
+                                  ci=ci_lib.mean_interval(res.real_top1))),
+        f"cas_top{res.top_k}": registry.entry(
             res.cas_topk, ci=ci_lib.mean_interval(res.topk),
-            reference=report.entry(res.real_topk)),
-        "cas_real": report.entry(res.real_cas, ci=ci_lib.mean_interval(res.real_top1),
-                                 std=res.real_std),
-        "cas_gap": report.entry(res.gap, ci=ci_lib.mean_interval(
+            reference=registry.entry(res.real_topk)),
+        "cas_real": registry.entry(res.real_cas,
+                                   ci=ci_lib.mean_interval(res.real_top1),
+                                   std=res.real_std),
+        "cas_gap": registry.entry(res.gap, ci=ci_lib.mean_interval(
             np.asarray(res.real_top1) - np.asarray(res.top1)),
-                                std=res.gap_std),
+                                  std=res.gap_std),
     }
     for f, nas_row in zip(res.nas_fractions, np.asarray(res.nas_top1)):
-      entries[f"nas_{100 * f:g}%"] = report.entry(nas_row.mean(),
-                                                  ci=ci_lib.mean_interval(nas_row))
+      entries[f"nas_{100 * f:g}%"] = registry.entry(
+          nas_row.mean(), ci=ci_lib.mean_interval(nas_row))
     out.metrics[name] = entries
     findings = []
     if zero:
@@ -184,7 +189,7 @@ def cas_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   out.figures["cas_per_class.png"] = per_class_figure(results)
   values = [float(r.cas) for r in results.values()]
   errors = [float(r.cas_std) for r in results.values()]
-  out.figures["cas.png"] = report.bar_chart(
+  out.figures["cas.png"] = render.bar_chart(
       "CAS top-1 (mean +- std over seeds); dashed: real reference",
       list(results), values, errors, ylabel="test accuracy")
   out.figures["cas.png"].axes[0].axhline(
@@ -198,38 +203,6 @@ def cas_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
   return out
 
 
-def experiment(config, workdir: str) -> dict:
-  """CAS of the simulated digit models; the library side of experiments/cas.py.
-
-  Builds the digits models exactly as the main job's digits default does
-  (`gendiag.diagnose.digits_default` with `config.default`), runs the "cas"
-  family with `config.cas` and writes report.md (per-class table),
-  metrics.json, cas_per_class.png (per-class accuracy against the real
-  reference), cas.png and cas_samples.png into `workdir`.
-
-  Args:
-    config: seed, default (the digits data section of configs/diagnose.py)
-      and cas (this family's hyperparameters); see configs/cas.py.
-    workdir: output directory.
-
-  Returns:
-    The metrics.json content.
-  """
-  import json  # pylint: disable=g-import-not-at-top
-  import time  # pylint: disable=g-import-not-at-top
-  from gendiag import diagnose  # pylint: disable=g-import-not-at-top
-  start = time.perf_counter()
-  data_key, cas_key = jax.random.split(jax.random.key(config.seed))
-  inputs = diagnose.digits_default(config, data_key)
-  outputs = {"cas": cas_family(inputs, report.family_key(cas_key, "cas"))}
-  meta = {"seed": config.seed, "jax": jax.__version__,
-          "data": "sklearn digits, simulated models in image space",
-          "config": config.to_dict(),
-          "seconds": round(time.perf_counter() - start, 2)}
-  report.write_report(workdir, inputs, outputs, meta)
-  with open(f"{workdir}/metrics.json") as f:
-    metrics = json.load(f)
-  for model, entries in metrics["models"].items():
-    logging.info("%s", json.dumps({"model": model, **{
-        k: v["value"] for k, v in entries.items()}}))
-  return metrics
+FAMILY = registry.Family(
+    "cas", cas_family, needs=("real_labels", "generated_labels"),
+    description=DESCRIPTION)

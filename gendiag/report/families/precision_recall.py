@@ -27,7 +27,7 @@ Intervals (95%, `num_resamples` bootstrap replicates, vmapped):
 
 References (`reference` of precision, recall, density, coverage, prd_f8,
 prd_f1_8): the same estimates and intervals with held-out real rows in place
-of the model's samples (`report.reference_sets`, the model's size), once per
+of the model's samples (`sampling.reference_sets`, the model's size), once per
 distinct model size, through the model's compiled programs (same shapes).
 The classifier F scores have none (a probe ensemble to train again).
 
@@ -43,20 +43,20 @@ Verdict rules (thresholds in the config section `precision_recall`):
          samples are on the real manifold but cover little of it)
 """
 
-import functools
 import math
 
 import jax
-from jax import lax
 import jax.numpy as jnp
 from matplotlib.figure import Figure
 import numpy as np
 
-from gendiag import report
-from gendiag.ops import intervals as ci_lib
-from gendiag.metrics import precision_recall as pr_lib
+from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import prd as prd_lib
-from gendiag.ops import fdiv
+from gendiag.metrics import precision_recall as pr_lib
+from gendiag.ops import intervals as ci_lib
+from gendiag.report import bootstrap
+from gendiag.report import registry
+from gendiag.report import sampling
 
 DEFAULTS = dict(
     ipr_k=3,                    # improved P/R neighbourhood (the paper's)
@@ -100,91 +100,6 @@ NOTE = (
     "(clusterings held fixed); classifier F: held-out scores resampled "
     "(probes held fixed); both F intervals are estimate -+ 1.96 bootstrap "
     "std, clipped to [0, 1].")
-
-
-def _resample_histograms(key, hist, count):
-  """Multinomial(count, hist[r]) / count for each row r of (runs, C)."""
-  draws = jax.random.categorical(key, jnp.log(hist), axis=-1,
-                                 shape=(count, hist.shape[0]))
-  return jnp.mean(jax.nn.one_hot(draws, hist.shape[1], dtype=hist.dtype),
-                  axis=0)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "num_real", "num_generated", "num_resamples", "num_angles", "beta"))
-def prd_bootstrap(key, real_histograms, generated_histograms, *,
-                  num_real: int, num_generated: int, num_resamples: int,
-                  num_angles: int = 1001, beta: float = 8.0):
-  """(B, 2) replicates of PRD's (F_beta, F_1/beta), clusterings held fixed.
-
-  Resampling the rows of one k-means run with its clustering fixed makes
-  the cluster counts Multinomial(n, p) (real) and Multinomial(m, q)
-  (generated); each replicate resamples every run's histograms, averages
-  the runs' curves as `prd` does and takes max F_beta / F_1/beta.
-
-  Args:
-    key: PRNG key.
-    real_histograms: (runs, C) cluster masses p of the real rows
-      (`PRDResult.real_histograms`).
-    generated_histograms: (runs, C) the same for the generated rows.
-    num_real: n, real rows clustered.
-    num_generated: m, generated rows clustered.
-    num_resamples: B.
-    num_angles: points on the curve.
-    beta: the F_beta summary's beta.
-
-  Returns:
-    (B, 2) float32 replicates of (F_beta, F_1/beta).
-  """
-  def one(k):
-    kp, kq = jax.random.split(k)
-    p = _resample_histograms(kp, real_histograms, num_real)
-    q = _resample_histograms(kq, generated_histograms, num_generated)
-    curves = jax.vmap(lambda a, b: fdiv.pr_curve(
-        a, b, num_angles=num_angles, beta=beta))(p, q)
-    curve = fdiv.curve_from_precision(jnp.mean(curves.precision, axis=0),
-                                      curves.slopes[0], beta=beta)
-    return jnp.stack(fdiv.max_f_beta(
-        curve.precision, jnp.mean(curves.recall, axis=0), beta=beta))
-
-  keys = jax.random.split(key, num_resamples)
-  return lax.map(one, keys)
-
-
-@functools.partial(jax.jit, static_argnames=(
-    "num_resamples", "num_angles", "beta"))
-def classifier_bootstrap(key, logits_real, logits_generated, *,
-                         num_resamples: int, num_angles: int = 1001,
-                         beta: float = 8.0):
-  """(B, 2) replicates of the classifier curve's (F_beta, F_1/beta).
-
-  The held-out scores of the fitted ensemble are resampled with replacement
-  (real and generated independently) and the curve alpha(lam) = min_t
-  lam FNR(t) + FPR(t) is recomputed; the probes are held fixed.
-
-  Args:
-    key: PRNG key.
-    logits_real: (N_test,) held-out real scores
-      (`ClassifierPRCurve.logits_real`).
-    logits_generated: (M_test,) held-out generated scores.
-    num_resamples: B.
-    num_angles: points on the curve.
-    beta: the F_beta summary's beta.
-
-  Returns:
-    (B, 2) float32 replicates of (F_beta, F_1/beta).
-  """
-  n, m = logits_real.shape[0], logits_generated.shape[0]
-
-  def one(k):
-    kr, kg = jax.random.split(k)
-    lr = logits_real[jax.random.randint(kr, (n,), 0, n)]
-    lg = logits_generated[jax.random.randint(kg, (m,), 0, m)]
-    curve = prd_lib._curve_from_scores(  # pylint: disable=protected-access
-        lr, lg, num_angles=num_angles, beta=beta)
-    return jnp.stack([curve.f_beta, curve.f_inv_beta])
-
-  return lax.map(one, jax.random.split(key, num_resamples))
 
 
 def expected_coverage(num_real: int, num_generated: int, k: int) -> float:
@@ -268,7 +183,7 @@ def _knn_and_prd(real, generated, cfg, keys):
                              dc.real_covered], axis=1),
       num_resamples=num_b), level=level)
   prd_ci = ci_lib.normal_intervals(
-      [prd_res.f_beta, prd_res.f_inv_beta], prd_bootstrap(
+      [prd_res.f_beta, prd_res.f_inv_beta], bootstrap.prd_bootstrap(
           key_prd_b, prd_res.real_histograms, prd_res.generated_histograms,
           num_real=len(sub_real), num_generated=len(sub_gen),
           num_resamples=num_b, num_angles=int(prd_res.slopes.shape[0])),
@@ -286,21 +201,20 @@ def _knn_and_prd(real, generated, cfg, keys):
 
 def _reference(inputs, key, cfg, size):
   """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
-  sets = report.reference_sets(inputs, size)
+  sets = sampling.reference_sets(inputs, size)
   real = np.asarray(sets.real, np.float32)
   held = np.asarray(sets.heldout, np.float32)
   *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5))
-  entries = {name: report.entry(value, ci=ci)
+  entries = {name: registry.entry(value, ci=ci)
              for name, (value, ci) in scores.items()}
   return entries, f"reference (n = {size}): {sets.source}."
 
 
-@report.register("precision_recall", description=DESCRIPTION)
-def precision_recall_family(inputs: report.EvalInputs,
-                            key) -> report.FamilyOutput:
+def precision_recall_family(inputs: EvalInputs,
+                            key) -> registry.FamilyOutput:
   """Improved P/R, density/coverage, PRD and classifier PR curves per model."""
-  cfg = report.family_config(inputs, "precision_recall", **DEFAULTS)
-  out = report.FamilyOutput()
+  cfg = registry.family_config(inputs, "precision_recall", **DEFAULTS)
+  out = registry.FamilyOutput()
   real = np.asarray(inputs.real, np.float32)
   curves, class_rows, refs = {}, [], {}
   unbalanced = False
@@ -333,7 +247,7 @@ def precision_recall_family(inputs: report.EvalInputs,
     density = float(dc.density)
     num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
     clf_ci = ci_lib.normal_intervals(
-        [clf.f_beta, clf.f_inv_beta], classifier_bootstrap(
+        [clf.f_beta, clf.f_inv_beta], bootstrap.classifier_bootstrap(
             key_clf_b, clf.logits_real, clf.logits_generated,
             num_resamples=num_b, num_angles=int(clf.slopes.shape[0])),
         level=level)
@@ -342,12 +256,12 @@ def precision_recall_family(inputs: report.EvalInputs,
              "density": dict(k=cfg["prdc_k"]),
              "coverage": dict(k=cfg["prdc_k"], expected_if_equal=expected)}
     out.metrics[name] = {
-        **{score: report.entry(value, ci=ci, reference=ref[score],
-                               **extra.get(score, {}))
+        **{score: registry.entry(value, ci=ci, reference=ref[score],
+                                 **extra.get(score, {}))
            for score, (value, ci) in scores.items()},
-        "clf_f8": report.entry(clf.f_beta, ci=clf_ci[0]),
-        "clf_f1_8": report.entry(clf.f_inv_beta, ci=clf_ci[1],
-                                 heldout_accuracy=clf.heldout_accuracy),
+        "clf_f8": registry.entry(clf.f_beta, ci=clf_ci[0]),
+        "clf_f1_8": registry.entry(clf.f_inv_beta, ci=clf_ci[1],
+                                   heldout_accuracy=clf.heldout_accuracy),
     }
     if not bool(np.all(np.asarray(prd_res.converged))):
       out.notes.append(f"{name}: k-means did not converge in some PRD runs "
@@ -397,3 +311,7 @@ def precision_recall_family(inputs: report.EvalInputs,
     out.sections.append("\n".join(lines))
   out.figures["precision_recall.png"] = _curves_figure(curves)
   return out
+
+
+FAMILY = registry.Family(
+    "precision_recall", precision_recall_family, description=DESCRIPTION)

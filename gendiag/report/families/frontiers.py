@@ -34,9 +34,10 @@ import jax
 from matplotlib.figure import Figure
 import numpy as np
 
-from gendiag import report
-from gendiag.ops import intervals as ci_lib
+from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import frontier_estimators as fe
+from gendiag.ops import intervals as ci_lib
+from gendiag.report import registry
 
 DEFAULTS = dict(
     num_clusters=0,              # 0: use cluster_rule
@@ -216,11 +217,10 @@ def _frontier_figure(results, null, scaling_factor) -> Figure:
   return fig
 
 
-@report.register("frontiers", description=DESCRIPTION)
-def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
+def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   """MAUVE and FI with intervals, the real-vs-real baseline, one figure."""
-  cfg = report.family_config(inputs, "frontiers", **DEFAULTS)
-  out = report.FamilyOutput()
+  cfg = registry.family_config(inputs, "frontiers", **DEFAULTS)
+  out = registry.FamilyOutput()
   settings = _settings(cfg)
   real = np.asarray(inputs.real, np.float32)
   key_null, key_models = jax.random.split(key)
@@ -244,11 +244,11 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     null_mauve_ci = ci_lib.as_ci(np.asarray(null.mauve_ci))
     null_fi_ci = ci_lib.as_ci(np.asarray(null.frontier_integral_ci))
   null_entries = {
-      "mauve_null": report.entry(null_mauve, null_mauve_ci,
-                                 std=null_mauves.std(ddof=ddof),
-                                 splits=null_mauves),
-      "fi_null": report.entry(null_fi, null_fi_ci,
-                              std=null_fis.std(ddof=ddof), splits=null_fis)}
+      "mauve_null": registry.entry(null_mauve, null_mauve_ci,
+                                   std=null_mauves.std(ddof=ddof),
+                                   splits=null_mauves),
+      "fi_null": registry.entry(null_fi, null_fi_ci,
+                                std=null_fis.std(ddof=ddof), splits=null_fis)}
   results, unconverged = {}, []
   for i, (name, generated) in enumerate(inputs.generated.items()):
     generated = np.asarray(generated, np.float32)
@@ -264,21 +264,21 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     side_ci = side_intervals(jax.random.fold_in(key_q, 0x1B007), res, cfg,
                              settings)
     row = {
-        "mauve": report.entry(res.mauve, res.mauve_ci, std=res.mauve_std,
-                              mauve_star=res.mauve_star,
-                              num_clusters=res.num_clusters,
-                              reference=null_entries["mauve_null"]),
+        "mauve": registry.entry(res.mauve, res.mauve_ci, std=res.mauve_std,
+                                mauve_star=res.mauve_star,
+                                num_clusters=res.num_clusters,
+                                reference=null_entries["mauve_null"]),
         "mauve_null": null_entries["mauve_null"],
-        "frontier_integral": report.entry(
+        "frontier_integral": registry.entry(
             res.frontier_integral, res.frontier_integral_ci,
             std=res.frontier_integral_std,
             frontier_integral_star=res.frontier_integral_star,
             reference=null_entries["fi_null"]),
         "fi_null": null_entries["fi_null"],
-        "kl_model_to_real": report.entry(kl_gen, ci_lib.as_ci(side_ci[0])),
-        "kl_real_to_model": report.entry(kl_real, ci_lib.as_ci(side_ci[1])),
-        "missed_real_mass": report.entry(missed, ci_lib.as_ci(side_ci[2])),
-        "off_real_mass": report.entry(off, ci_lib.as_ci(side_ci[3])),
+        "kl_model_to_real": registry.entry(kl_gen, ci_lib.as_ci(side_ci[0])),
+        "kl_real_to_model": registry.entry(kl_real, ci_lib.as_ci(side_ci[1])),
+        "missed_real_mass": registry.entry(missed, ci_lib.as_ci(side_ci[2])),
+        "off_real_mass": registry.entry(off, ci_lib.as_ci(side_ci[3])),
     }
     if cfg["classifier"]:
       clf = fe.classifier_frontier(
@@ -286,11 +286,11 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
           hidden_sizes=tuple(cfg["classifier_hidden"]),
           scaling_factor=settings["scaling_factor"],
           num_resamples=int(cfg["num_resamples"]), level=float(cfg["level"]))
-      row["mauve_clf"] = report.entry(
+      row["mauve_clf"] = registry.entry(
           clf.mauve, clf.mauve_ci, heldout_accuracy=clf.heldout_accuracy,
           ratio_mean_generated=clf.ratio_mean_generated)
-      row["fi_clf"] = report.entry(clf.frontier_integral,
-                                   clf.frontier_integral_ci)
+      row["fi_clf"] = registry.entry(clf.frontier_integral,
+                                     clf.frontier_integral_ci)
     out.metrics[name] = row
 
     upper = float(res.mauve_ci[1]) if res.mauve_ci is not None else float(
@@ -332,3 +332,7 @@ def frontiers_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     out.figures["frontiers.png"] = _frontier_figure(
         results, null, settings["scaling_factor"])
   return out
+
+
+FAMILY = registry.Family(
+    "frontiers", frontiers_family, description=DESCRIPTION)

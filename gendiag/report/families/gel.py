@@ -53,12 +53,14 @@ import jax
 import jax.numpy as jnp
 from matplotlib.figure import Figure
 
-from gendiag import report
-from gendiag.ops import intervals as ci_lib
+from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import gel as gel_lib
 from gendiag.metrics import gel_modes
-from gendiag.ops import distances
 from gendiag.ops import gel_dual
+from gendiag.ops import intervals as ci_lib
+from gendiag.report import bootstrap
+from gendiag.report import registry
+from gendiag.report import sampling
 
 DEFAULTS = dict(
     objective="et",          # the paper's default
@@ -98,64 +100,6 @@ DESCRIPTION = (
     "p-value. Verdict rules (config `gel`): a class with mass < 0.1 x its "
     "real share is dropped; classes below 0.5 x with H > 0.1 are "
     "under-represented.")
-
-
-def mode_bootstrap(key, real, generated, real_labels, generated_labels,
-                   witnesses, drop_threshold, *, num_resamples: int,
-                   objective: str, kernel: str, num_classes: int,
-                   class_moments: int):
-  """Bootstrap refits of `gel_mode_probabilities`' scalars.
-
-  Each replicate resamples the real rows and the generated rows with
-  replacement (labels follow their rows), keeps the witnesses, and solves
-  every GEL problem of the class-mass procedure again. The replicates run
-  one after another through the estimate's own compiled program (same
-  shapes and options), so the bootstrap compiles nothing new: a vmapped
-  program would cost more to compile (~9 s on 2 cores) than the B refits
-  take to run at the report's sizes, and would batch the Newton solves'
-  Cholesky factorisations into parallel LAPACK calls (see
-  `frechet.fid_term_replicates`).
-
-  Args:
-    key: PRNG key of the resamples.
-    real: (n, d) real features.
-    generated: (m, d) generated features.
-    real_labels: (n,) int labels of the real rows.
-    generated_labels: (m,) int labels of the generated rows (given or the
-      k-NN vote of the estimate, `GELModeResult.generated_labels`).
-    witnesses: (J, d) witness rows of the kernel moments.
-    drop_threshold: a class is dropped below this share of its real mix.
-    num_resamples: B.
-    objective: 'et', 'el' or 'cue'.
-    kernel: kernel name of the moments.
-    num_classes: C.
-    class_moments: principal moments per class problem.
-
-  Returns:
-    (B, 4) float32 numpy replicates of (hellinger_to_real, hellinger_to_generated,
-    number of dropped classes, max class divergence).
-  """
-  n, m = real.shape[0], generated.shape[0]
-  key_r, key_g = jax.random.split(key)
-  rows_r = np.asarray(jax.random.randint(key_r, (num_resamples, n), 0, n))
-  rows_g = np.asarray(jax.random.randint(key_g, (num_resamples, m), 0, m))
-  name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
-  # Rows are gathered on the host: one small program per gather otherwise.
-  real, generated = np.asarray(real), np.asarray(generated)
-  real_labels = np.asarray(real_labels)
-  generated_labels = np.asarray(generated_labels)
-  reps = []
-  for i, j in zip(rows_r, rows_g):
-    res = gel_modes._modes(  # pylint: disable=protected-access
-        real[i], generated[j], real_labels[i], generated_labels[j],
-        witnesses, obj, 1.0, drop_threshold, objective=objective,
-        moments="kernel", kernel=name, max_iterations=100, tol=None,
-        block_size=distances.DEFAULT_BLOCK_SIZE, num_classes=num_classes,
-        class_moments=class_moments)
-    reps.append([res.hellinger_to_real, res.hellinger_to_generated,
-                 np.asarray(res.dropped).sum(),
-                 np.asarray(res.class_divergence).max()])
-  return np.asarray(reps, np.float32)
 
 
 OFF_DATA_FINDING = ("no reweighting of the real rows matches this model's "
@@ -280,7 +224,7 @@ def _weights_figure(weights, labels) -> Figure:
 def _reference(inputs, key, cfg, size, num_classes):
   """gel_mode_dropping and gel_dropped_classes of held-out real rows.
 
-  The one-sample class masses that held-out real data (`report.
+  The one-sample class masses that held-out real data (`sampling.
   reference_sets`, `size` rows, capped like a model's set) gets against
   the capped real rows, with witnesses drawn as for a model: what a model
   as good as real data scores at this size. Held-out rows without labels
@@ -288,11 +232,11 @@ def _reference(inputs, key, cfg, size, num_classes):
   bootstrap (no interval: the refits would cost as much again per size).
   """
   cap = int(cfg["max_samples"])
-  sets = report.reference_sets(inputs, size)
-  real, real_labels = report.subsample_rows(
+  sets = sampling.reference_sets(inputs, size)
+  real, real_labels = sampling.subsample_rows(
       inputs, "real" if sets.same_real else "reference real", cap, sets.real,
       sets.real_labels)
-  held, held_labels = report.subsample_rows(
+  held, held_labels = sampling.subsample_rows(
       inputs, "reference", cap, sets.heldout, sets.heldout_labels)
   ref_key = jax.random.fold_in(key, 0x7EF + size)
   num_witnesses = max(2, min(cfg["num_witnesses"], min(len(real),
@@ -310,33 +254,32 @@ def _reference(inputs, key, cfg, size, num_classes):
   solved = int(modes.one_sample_status) == gel_dual.SOLVED
   dropped = int(np.asarray(modes.dropped).sum()) if solved else np.nan
   return {
-      "gel_mode_dropping": report.entry(
+      "gel_mode_dropping": registry.entry(
           modes.hellinger_to_real if solved else np.nan,
           status=_status(modes.one_sample_status), masses=modes.real_masses),
-      "gel_dropped_classes": report.entry(dropped),
+      "gel_dropped_classes": registry.entry(dropped),
       "note": (f"reference (n = {size}): {sets.source}, capped at {cap} "
                "rows; one-sample class masses of the held-out rows, one "
                "solve (no interval)."),
   }
 
 
-@report.register("gel", needs=("real_labels",), description=DESCRIPTION)
-def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
+def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   """GEL statistic, p-value and class masses per model."""
-  cfg = report.family_config(inputs, "gel", **DEFAULTS)
-  out = report.FamilyOutput()
+  cfg = registry.family_config(inputs, "gel", **DEFAULTS)
+  out = registry.FamilyOutput()
   cap = int(cfg["max_samples"])
-  real, real_labels = report.subsample_rows(inputs, "real", cap, inputs.real,
-                                            inputs.real_labels)
+  real, real_labels = sampling.subsample_rows(inputs, "real", cap, inputs.real,
+                                              inputs.real_labels)
   real, real_labels = jnp.asarray(real, jnp.float32), np.asarray(real_labels)
-  if report.subsample_note(inputs, cap, "the kid interval, mmd and gel"):
-    out.notes.append(report.subsample_note(inputs, cap,
-                                           "the kid interval, mmd and gel"))
+  if sampling.subsample_note(inputs, cap, "the kid interval, mmd and gel"):
+    out.notes.append(sampling.subsample_note(inputs, cap,
+                                             "the kid interval, mmd and gel"))
   num_classes = int(max([real_labels.max()] + [
       np.max(v) for v in inputs.generated_labels.values()])) + 1
   weights, sources, infeasible, refs = {}, {}, [], {}
   for i, (name, features) in enumerate(inputs.generated.items()):
-    gen, labels = report.subsample_rows(
+    gen, labels = sampling.subsample_rows(
         inputs, name, cap, features, inputs.generated_labels.get(name))
     gen = jnp.asarray(gen, jnp.float32)
     labels = None if labels is None else np.asarray(labels)
@@ -361,7 +304,7 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     dropped = [int(c) for c in np.flatnonzero(np.asarray(modes.dropped))]
     divs = np.asarray(modes.class_divergence)
     level = float(cfg["level"])
-    reps = np.asarray(mode_bootstrap(
+    reps = np.asarray(bootstrap.mode_bootstrap(
         jax.random.fold_in(model_key, 0x1B007), real, gen,
         jnp.asarray(real_labels), modes.generated_labels, witnesses,
         cfg["drop_threshold"], num_resamples=int(cfg["num_resamples"]),
@@ -373,25 +316,25 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
     div_ci = ci_lib.normal_intervals([np.max(divs)], reps[:, 3:],
                                      level=level, bounds=(0.0, np.inf))
     out.metrics[name] = {
-        "gel_statistic": report.entry(
+        "gel_statistic": registry.entry(
             test.statistic, status=_status(test.status),
             chi2_p_value=test.chi2_p_value, num_moments=test.num_moments,
             residual=test.residual),
-        "gel_p_value": report.entry(test.p_value,
-                                    null_unsolved=test.null_unsolved),
-        "gel_mode_dropping": report.entry(
+        "gel_p_value": registry.entry(test.p_value,
+                                      null_unsolved=test.null_unsolved),
+        "gel_mode_dropping": registry.entry(
             modes.hellinger_to_real, ci=ci_lib.as_ci(h_ci[0]),
             status=_status(modes.one_sample_status),
             masses=modes.real_masses, rows_used=[len(real), len(gen)],
             reference=refs[len(gen)]["gel_mode_dropping"]),
-        "gel_mode_recovery": report.entry(modes.hellinger_to_generated,
-                                          ci=ci_lib.as_ci(h_ci[1])),
-        "gel_dropped_classes": report.entry(
+        "gel_mode_recovery": registry.entry(modes.hellinger_to_generated,
+                                            ci=ci_lib.as_ci(h_ci[1])),
+        "gel_dropped_classes": registry.entry(
             len(dropped), ci=ci_lib.count_interval(len(dropped), reps[:, 2],
                                                    level=level),
             classes=dropped,
             reference=refs[len(gen)]["gel_dropped_classes"]),
-        "gel_max_class_divergence": report.entry(
+        "gel_max_class_divergence": registry.entry(
             np.max(divs), ci=ci_lib.as_ci(div_ci[0]),
             per_class=[None if not np.isfinite(d) else float(d)
                        for d in divs]),
@@ -432,3 +375,7 @@ def gel_family(inputs: report.EvalInputs, key) -> report.FamilyOutput:
         "failed one-sample solve are its last iterate: no class findings, "
         "no mode-dropping values.")
   return out
+
+
+FAMILY = registry.Family(
+    "gel", gel_family, needs=("real_labels",), description=DESCRIPTION)

@@ -191,7 +191,7 @@ def _slope(ns, errors):
   return float(np.polyfit(np.log(ns), np.log(np.maximum(errors, 1e-12)), 1)[0])
 
 
-def run(config) -> dict:
+def compute(config) -> dict:
   """Errors of every (distribution, rule, estimator, n) and the findings.
 
   Args:
@@ -346,10 +346,14 @@ def _markdown(results: dict) -> str:
   return "\n".join(lines)
 
 
-def experiment(config, workdir: str) -> Dict:
-  """Runs `run` and writes results.json, table.md and the PNG to workdir."""
+def run(config, workdir: str) -> Dict:
+  """Runs `compute` and writes results.json, table.md and the PNG to workdir.
+
+  The library side of experiments/frontier_estimators.py; returns the
+  results dict.
+  """
   os.makedirs(workdir, exist_ok=True)
-  results = run(config)
+  results = compute(config)
   with open(os.path.join(workdir, "results.json"), "w") as f:
     json.dump(results, f, indent=1, allow_nan=False)
   with open(os.path.join(workdir, "table.md"), "w") as f:
