@@ -43,11 +43,8 @@ def digits_default(config, key) -> EvalInputs:
   cfg = config.default
   dcfg = cfg.digits
   data = digits.load()
-  _, net_test = digits.train_test()
-  strata = 2 * data.labels.astype(np.int64)
-  strata[net_test] += 1
   split_key, model_key = jax.random.split(key)
-  parts = digits.split(strata, dict(dcfg.fractions), key=split_key)
+  parts = digits.split_like_feature_net(dict(dcfg.fractions), key=split_key)
   sets = {name: data.take(idx) for name, idx in parts.items()}
   models = digits.simulate_models(
       model_key, sets["pool"], sets["train"], n=dcfg.num_per_model,
