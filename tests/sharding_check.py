@@ -11,6 +11,7 @@ from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall
 from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.ops import kernels
 from gendiag.ops import quantize
 
@@ -32,12 +33,12 @@ def check(mesh):
                               mesh=mesh),
       distances.kernel_matvec(k, x, x, v, exclude_diagonal=True, block_size=5),
       rtol=1e-4, atol=1e-5)
-  d1, i1 = distances.knn(x, y, k=4, block_size=8, col_block_size=3, mesh=mesh)
-  d0, i0 = distances.knn(x, y, k=4, block_size=8, col_block_size=3)
+  d1, i1 = knn.knn(x, y, k=4, block_size=8, col_block_size=3, mesh=mesh)
+  d0, i0 = knn.knn(x, y, k=4, block_size=8, col_block_size=3)
   np.testing.assert_allclose(d1, d0, rtol=1e-5)
   np.testing.assert_array_equal(i1, i0)
-  np.testing.assert_allclose(distances.knn_radii(x, [1, 3], mesh=mesh),
-                             distances.knn_radii(x, [1, 3]), rtol=1e-5)
+  np.testing.assert_allclose(knn.knn_radii(x, [1, 3], mesh=mesh),
+                             knn.knn_radii(x, [1, 3]), rtol=1e-5)
   for estimator in ["biased", "unbiased"]:
     np.testing.assert_allclose(
         mmd_lib.mmd(x, y, kernel=k, estimator=estimator, mesh=mesh),

@@ -10,6 +10,7 @@ from experiments.benchmarks import common
 from gendiag.metrics import frechet
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.ops import kernels
 
 
@@ -94,6 +95,6 @@ def fid_case(sizes):
 @common.case("knn_radii")
 def knn_radii_case(sizes):
   x = jnp.asarray(common.random_features(0, sizes["n"], sizes["d"]))
-  run = lambda: distances.knn_radii(x, [sizes["k"]])
+  run = lambda: knn.knn_radii(x, [sizes["k"]])
   return common.Bench(run=run, flops=2.0 * sizes["n"] ** 2 * sizes["d"],
                       notes="k-th NN radius by running top-k")

@@ -75,6 +75,7 @@ from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import intervals
 from gendiag.ops import distances
+from gendiag.ops import sharding
 
 LOG_2PI = math.log(2.0 * math.pi)
 INIT_EPS = 1e-3          # added to the nearest squared distance at init
@@ -237,9 +238,9 @@ def _nll_per_dim(x, centres, log_var, dim, block_size, mesh=None):
         lambda xl, g, lv, d: _nll_per_dim(xl, g, lv, d, block_size),
         mesh=mesh, in_specs=(spec, PartitionSpec(), PartitionSpec(),
                              PartitionSpec()), out_specs=spec)(
-                                 distances.shard_rows(x, mesh), centres,
+                                 sharding.shard_rows(x, mesh), centres,
                                  log_var, dim)
-    return distances.unshard_rows(out, x.shape[0], mesh)
+    return sharding.unshard_rows(out, x.shape[0], mesh)
   fn = lambda xb, _: -_mixture_lls(_row_exact_sq_distances(xb, centres),
                                    log_var, dim) / dim
   return distances.map_row_blocks(fn, x, block_size=block_size)
@@ -556,7 +557,7 @@ def fit_bandwidths(x: jax.Array, centres: jax.Array, *, key: jax.Array,
 def _prepare(train, test, generated, key, max_generated):
   """Caps the generated set and standardises all three by test statistics."""
   # The fits run unsharded: rows sharded on an Explicit mesh are gathered.
-  train, test, generated = map(distances.replicated, (train, test, generated))
+  train, test, generated = map(sharding.replicated, (train, test, generated))
   n_gen = generated.shape[0]
   if n_gen > max_generated:
     gen_index = jax.random.permutation(key, n_gen)[:max_generated]
@@ -572,7 +573,7 @@ def _prepare(train, test, generated, key, max_generated):
 
 @jax.jit
 def _prepare_pair(train, test):
-  train, test = map(distances.replicated, (train, test))
+  train, test = map(sharding.replicated, (train, test))
   mean, std, keep = _standardizer(test)
   return (_standardize(train, mean, std, keep),
           _standardize(test, mean, std, keep),

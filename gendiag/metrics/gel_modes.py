@@ -39,6 +39,7 @@ from gendiag import _checks
 from gendiag import _results
 from gendiag.metrics import gel as gel_lib
 from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.ops import gel_dual
 from gendiag.ops import gel_moments as gm
 
@@ -58,7 +59,7 @@ def nearest_neighbor_labels(real: jax.Array, real_labels: jax.Array,
   """Labels of generated rows by a k-NN vote among the labelled real rows.
 
   The classifier used when a model's samples carry no labels (ties go to
-  the smaller label). Blocked k-NN search (`gendiag.ops.distances.knn`).
+  the smaller label). Blocked k-NN search (`gendiag.ops.knn.knn`).
 
   Args:
     real: (n, d) labelled real features.
@@ -70,7 +71,7 @@ def nearest_neighbor_labels(real: jax.Array, real_labels: jax.Array,
   Returns:
     (m,) int32 labels.
   """
-  _, idx = distances.knn(generated, real, k=k)
+  _, idx = knn.knn(generated, real, k=k)
   votes = jnp.sum(jax.nn.one_hot(jnp.asarray(real_labels)[idx], num_classes),
                   axis=1)
   return jnp.argmax(votes, axis=1).astype(jnp.int32)

@@ -16,7 +16,7 @@ Three views of whether generated samples reproduce training samples:
   train than held-out test samples are"; below 0 means copying, above 0
   underfitting.
 
-Nearest-neighbour searches are blocked (`gendiag.ops.distances.knn`), and
+Nearest-neighbour searches are blocked (`gendiag.ops.knn.knn`), and
 each reported distance is recomputed as an exact difference so exact copies
 are at distance 0 (the matmul formula leaves ~sqrt(eps |x|^2)).
 
@@ -44,6 +44,7 @@ import numpy as np
 from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import distances
+from gendiag.ops import knn
 
 
 def _exact_distance(a, b):
@@ -81,7 +82,7 @@ class CopyFlags:
 
 @functools.partial(jax.jit, static_argnames=("threshold", "block_size"))
 def _copy_flags(train, generated, threshold, block_size):
-  _, idx = distances.knn(generated, train, k=2, block_size=block_size)
+  _, idx = knn.knn(generated, train, k=2, block_size=block_size)
   d = jnp.stack([_exact_distance(generated, train[idx[:, 0]]),
                  _exact_distance(generated, train[idx[:, 1]])], axis=1)
   swap = d[:, 1] < d[:, 0]            # round-off can misorder near-ties
@@ -193,10 +194,10 @@ class AuthPctResult:
 @functools.partial(jax.jit, static_argnames=("block_size",))
 def _auth(train, generated, train_rows, gen_rows, block_size):
   t, g = train[train_rows], generated[gen_rows]
-  _, t_idx = distances.knn(t, t, k=1, exclude_self=True,
+  _, t_idx = knn.knn(t, t, k=1, exclude_self=True,
                            block_size=block_size)
   t_nn = _exact_distance(t, t[t_idx[:, 0]])
-  _, g_idx = distances.knn(g, t, k=1, block_size=block_size)
+  _, g_idx = knn.knn(g, t, k=1, block_size=block_size)
   g_idx = g_idx[:, 0]
   dg = _exact_distance(g, t[g_idx])
   authentic = t_nn[g_idx] < dg

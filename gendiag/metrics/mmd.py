@@ -32,6 +32,7 @@ from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import intervals
 from gendiag.ops import distances
+from gendiag.ops import sharding
 from gendiag.ops import kernels
 
 ESTIMATORS = ("biased", "unbiased", "linear")
@@ -182,8 +183,8 @@ def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
   pad = (-num_subsets) % mesh.size
   keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
   spec = PartitionSpec(axes)
-  keys = distances.constrain(keys, mesh, spec)
-  real, generated = (distances.constrain(a, mesh, PartitionSpec())
+  keys = sharding.constrain(keys, mesh, spec)
+  real, generated = (sharding.constrain(a, mesh, PartitionSpec())
                      for a in (real, generated))
   values = jax.shard_map(
       functools.partial(_subset_values, subset_size=subset_size,
@@ -191,7 +192,7 @@ def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
       mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(),
                            spec),
       out_specs=spec)(real, generated, kernel, keys)
-  return distances.unshard_rows(values, num_subsets, mesh)
+  return sharding.unshard_rows(values, num_subsets, mesh)
 
 
 def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,

@@ -22,8 +22,8 @@ and, carried across blocks, per real row (nearest generated distance,
 membership in the generated balls). Asking for several k (e.g. k=(3, 5))
 costs the same three passes as one k.
 
-Sharding (`mesh=`): the radius passes are `distances.knn_radii` rings, and
-the membership pass a `distances.ring_pair_reduce`: generated rows stay on
+Sharding (`mesh=`): the radius passes are `knn.knn_radii` rings, and
+the membership pass a `sharding.ring_pair_reduce`: generated rows stay on
 their device, the real shards (with their radii and per-row accumulators)
 travel the ring, so every distance is computed once, on one device.
 """
@@ -41,6 +41,8 @@ import numpy as np
 from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import distances
+from gendiag.ops import knn
+from gendiag.ops import sharding
 
 # Kynkaanniemi et al.'s realism score divides by the distance plus this.
 REALISM_EPS = 1e-5
@@ -166,7 +168,7 @@ def _manifold_pass(real, generated, *, ks, strict, realism, block_size,
 
   # One top-k pass per row block over all columns (col_block_size=n or m;
   # with a mesh, over the whole reference shard of each ring step).
-  radii = lambda x: distances.knn_radii(x, ks, block_size=block_size,  # noqa: E731
+  radii = lambda x: knn.knn_radii(x, ks, block_size=block_size,  # noqa: E731
                                         col_block_size=x.shape[0], mesh=mesh)
   if n == m and mesh is None:  # One compiled radius pass, on both sets.
     real_radii, gen_radii = lax.map(radii, jnp.stack([real, generated]))
@@ -192,7 +194,7 @@ def _manifold_pass(real, generated, *, ks, strict, realism, block_size,
     def local(ga, gv, gc, ra, rv, rc):
       return membership(ga[0], ga[1], gv, gc, ra[0], ra[1], ra[2], rv, rc)
 
-    gen_acc, real_acc = distances.ring_pair_reduce(
+    gen_acc, real_acc = sharding.ring_pair_reduce(
         local, (generated, gen_radii), gen_acc, (real, real_radii, pruned),
         real_acc, mesh=mesh)
   (counts, scores), (nearest_gen, real_in_gen) = gen_acc, real_acc
