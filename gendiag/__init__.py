@@ -57,9 +57,9 @@ from gendiag.ops.kernels import InverseMultiquadric
 from gendiag.ops.kernels import Laplace
 from gendiag.ops.kernels import median_heuristic
 from gendiag.ops.kernels import Polynomial
-from gendiag.ops.fdiv import pr_curve
-from gendiag.ops.fdiv import pr_divergence
-from gendiag.ops.fdiv import PRCurve
+from gendiag.ops.pr_curves import pr_curve
+from gendiag.ops.pr_curves import pr_divergence
+from gendiag.ops.pr_curves import PRCurve
 
 __version__ = "0.1.0"
 

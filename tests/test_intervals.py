@@ -66,10 +66,10 @@ def test_normal_intervals_are_centred_and_clipped():
 
 
 def test_prd_bootstrap_contains_estimate_and_shrinks():
-  from gendiag.ops import fdiv  # pylint: disable=g-import-not-at-top
+  from gendiag.ops import pr_curves  # pylint: disable=g-import-not-at-top
   p = np.array([[0.3, 0.3, 0.2, 0.2, 0.0]] * 2, np.float32)
   q = np.array([[0.1, 0.3, 0.2, 0.2, 0.2]] * 2, np.float32)
-  curve = fdiv.pr_curve(p[0], q[0], num_angles=201)
+  curve = pr_curves.pr_curve(p[0], q[0], num_angles=201)
   widths = []
   for n in (100, 2500):
     reps = pr_family.prd_bootstrap(KEY, p, q, num_real=n, num_generated=n,
