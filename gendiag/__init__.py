@@ -27,11 +27,12 @@ from gendiag.metrics.frontier_estimators import mauve
 from gendiag.metrics.frontiers import divergence_frontier_from_histograms
 from gendiag.metrics.frontiers import frontier_integral_from_histograms
 from gendiag.metrics.frontiers import mauve_from_histograms
+from gendiag.metrics.gel import gel
 from gendiag.metrics.gel import GELResult
 from gendiag.metrics.gel import gel_test
 from gendiag.metrics.gel import GELTestResult
-from gendiag.metrics.gel_modes import gel_mode_probabilities
-from gendiag.metrics.gel_modes import GELModeResult
+from gendiag.metrics.gel import gel_mode_probabilities
+from gendiag.metrics.gel import GELModeResult
 from gendiag.metrics.memorization import auth_pct
 from gendiag.metrics.memorization import AuthPctResult
 from gendiag.metrics.memorization import copy_flags
@@ -86,6 +87,7 @@ __all__ = (
     "divergence_frontier_from_histograms",
     "frontier_integral_from_histograms",
     "mauve_from_histograms",
+    "gel",
     "GELResult",
     "gel_test",
     "GELTestResult",

@@ -114,7 +114,7 @@ CASES = {
         null_max_iterations=20, max_iterations=20), False,
                  _scalars("statistic")),
     "gel_mode_probabilities": (lambda x, y: gendiag.gel_mode_probabilities(
-        x, y, _labels(len(x)), key=KEY, num_witnesses=8, class_moments=2,
+        x, y, real_labels=_labels(len(x)), key=KEY, num_witnesses=8, class_moments=2,
         max_iterations=20), False, _scalars("real_masses")),
     "classification_accuracy_score": (_cas, False,
                                       _scalars("cas", "real_cas")),
@@ -292,7 +292,8 @@ def test_bad_labels(name, problem):
            "negative": "negative|outside", "gaps": "empty|no rows"}[problem]
   with pytest.raises(ValueError, match=match):
     if name == "gel_mode_probabilities":
-      gendiag.gel_mode_probabilities(x, y, bad, key=KEY, num_witnesses=8)
+      gendiag.gel_mode_probabilities(x, y, real_labels=bad, key=KEY,
+                                     num_witnesses=8)
     else:
       _cas(x, y, real_labels=bad)
 

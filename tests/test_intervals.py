@@ -243,13 +243,13 @@ def test_gel_family_intervals():
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
   from gendiag.evaluators import gel as gel_family  # pylint: disable=g-import-not-at-top
-  from gendiag.metrics import gel_modes  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics.gel import modes as gel_modes  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {})
   real, gen = inputs.real, inputs.generated["good"]
   labels, gen_labels = inputs.real_labels, inputs.generated_labels["good"]
   witnesses = np.concatenate([real[:8], gen[:8]])
   est = gel_modes.gel_mode_probabilities(
-      real, gen, labels, generated_labels=gen_labels, witnesses=witnesses,
+      real, gen, real_labels=labels, generated_labels=gen_labels, witnesses=witnesses,
       kernel="gaussian", num_classes=5)
   reps = np.asarray(gel_family.mode_bootstrap(
       KEY, real, gen, labels, gen_labels, witnesses, 0.1, num_resamples=12,

@@ -43,7 +43,7 @@ from gendiag import evaluators  # noqa: F401  (registers the report families)
 from gendiag import report
 from gendiag.metrics import frechet
 from gendiag.metrics import mmd as mmd_lib
-from gendiag.ops import gel_moments
+from gendiag.metrics.gel import moments as gel_moments
 
 _PACKAGE = os.path.dirname(os.path.abspath(gendiag.__file__))
 _ROOT = os.path.dirname(_PACKAGE)
@@ -183,7 +183,7 @@ CASES = {
         X, Y, key=KEY, objective="et", kernel="gaussian", witnesses=X[:4],
         num_permutations=2),
     "gel_mode_probabilities": lambda: gendiag.gel_mode_probabilities(
-        X, Y, LABELS, generated_labels=LABELS, num_classes=3,
+        X, Y, real_labels=LABELS, generated_labels=LABELS, num_classes=3,
         class_moments=2, drop_threshold=0.1, objective="et",
         kernel="gaussian", witnesses=X[:4]),
     "gel_moment_features": lambda: [gel_moments.moment_features(
