@@ -9,7 +9,7 @@ import mauve as mauve_text
 import numpy as np
 import pytest
 
-from gendiag.metrics import frontier_estimators as fe
+from gendiag.metrics import frontiers as fe
 from gendiag.metrics import frontiers
 
 N, D = 500, 32

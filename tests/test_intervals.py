@@ -410,7 +410,8 @@ def test_mean_interval_is_the_t_interval_of_the_mean():
 def test_frontier_side_intervals_contain_and_shrink():
   from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
   from gendiag.evaluators import frontiers as fam  # pylint: disable=g-import-not-at-top
-  from gendiag.metrics import frontier_estimators as fe  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import frontiers as fe  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics.frontiers import scores as fe_scores  # pylint: disable=g-import-not-at-top
   p = np.array([0.4, 0.3, 0.2, 0.1])
   q = np.array([0.05, 0.2, 0.3, 0.45])
   cfg = dict(fam.DEFAULTS, num_resamples=200)
@@ -418,9 +419,9 @@ def test_frontier_side_intervals_contain_and_shrink():
   widths = []
   for n in (100, 10_000):
     cr, cg = np.float32(p * n), np.float32(q * n)
-    _, _, front = fe._scores(  # pylint: disable=protected-access
+    _, _, front = fe_scores.scores(
         cr, cg, np.float32(5.0), smoothing="empirical",
-        num_weights=fe.frontiers.NUM_WEIGHTS)
+        num_weights=fe.NUM_WEIGHTS)
     res = SimpleNamespace(real_counts=cr, generated_counts=cg,
                           weights=front.weights,
                           kl_generated=front.kl_generated,
