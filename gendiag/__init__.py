@@ -39,8 +39,8 @@ from gendiag.metrics.memorization import copy_flags
 from gendiag.metrics.memorization import CopyFlags
 from gendiag.metrics.memorization import data_copying_test
 from gendiag.metrics.memorization import DataCopyingResult
-from gendiag.metrics.mmd import kid
-from gendiag.metrics.mmd import KIDResult
+from gendiag.metrics.kid import kid
+from gendiag.metrics.kid import KIDResult
 from gendiag.metrics.mmd import mmd
 from gendiag.metrics.mmd import mmd_test
 from gendiag.metrics.mmd import MMDTestResult

@@ -8,6 +8,7 @@ import jax
 import numpy as np
 
 from gendiag.metrics import fld as fld_lib
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall
 from gendiag.ops import distances
@@ -44,9 +45,9 @@ def check(mesh):
         mmd_lib.mmd(x, y, kernel=k, estimator=estimator, mesh=mesh),
         mmd_lib.mmd(x, y, kernel=k, estimator=estimator), rtol=1e-5)
   key = jax.random.key(0)
-  kid_sharded = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
+  kid_sharded = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
                             mesh=mesh)
-  kid_local = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
+  kid_local = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
   np.testing.assert_allclose(kid_sharded.values, kid_local.values, rtol=1e-5)
   t1 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20,
                         mesh=mesh)

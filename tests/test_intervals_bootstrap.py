@@ -23,7 +23,7 @@ def test_replicate_equals_u_statistic_over_distinct_original_rows(rng):
   y = np.float32(rng.normal(size=(25, 3)) + 0.5)
   k = kernels.Gaussian(1.2)
   key = jax.random.key(3)
-  stats = mmd_lib._bootstrap_statistics(x, y, k, key, 4, "unbiased", 16)  # pylint: disable=protected-access
+  stats = mmd_lib.bootstrap_statistics(x, y, k, key, 4, "unbiased", 16)
   key_x, key_y = jax.random.split(key)
   w = np.asarray(intervals.resample_weights(key_x, 30, 4))
   v = np.asarray(intervals.resample_weights(key_y, 25, 4))
