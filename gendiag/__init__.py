@@ -37,8 +37,8 @@ from gendiag.metrics.memorization import auth_pct
 from gendiag.metrics.memorization import AuthPctResult
 from gendiag.metrics.memorization import copy_flags
 from gendiag.metrics.memorization import CopyFlags
-from gendiag.metrics.memorization import data_copying_test
-from gendiag.metrics.memorization import DataCopyingResult
+from gendiag.metrics.data_copying import data_copying_test
+from gendiag.metrics.data_copying import DataCopyingResult
 from gendiag.metrics.kid import kid
 from gendiag.metrics.kid import KIDResult
 from gendiag.metrics.mmd import mmd
