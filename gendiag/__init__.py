@@ -7,7 +7,7 @@ generated second, with keyword-only hyperparameters and an explicit
 
 from gendiag.metrics.cas import CASResult
 from gendiag.metrics.cas import classification_accuracy_score
-from gendiag.metrics.cas import Recipe as CASRecipe
+from gendiag.metrics.cas_training import Recipe as CASRecipe
 from gendiag.metrics.fld import fld
 from gendiag.metrics.fld import fld_baseline
 from gendiag.metrics.fld import FLDResult

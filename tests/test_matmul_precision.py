@@ -147,7 +147,8 @@ def _kernel_calls(kernel):
 CASES = {
     "classification_accuracy_score": lambda: (
         gendiag.classification_accuracy_score(
-            X, LABELS, Y, LABELS, test=TEST, test_labels=LABELS, key=KEY,
+            X, Y, real_labels=LABELS, generated_labels=LABELS, test=TEST,
+            test_labels=LABELS, key=KEY,
             num_seeds=1, nas_fractions=(0.5,),
             recipe=gendiag.CASRecipe(hidden=(4,), steps=2, batch_size=8))),
     "fld": lambda: gendiag.fld(TRAIN, TEST, Y, key=KEY, max_epochs=2),
