@@ -98,7 +98,7 @@ def check_kmeans(mesh):
   np.testing.assert_allclose(r1.centroids, r0.centroids, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(r1.labels, r0.labels)
   np.testing.assert_allclose(r1.inertia, r0.inertia, rtol=1e-5)
-  np.testing.assert_array_equal(r1.num_iters, r0.num_iters)
+  np.testing.assert_array_equal(r1.num_iterations, r0.num_iterations)
   labels, sq = quantize.assign(x, r0.centroids, block_size=8, mesh=mesh)
   np.testing.assert_array_equal(labels, r0.labels)
   np.testing.assert_allclose(  # |x|^2 ~ 50: the matmul formula's round-off

@@ -93,7 +93,7 @@ def test_fid_interval_centres_estimate_with_sampling_spread(rng):
 def test_fid_weighted_stats_with_unit_weights_equal_plain(rng):
   for n, d in [(10, 20), (40, 5)]:
     x = np.float32(rng.normal(size=(n, d)))
-    a = frechet._weighted_stats(x, np.ones(n, np.float32))  # pylint: disable=protected-access
+    a = frechet.weighted_stats(x, np.ones(n, np.float32))
     b = frechet.frechet_stats(x)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.factor @ a.factor.T, b.cov, rtol=1e-4,

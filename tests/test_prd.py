@@ -28,8 +28,8 @@ def test_simon_closed_form():
   # P = (.1, .2, .3, .4), Q = (.4, .3, .2, .1): alpha = .25, .6, .9 at
   # lam = .25, 1, 3 (min over sets A of lam P(A) + Q(A^c)).
   sr, sg, _, _ = _bayes_scores([10, 20, 30, 40], [40, 30, 20, 10])
-  alpha = prd._alpha_from_scores(jnp.asarray(sr), jnp.asarray(sg),
-                                 jnp.array([0.25, 1.0, 3.0]))
+  alpha = prd.alpha_from_scores(jnp.asarray(sr), jnp.asarray(sg),
+                                jnp.array([0.25, 1.0, 3.0]))
   np.testing.assert_allclose(alpha, [0.25, 0.6, 0.9], atol=1e-6)
 
 

@@ -159,7 +159,7 @@ def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
 # Classifier-based curves (Simon, Webster & Rabin 2019).
 
 
-def _alpha_from_scores(scores_real, scores_generated, slopes):
+def alpha_from_scores(scores_real, scores_generated, slopes):
   """min over thresholds t of lam FNR(t) + FPR(t), for each lam in slopes.
 
   FNR(t) = #{real < t} / N, FPR(t) = #{generated >= t} / M; t runs over every
@@ -176,9 +176,10 @@ def _alpha_from_scores(scores_real, scores_generated, slopes):
 
 
 @functools.partial(jax.jit, static_argnames=("num_angles", "beta"))
-def _curve_from_scores(scores_real, scores_generated, num_angles, beta):
+def curve_from_scores(scores_real, scores_generated, num_angles, beta):
+  """`pr_curve_from_scores` of checked arrays (jitted, vmap-safe)."""
   slopes = jnp.asarray(pr_curves.angle_slopes(num_angles), scores_real.dtype)
-  alpha = _alpha_from_scores(scores_real, scores_generated, slopes)
+  alpha = alpha_from_scores(scores_real, scores_generated, slopes)
   return pr_curves.curve_from_precision(alpha, slopes, beta=beta)
 
 
@@ -215,7 +216,7 @@ def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
       _checks.check_features(jnp.reshape(jnp.asarray(s), (-1, 1)), name)[:, 0]
       for s, name in ((scores_real, "scores_real"),
                       (scores_generated, "scores_generated")))
-  return _curve_from_scores(jnp.asarray(scores_real),
+  return curve_from_scores(jnp.asarray(scores_real),
                             jnp.asarray(scores_generated),
                             num_angles=int(num_angles), beta=float(beta))
 
@@ -309,7 +310,7 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
       hidden_sizes=tuple(int(h) for h in hidden_sizes),
       num_steps=int(num_steps),
       batch_size=None if batch_size is None else int(batch_size))
-  curve = _curve_from_scores(lr, lg, num_angles=int(num_angles),
+  curve = curve_from_scores(lr, lg, num_angles=int(num_angles),
                              beta=float(beta))
   return ClassifierPRCurve(
       precision=curve.precision, recall=curve.recall, slopes=curve.slopes,

@@ -123,7 +123,7 @@ class KMeans:
     centroids: (k, d) cluster centres.
     labels: (n,) int32 index of each point's nearest centroid.
     inertia: sum of squared distances of points to their centroids.
-    num_iters: Lloyd iterations run (of the best restart).
+    num_iterations: Lloyd iterations run (of the best restart).
     converged: whether the centroid shift fell below tolerance before
       `max_iters` (of the best restart).
     num_clusters: k.
@@ -131,7 +131,7 @@ class KMeans:
   centroids: jax.Array
   labels: jax.Array
   inertia: jax.Array
-  num_iters: jax.Array
+  num_iterations: jax.Array
   converged: jax.Array
   num_clusters: int
 
@@ -351,7 +351,7 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
       key, jnp.asarray(x), tol, k=num_clusters, num_restarts=num_restarts,
       max_iters=max_iters, init=init, block_size=block_size, mesh=mesh)
   return KMeans(centroids=centroids, labels=labels, inertia=inertia,
-                num_iters=iters, converged=converged,
+                num_iterations=iters, converged=converged,
                 num_clusters=num_clusters)
 
 

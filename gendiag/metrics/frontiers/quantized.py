@@ -279,8 +279,8 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
       weights=front.weights, kl_generated=front.kl_generated,
       kl_real=front.kl_real, real_histogram=p, generated_histogram=q,
       real_counts=counts_real, generated_counts=counts_gen,
-      converged=fit.converged, num_iterations=fit.num_iters, num_clusters=k,
-      num_components=dim, smoothing=smoothing, **extra)
+      converged=fit.converged, num_iterations=fit.num_iterations,
+      num_clusters=k, num_components=dim, smoothing=smoothing, **extra)
 
 
 def mauve(real: jax.Array, generated: jax.Array, *, key: jax.Array,

@@ -17,6 +17,7 @@ from gendiag.metrics.gel.dual import STATUS_NAMES
 from gendiag.metrics.gel.modes import gel_mode_probabilities
 from gendiag.metrics.gel.modes import GELModeResult
 from gendiag.metrics.gel.modes import hellinger
+from gendiag.metrics.gel.modes import modes_core
 from gendiag.metrics.gel.modes import nearest_neighbor_labels
 from gendiag.metrics.gel.moments import moment_features
 from gendiag.metrics.gel.statistic import gel
@@ -37,6 +38,7 @@ __all__ = (
     "gel_mode_probabilities",
     "GELModeResult",
     "hellinger",
+    "modes_core",
     "nearest_neighbor_labels",
     "moment_features",
     "gel",

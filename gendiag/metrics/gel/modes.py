@@ -166,9 +166,10 @@ def _class_divergences(phi_real, phi_gen, real_labels, gen_labels,
 
 @functools.partial(jax.jit, static_argnames=statistic_lib.STATIC_ARGNAMES + (
     "num_classes", "class_moments"))
-def _modes(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
-           scale, drop_threshold, *, objective, moments, kernel,
-           max_iterations, tol, block_size, num_classes, class_moments):
+def modes_core(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
+               scale, drop_threshold, *, objective, moments, kernel,
+               max_iterations, tol, block_size, num_classes, class_moments):
+  """`gel_mode_probabilities` on checked arrays (witnesses given): jitted."""
   phi_real, phi_gen = statistic_lib.features(
       real, generated, witnesses, kernel_obj, scale, moments, kernel,
       block_size)
@@ -309,9 +310,10 @@ def gel_mode_probabilities(
   w = statistic_lib.pick_witnesses(real, generated, moments, witnesses,
                                    num_witnesses, key)
   name, obj = statistic_lib.kernel_args(kernel)
-  out = _modes(real, generated, jnp.asarray(real_labels),
-               jnp.asarray(generated_labels), w, obj, scale, drop_threshold,
-               objective=objective, moments=moments, kernel=name,
-               max_iterations=max_iterations, tol=tol, block_size=block_size,
-               num_classes=num_classes, class_moments=class_moments)
+  out = modes_core(real, generated, jnp.asarray(real_labels),
+                   jnp.asarray(generated_labels), w, obj, scale,
+                   drop_threshold, objective=objective, moments=moments,
+                   kernel=name, max_iterations=max_iterations, tol=tol,
+                   block_size=block_size, num_classes=num_classes,
+                   class_moments=class_moments)
   return dataclasses.replace(out, labels_source=source)
