@@ -217,7 +217,7 @@ def test_pr_divergence_is_the_f_divergence_of_f_lam():
   q = q.at[0].set(0.0) if isinstance(q, jax.Array) else q
   q = np.concatenate([[0.0], q[1:] / q[1:].sum()]).astype(np.float32)
   for lam in LAMS:
-    direct = fdiv.f_divergence(p, q, fdiv.get("pr", lam=float(lam)))
+    direct = pr_curves.f_divergence(p, q, fdiv.get("pr", lam=float(lam)))
     assert float(direct) == pytest.approx(
         float(pr_curves.pr_divergence(p, q, lam=lam)), abs=3e-6)
 
@@ -229,14 +229,14 @@ def test_pr_divergence_symmetry_and_range():
   np.testing.assert_allclose(d_pq, LAMS * d_qp, atol=1e-6)
   assert np.all(np.asarray(d_pq) >= 0)
   assert np.all(np.asarray(d_pq) <= np.minimum(LAMS, 1) + 1e-6)
-  tv = fdiv.f_divergence(p, q, fdiv.DIVERGENCES["total_variation"])
+  tv = pr_curves.f_divergence(p, q, fdiv.DIVERGENCES["total_variation"])
   assert float(d_pq[2]) == pytest.approx(float(tv), abs=1e-6)
 
 
 def test_pr_divergence_vmaps_over_a_traced_lam():
   p, q = _dirichlet(4)
   lam = jnp.asarray(LAMS, jnp.float32)
-  f = jax.jit(jax.vmap(lambda v: fdiv.f_divergence(p, q, fdiv.PR(v))))
+  f = jax.jit(jax.vmap(lambda v: pr_curves.f_divergence(p, q, fdiv.PR(v))))
   np.testing.assert_allclose(f(lam), pr_curves.pr_divergence(p, q, lam=LAMS),
                              atol=1e-6)
 
@@ -270,8 +270,8 @@ def test_gaussian_alpha_closed_form_and_discretisation():
 def test_mixture_theorem_discrete(name, seed):
   p, q = _dirichlet(seed)
   div = fdiv.DIVERGENCES[name]
-  direct = float(fdiv.f_divergence(p, q, div))
-  mixture = float(fdiv.f_divergence_from_pr(p, q, div))
+  direct = float(pr_curves.f_divergence(p, q, div))
+  mixture = float(pr_curves.f_divergence_from_pr(p, q, div))
   assert mixture == pytest.approx(direct, rel=1e-4, abs=1e-6)
 
 
@@ -279,15 +279,15 @@ def test_mixture_theorem_example_a_and_pr_lam():
   p, q = np.array([.6, .4]), np.array([.2, .8])
   for div in [fdiv.get("pr", lam=0.5), fdiv.get("pr", lam=0.3),
               fdiv.DIVERGENCES["kl"]]:
-    assert float(fdiv.f_divergence_from_pr(p, q, div)) == pytest.approx(
-        float(fdiv.f_divergence(p, q, div)), rel=1e-4, abs=1e-6)
+    assert float(pr_curves.f_divergence_from_pr(p, q, div)) == pytest.approx(
+        float(pr_curves.f_divergence(p, q, div)), rel=1e-4, abs=1e-6)
   # KL is infinite when Q misses P's mass; the mixture integral diverges too,
   # like P(q = 0) log(1/lam_min): D_lam ~ lam/2 and w = 1/lam^2 near 0.
   p, q = np.array([.5, .5, 0]), np.array([.5, 0, .5])
   kl = fdiv.DIVERGENCES["kl"]
-  assert math.isinf(float(fdiv.f_divergence(p, q, kl)))
-  wide = fdiv.f_divergence_from_pr(p, q, kl, lam_min=1e-8)
-  narrow = fdiv.f_divergence_from_pr(p, q, kl, lam_min=1e-4)
+  assert math.isinf(float(pr_curves.f_divergence(p, q, kl)))
+  wide = pr_curves.f_divergence_from_pr(p, q, kl, lam_min=1e-8)
+  narrow = pr_curves.f_divergence_from_pr(p, q, kl, lam_min=1e-4)
   assert float(wide - narrow) == pytest.approx(0.5 * math.log(1e4), rel=1e-3)
 
 
@@ -295,7 +295,7 @@ def test_mixture_theorem_example_a_and_pr_lam():
                                        ("pearson", math.e - 1)])
 def test_mixture_theorem_gaussians(name, want):
   div = fdiv.DIVERGENCES[name]
-  got = fdiv.mixture_integral(lambda lam: jnp.minimum(lam, 1) -
+  got = pr_curves.mixture_integral(lambda lam: jnp.minimum(lam, 1) -
                               _gauss_alpha(lam), div)
   assert float(got) == pytest.approx(want, rel=2e-4)
 
@@ -306,7 +306,7 @@ def test_dual_is_tight_at_f_prime_of_the_ratio(name):
   div = fdiv.DIVERGENCES[name]
   t = div.f_prime(jnp.asarray(p / q))
   dual = float(jnp.sum(p * t) - jnp.sum(q * div.conjugate(t)))
-  assert dual == pytest.approx(float(fdiv.f_divergence(p, q, div)), abs=2e-5)
+  assert dual == pytest.approx(float(pr_curves.f_divergence(p, q, div)), abs=2e-5)
   # Any other critic does no better.
   t2 = div.output_activation(jnp.linspace(-1, 1, p.size))
   worse = float(jnp.sum(p * t2) - jnp.sum(q * div.conjugate(t2)))
@@ -350,7 +350,7 @@ def test_weighted_mle_gradient_matches_autodiff(name):
                        jnp.float32)
 
   def d(lg):
-    return fdiv.f_divergence(p, jax.nn.softmax(lg), div)
+    return pr_curves.f_divergence(p, jax.nn.softmax(lg), div)
 
   q = jax.nn.softmax(logits)
   w = div.likelihood_weight(p / q)

@@ -16,15 +16,9 @@ closed form:
   pr_weight(lam)   w(lam) = f''(1/lam) / lam^3, the density of the mixture
   pr_atoms         point masses of that mixture ((lam, mass), ...)
 
-Mixture theorem (Verine et al. 2023): for every f in the table
-
-  D_f(P || Q) = int_0^inf D_lam-PR(P || Q) w(lam) dlam + sum_atoms mass D_lam,
-
-where D_lam-PR = min(lam, 1) - alpha_lam and alpha_lam = int min(lam dP, dQ)
-is the precision at trade-off lam (Sajjadi et al. 2018; Simon et al. 2019);
-the recall is beta_lam = alpha_lam / lam. `f_divergence_from_pr` evaluates
-the right-hand side by quadrature; `f_divergence` the left-hand side. PR
-curves and PR-divergences themselves are in `gendiag.ops.pr_curves`.
+Values of discrete distributions (`f_divergence`), PR curves, PR-divergences
+and the mixture theorem linking them (weight `pr_weight`) are in
+`gendiag.ops.pr_curves`.
 
 For training (flows, GANs): `variational_bound` is the dual lower bound
 E_P[T] - E_Q[f*(T)] <= D_f with `output_activation` mapping a real critic
@@ -41,13 +35,12 @@ samples the same gradient is E_Q[h(r) grad log q_theta] with
 
 import dataclasses
 import math
-from typing import Callable, Tuple
+from typing import Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from gendiag.ops import pr_curves
 
 
 def _register(cls, data=()):
@@ -359,6 +352,11 @@ DIVERGENCES = {
 }
 
 
+def concrete_nonpositive(x) -> bool:
+  """True when `x` is concrete (not traced) and has an element <= 0."""
+  return not isinstance(x, jax.core.Tracer) and bool(np.any(np.asarray(x) <= 0))
+
+
 def get(name: str, **params) -> FDivergence:
   """The table's divergence `name`, with parameters replaced (e.g. lam=).
 
@@ -378,85 +376,9 @@ def get(name: str, **params) -> FDivergence:
   if unknown:
     raise ValueError(f"f-divergence {name!r} has no parameters "
                      f"{sorted(unknown)}; it takes {sorted(fields) or 'none'}.")
-  if "lam" in params and pr_curves.concrete_nonpositive(params["lam"]):
+  if "lam" in params and concrete_nonpositive(params["lam"]):
     raise ValueError(f"`lam` must be > 0; got {params['lam']}.")
   return dataclasses.replace(div, **params)
-
-
-def f_divergence(p: jax.Array, q: jax.Array, div: FDivergence) -> jax.Array:
-  """D_f(P || Q) of discrete distributions, boundary terms included.
-
-  D_f = sum_{q_i > 0} q_i f(p_i / q_i) + f'(inf) P(q = 0)
-
-  (0 * inf = 0). May be inf (e.g. KL when Q misses part of P's support).
-
-  Args:
-    p: (k,) real distribution.
-    q: (k,) model distribution.
-    div: an FDivergence (e.g. `DIVERGENCES["kl"]`).
-
-  Returns:
-    A scalar.
-  """
-  pr_curves.check_distributions(p, q)
-  p, q = jnp.asarray(p), jnp.asarray(q)
-  pos = q > 0
-  terms = jnp.where(pos, q * div.f(p / jnp.where(pos, q, 1.0)), 0.0)
-  missed = jnp.sum(jnp.where(pos, 0.0, p))
-  boundary = jnp.where(missed > 0, div.slope_at_infinity * missed, 0.0)
-  return jnp.sum(terms) + boundary
-
-
-def mixture_integral(d_lam: Callable[[jax.Array], jax.Array],
-                     div: FDivergence, *, lam_min: float = 1e-8,
-                     lam_max: float = 1e8,
-                     num_points: int = 20001) -> jax.Array:
-  """int D_lam w(lam) dlam + sum_atoms mass D_atom: the mixture theorem's RHS.
-
-  The integral runs over log lam (trapezoid rule on `num_points` points in
-  [lam_min, lam_max]): int D_lam w(lam) lam dlog(lam). Mass outside that range
-  is dropped; D_lam is piecewise linear for discrete P, Q, so the rule's error
-  is O(h^2).
-
-  Args:
-    d_lam: maps an array of lam to D_lam-PR(P || Q) (same shape).
-    div: the FDivergence whose mixture weight is used.
-    lam_min, lam_max: the integration range.
-    num_points: quadrature points.
-
-  Returns:
-    A scalar, equal to D_f(P || Q) up to quadrature and truncation error.
-  """
-  s = np.linspace(math.log(lam_min), math.log(lam_max), num_points)
-  lam = jnp.asarray(np.exp(s), jnp.float32)
-  integrand = d_lam(lam) * div.pr_weight(lam) * lam
-  h = float(s[1] - s[0])
-  total = h * (jnp.sum(integrand) - 0.5 * (integrand[0] + integrand[-1]))
-  for atom, mass in div.pr_atoms:
-    total = total + mass * d_lam(jnp.asarray(atom, jnp.float32))
-  return total
-
-
-def f_divergence_from_pr(p: jax.Array, q: jax.Array, div: FDivergence,
-                         **quadrature) -> jax.Array:
-  """D_f(P || Q) of discrete distributions as a mixture of PR-divergences.
-
-  Numerical evidence of Verine et al.'s theorem: this equals
-  `f_divergence(p, q, div)` up to quadrature error.
-
-  Args:
-    p: (k,) real distribution.
-    q: (k,) model distribution.
-    div: an FDivergence.
-    **quadrature: `mixture_integral`'s lam_min, lam_max, num_points.
-
-  Returns:
-    A scalar.
-  """
-  pr_curves.check_distributions(p, q)
-  p, q = jnp.asarray(p), jnp.asarray(q)
-  return mixture_integral(lambda lam: pr_curves.pr_divergence_unchecked(p, q, lam), div,
-                          **quadrature)
 
 
 def variational_bound(div: FDivergence, t_real: jax.Array,
