@@ -1,18 +1,24 @@
 """gendiag: JAX diagnostics that say how a deep generative model fails.
 
 All metrics are pure functions of (n, d) feature arrays, real first and
-generated second, with keyword-only hyperparameters and an explicit
-`jax.random` key where they are random.
+generated second, with keyword-only hyperparameters (labels included) and an
+explicit `jax.random` key where they are random. Every function is exported
+with its result type.
 """
 
 from gendiag.metrics.cas import CASResult
 from gendiag.metrics.cas import classification_accuracy_score
 from gendiag.metrics.cas_training import Recipe as CASRecipe
+from gendiag.metrics.data_copying import data_copying_test
+from gendiag.metrics.data_copying import DataCopyingResult
+from gendiag.metrics.fld import BaselineResult
 from gendiag.metrics.fld import fld
 from gendiag.metrics.fld import fld_baseline
 from gendiag.metrics.fld import FLDResult
 from gendiag.metrics.frechet import fid
+from gendiag.metrics.frechet import fid_bootstrap
 from gendiag.metrics.frechet import fid_from_stats
+from gendiag.metrics.frechet import FIDBootstrapResult
 from gendiag.metrics.frechet import frechet_stats
 from gendiag.metrics.frechet import FrechetResult
 from gendiag.metrics.frechet import FrechetStats
@@ -21,28 +27,29 @@ from gendiag.metrics.frechet_delta import FIDStandardError
 from gendiag.metrics.frontiers import classifier_frontier
 from gendiag.metrics.frontiers import ClassifierFrontierResult
 from gendiag.metrics.frontiers import divergence_frontier
+from gendiag.metrics.frontiers import divergence_frontier_from_histograms
+from gendiag.metrics.frontiers import Frontier
 from gendiag.metrics.frontiers import frontier_integral
+from gendiag.metrics.frontiers import frontier_integral_from_histograms
 from gendiag.metrics.frontiers import FrontierResult
 from gendiag.metrics.frontiers import mauve
-from gendiag.metrics.frontiers import divergence_frontier_from_histograms
-from gendiag.metrics.frontiers import frontier_integral_from_histograms
 from gendiag.metrics.frontiers import mauve_from_histograms
 from gendiag.metrics.gel import gel
-from gendiag.metrics.gel import GELResult
-from gendiag.metrics.gel import gel_test
-from gendiag.metrics.gel import GELTestResult
 from gendiag.metrics.gel import gel_mode_probabilities
+from gendiag.metrics.gel import gel_test
 from gendiag.metrics.gel import GELModeResult
+from gendiag.metrics.gel import GELResult
+from gendiag.metrics.gel import GELTestResult
+from gendiag.metrics.kid import kid
+from gendiag.metrics.kid import KIDResult
 from gendiag.metrics.memorization import auth_pct
 from gendiag.metrics.memorization import AuthPctResult
 from gendiag.metrics.memorization import copy_flags
 from gendiag.metrics.memorization import CopyFlags
-from gendiag.metrics.data_copying import data_copying_test
-from gendiag.metrics.data_copying import DataCopyingResult
-from gendiag.metrics.kid import kid
-from gendiag.metrics.kid import KIDResult
 from gendiag.metrics.mmd import mmd
+from gendiag.metrics.mmd import mmd_bootstrap
 from gendiag.metrics.mmd import mmd_test
+from gendiag.metrics.mmd import MMDBootstrapResult
 from gendiag.metrics.mmd import MMDTestResult
 from gendiag.metrics.mmd import witness
 from gendiag.metrics.prd import classifier_pr_curve
@@ -65,14 +72,19 @@ from gendiag.ops.pr_curves import PRCurve
 __version__ = "0.1.0"
 
 __all__ = (
-    "CASRecipe",
     "CASResult",
     "classification_accuracy_score",
+    "CASRecipe",
+    "data_copying_test",
+    "DataCopyingResult",
+    "BaselineResult",
     "fld",
     "fld_baseline",
     "FLDResult",
     "fid",
+    "fid_bootstrap",
     "fid_from_stats",
+    "FIDBootstrapResult",
     "frechet_stats",
     "FrechetResult",
     "FrechetStats",
@@ -81,28 +93,29 @@ __all__ = (
     "classifier_frontier",
     "ClassifierFrontierResult",
     "divergence_frontier",
+    "divergence_frontier_from_histograms",
+    "Frontier",
     "frontier_integral",
+    "frontier_integral_from_histograms",
     "FrontierResult",
     "mauve",
-    "divergence_frontier_from_histograms",
-    "frontier_integral_from_histograms",
     "mauve_from_histograms",
     "gel",
-    "GELResult",
-    "gel_test",
-    "GELTestResult",
     "gel_mode_probabilities",
+    "gel_test",
     "GELModeResult",
+    "GELResult",
+    "GELTestResult",
+    "kid",
+    "KIDResult",
     "auth_pct",
     "AuthPctResult",
     "copy_flags",
     "CopyFlags",
-    "data_copying_test",
-    "DataCopyingResult",
-    "kid",
-    "KIDResult",
     "mmd",
+    "mmd_bootstrap",
     "mmd_test",
+    "MMDBootstrapResult",
     "MMDTestResult",
     "witness",
     "classifier_pr_curve",

@@ -41,8 +41,6 @@ import pytest
 import gendiag
 from gendiag import evaluators  # noqa: F401  (registers the report families)
 from gendiag import report
-from gendiag.metrics import frechet
-from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics.gel import moments as gel_moments
 
 _PACKAGE = os.path.dirname(os.path.abspath(gendiag.__file__))
@@ -159,7 +157,7 @@ CASES = {
         gendiag.frechet_stats(X), gendiag.frechet_stats(Y[:2])),
     "frechet_stats": lambda: gendiag.frechet_stats(X),
     "fid_standard_error": lambda: gendiag.fid_standard_error(X, Y),
-    "fid_bootstrap": lambda: frechet.fid_bootstrap(X, Y, key=KEY,
+    "fid_bootstrap": lambda: gendiag.fid_bootstrap(X, Y, key=KEY,
                                                    num_resamples=2),
     # The frontier calls are the frontiers family's (shared compilations).
     "classifier_frontier": lambda: gendiag.classifier_frontier(
@@ -180,6 +178,8 @@ CASES = {
     # The GEL calls are the gel family's (same static arguments and shapes,
     # so the family reuses their compilations); the other moment features
     # (the solver is the same code) are traced by "gel_moment_features".
+    "gel": lambda: gendiag.gel(X, Y, objective="et", kernel="gaussian",
+                               witnesses=X[:4]),
     "gel_test": lambda: gendiag.gel_test(
         X, Y, key=KEY, objective="et", kernel="gaussian", witnesses=X[:4],
         num_permutations=2),
@@ -207,7 +207,7 @@ CASES = {
     "mmd_test": lambda: [gendiag.mmd_test(X, Y, key=KEY, num_permutations=3,
                                           estimator=e)
                          for e in ("biased", "unbiased")],
-    "mmd_bootstrap": lambda: [mmd_lib.mmd_bootstrap(X, Y, key=KEY,
+    "mmd_bootstrap": lambda: [gendiag.mmd_bootstrap(X, Y, key=KEY,
                                                     num_resamples=2,
                                                     estimator=e)
                               for e in ("biased", "unbiased")],
