@@ -102,6 +102,39 @@ def _bootstrap_ratio(key, s_real, s_gen, scaling_factor, *, num_resamples,
   return jax.vmap(one)(w_real, w_gen)
 
 
+def _cross_fitted_log_ratios(real, generated, keys, *, num_folds,
+                             **probe_options):
+  """log dP/dQ of every row by a probe that did not train on it.
+
+  Args:
+    real, generated: float32 numpy arrays.
+    keys: (key of the real folds, of the generated folds, of the fits).
+    num_folds: folds per set.
+    **probe_options: `ops.probe.fit_probe`'s options.
+
+  Returns:
+    ((n,) and (m,) log ratios, the probes' final losses and gradient norms).
+  """
+  key_r, key_g, key_fit = keys
+  n, m = real.shape[0], generated.shape[0]
+  folds_r, folds_g = _folds(key_r, n, num_folds), _folds(key_g, m, num_folds)
+  s_real, s_gen = np.zeros(n, np.float32), np.zeros(m, np.float32)
+  losses, norms = [], []
+  for f in range(num_folds):
+    train_r = np.concatenate([folds_r[j] for j in range(num_folds) if j != f])
+    train_g = np.concatenate([folds_g[j] for j in range(num_folds) if j != f])
+    probe = probe_lib.fit_probe(
+        real[train_r], generated[train_g], key=jax.random.fold_in(key_fit, f),
+        **probe_options)
+    s_real[folds_r[f]] = np.asarray(
+        probe_lib.log_density_ratio(probe, real[folds_r[f]]))
+    s_gen[folds_g[f]] = np.asarray(
+        probe_lib.log_density_ratio(probe, generated[folds_g[f]]))
+    losses.append(probe.train_loss)
+    norms.append(probe.grad_norm)
+  return jnp.asarray(s_real), jnp.asarray(s_gen), losses, norms
+
+
 def classifier_frontier(real: jax.Array, generated: jax.Array, *,
                         key: jax.Array, num_folds: int = 2,
                         hidden_sizes: Sequence[int] = (),
@@ -170,26 +203,12 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
   # Folds are gathered on the host (a JAX gather per fold shape otherwise).
   real = np.asarray(real, np.float32)
   generated = np.asarray(generated, np.float32)
-  n, m = real.shape[0], generated.shape[0]
   key_r, key_g, key_fit, key_boot = jax.random.split(key, 4)
-  folds_r, folds_g = _folds(key_r, n, num_folds), _folds(key_g, m, num_folds)
-  s_real, s_gen = np.zeros(n, np.float32), np.zeros(m, np.float32)
-  losses, norms = [], []
-  for f in range(num_folds):
-    train_r = np.concatenate([folds_r[j] for j in range(num_folds) if j != f])
-    train_g = np.concatenate([folds_g[j] for j in range(num_folds) if j != f])
-    probe = probe_lib.fit_probe(
-        real[train_r], generated[train_g], key=jax.random.fold_in(key_fit, f),
-        hidden_sizes=hidden_sizes, num_steps=num_steps,
-        learning_rate=learning_rate, weight_decay=weight_decay,
-        batch_size=batch_size)
-    s_real[folds_r[f]] = np.asarray(
-        probe_lib.log_density_ratio(probe, real[folds_r[f]]))
-    s_gen[folds_g[f]] = np.asarray(
-        probe_lib.log_density_ratio(probe, generated[folds_g[f]]))
-    losses.append(probe.train_loss)
-    norms.append(probe.grad_norm)
-  s_real, s_gen = jnp.asarray(s_real), jnp.asarray(s_gen)
+  s_real, s_gen, losses, norms = _cross_fitted_log_ratios(
+      real, generated, (key_r, key_g, key_fit), num_folds=num_folds,
+      hidden_sizes=hidden_sizes, num_steps=num_steps,
+      learning_rate=learning_rate, weight_decay=weight_decay,
+      batch_size=batch_size)
   c = jnp.asarray(scaling_factor, jnp.float32)
   front = _ratio_frontier_jit(s_real, s_gen, scaling_factor=c,
                               num_weights=int(num_weights))

@@ -143,6 +143,32 @@ def _split_real(real, key):
   return real[np.sort(perm[:n // 2])], real[np.sort(perm[n // 2:])]
 
 
+def _null_fields(real, key_null, num_clusters, cluster_rule, c, settings, *,
+                 smoothing, num_weights):
+  """`null_baseline`'s MAUVE and FI: the pipeline on two halves of `real`.
+
+  The halves get `num_clusters` clusters if given, else the rule's k at
+  their size.
+  """
+  n = np.shape(real)[0]
+  if n < 2:
+    raise ValueError("null_baseline needs at least 2 real samples.")
+  half_a, half_b = _split_real(real, key_null)
+  k_null = (num_clusters if num_clusters is not None else
+            num_clusters_for(len(half_a), cluster_rule))
+  if n < k_null:
+    raise ValueError(
+        f"null_baseline: num_clusters={k_null} exceeds the {n} real "
+        "points; pass more samples or a smaller num_clusters.")
+  la, lb, _, _ = _quantize(half_a, half_b, jax.random.fold_in(key_null, 1),
+                           num_clusters=k_null, **settings)
+  _, _, null_front, _ = scores_lib.scores_jit(
+      _counts(la, k_null), _counts(lb, k_null), c, smoothing=smoothing,
+      num_weights=num_weights)
+  return dict(null_mauve=null_front.mauve,
+              null_frontier_integral=null_front.frontier_integral)
+
+
 def divergence_frontier(real: jax.Array, generated: jax.Array, *,
                         key: jax.Array,
                         num_clusters: Optional[int] = None,
@@ -247,8 +273,8 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   counts_real, counts_gen = _counts(labels_real, k), _counts(labels_gen, k)
   c = jnp.asarray(scaling_factor, jnp.float32)
   p, q, front, star = scores_lib.scores_jit(counts_real, counts_gen, c,
-                                  smoothing=smoothing,
-                                  num_weights=int(num_weights))
+                                            smoothing=smoothing,
+                                            num_weights=int(num_weights))
   extra = {}
   if num_resamples:
     mauves, fis = scores_lib.bootstrap_scores(
@@ -257,22 +283,9 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
         num_weights=int(num_weights))
     extra.update(scores_lib.interval_fields(front, mauves, fis, level))
   if null_baseline:
-    if n < 2:
-      raise ValueError("null_baseline needs at least 2 real samples.")
-    half_a, half_b = _split_real(real, key_null)
-    k_null = (k if num_clusters is not None else
-              num_clusters_for(len(half_a), cluster_rule))
-    if n < k_null:
-      raise ValueError(
-          f"null_baseline: num_clusters={k_null} exceeds the {n} real "
-          "points; pass more samples or a smaller num_clusters.")
-    la, lb, _, _ = _quantize(half_a, half_b, jax.random.fold_in(key_null, 1),
-                             num_clusters=k_null, **settings)
-    _, _, null_front, _ = scores_lib.scores_jit(
-        _counts(la, k_null), _counts(lb, k_null), c, smoothing=smoothing,
-        num_weights=int(num_weights))
-    extra.update(null_mauve=null_front.mauve,
-                 null_frontier_integral=null_front.frontier_integral)
+    extra.update(_null_fields(
+        real, key_null, k if num_clusters is not None else None, cluster_rule,
+        c, settings, smoothing=smoothing, num_weights=int(num_weights)))
   return scores_lib.FrontierResult(
       mauve=front.mauve, frontier_integral=front.frontier_integral,
       mauve_star=star.mauve, frontier_integral_star=star.frontier_integral,

@@ -56,7 +56,7 @@ References:
 """
 
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 from jax import lax
@@ -147,6 +147,129 @@ def _implicit_bwd(objective, ridge, cap, residuals, lam_bar):
 _implicit.defvjp(_implicit_fwd, _implicit_bwd)
 
 
+class _Problem(NamedTuple):
+  """One dual problem as `solve`'s iterations see it (rows z_k = s_k phi_k)."""
+  phi: jax.Array
+  signs: jax.Array
+  mask: jax.Array
+  count: jax.Array           # unmasked rows, >= 1
+  slack: jax.Array           # rounding allowance of the separation test
+  preconditioner: Optional[jax.Array]
+  objective: str
+  method: str
+  tol: float
+  ridge: float
+  cap: Optional[float]
+  memory: int                # L-BFGS pairs kept (0 for Newton)
+
+
+def _z_times(pb, lam):
+  return pb.signs * jnp.matmul(pb.phi, lam, precision=HIGHEST)
+
+
+def _evaluate(pb, lam, v):
+  """(f, w, h, rank_one, g, |Z^T w|) at lambda (v = Z lambda)."""
+  f, w, h, rank_one = objectives.terms(pb.objective, v, pb.mask, pb.count)
+  zt_w = jnp.matmul(pb.phi.T, pb.signs * w, precision=HIGHEST)
+  g = objectives.gradient(pb.objective, zt_w, v, pb.mask, pb.count)
+  if pb.cap is not None:
+    p, grad_p, _ = objectives.penalty(lam, pb.cap)
+    f, g = f + p, g + grad_p
+  return f, w, h, rank_one, g, jnp.linalg.norm(zt_w)
+
+
+def _status(pb, lam, v, residual, g):
+  """SOLVED, INFEASIBLE (a separating certificate) or NOT_CONVERGED."""
+  if pb.cap is not None:  # always feasible: converged or not
+    done = jnp.linalg.norm(g) <= pb.tol
+    if pb.objective == "et":
+      done = done | (objectives.capped_gap(lam, g, pb.cap) <= pb.tol)
+    return jnp.where(done, SOLVED, NOT_CONVERGED)
+  bound = pb.slack * jnp.linalg.norm(lam)
+  big = jnp.max(jnp.where(pb.mask, v, -jnp.inf))
+  small = jnp.min(jnp.where(pb.mask, v, jnp.inf))
+  certified = (pb.objective != "cue") & ((big < -bound) | (small > bound))
+  return jnp.where(residual <= pb.tol, SOLVED,
+                   jnp.where(certified, INFEASIBLE, NOT_CONVERGED))
+
+
+def _precondition(pb, q):
+  if pb.preconditioner is None:
+    return q
+  return q / pb.preconditioner
+
+
+def _direction(pb, state):
+  """The L-BFGS or (ridged) Newton direction, -g / scale if Newton fails."""
+  g = state["g"]
+  if pb.method == "lbfgs":
+    return -objectives.two_loop(g, state["s"], state["y"], state["rho"],
+                                functools.partial(_precondition, pb))
+  hess, _ = objectives.hessian(pb.objective, state["lam"], pb.phi, pb.signs,
+                               pb.mask, pb.count, pb.ridge, pb.cap)
+  d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
+  ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d, precision=HIGHEST) < 0)
+  scale = jnp.maximum(jnp.trace(hess) / pb.phi.shape[1],
+                      jnp.finfo(pb.phi.dtype).tiny)
+  return jnp.where(ok, d, -g / scale)
+
+
+def _not_enough(pb, state, d, u, slope, carry):
+  """Whether step t = carry[0] still fails Armijo (and halvings remain)."""
+  t, k = carry
+  dtype = pb.phi.dtype
+  dec, noise = objectives.delta(pb.objective, state["v"], u, t, pb.mask,
+                                pb.count, state["w"])
+  if pb.cap is not None:
+    before = objectives.penalty(state["lam"], pb.cap)[0]
+    after = objectives.penalty(state["lam"] + t * d, pb.cap)[0]
+    dec = dec + (after - before)
+    noise = noise + jnp.finfo(dtype).eps * (after + before)
+  armijo = dec <= _ARMIJO * t * slope
+  # Once both the predicted and the measured change are below rounding
+  # noise, Armijo cannot be decided: trust the direction (the residual
+  # test decides convergence) rather than stall.
+  at_noise = (dec <= 8.0 * noise) & (-t * slope <= 800.0 * noise)
+  bad = ~(armijo | at_noise) | ~jnp.isfinite(dec)
+  return bad & (k < _MAX_HALVINGS)
+
+
+def _step(pb, state):
+  """One iteration: direction, backtracking line search, L-BFGS update."""
+  dtype = pb.phi.dtype
+  v, g = state["v"], state["g"]
+  d = _direction(pb, state)
+  d = jnp.where(jnp.dot(g, d, precision=HIGHEST) < 0, d, -g)  # descent
+  u = _z_times(pb, d)
+  slope = jnp.dot(g, d, precision=HIGHEST)
+  t, k = lax.while_loop(
+      functools.partial(_not_enough, pb, state, d, u, slope),
+      lambda c: (0.5 * c[0], c[1] + 1), (jnp.ones((), dtype), jnp.int32(0)))
+  stalled = k >= _MAX_HALVINGS
+  t = jnp.where(stalled, 0.0, t)
+  new = dict(state, lam=state["lam"] + t * d, v=v + t * u, it=state["it"] + 1,
+             stalled=stalled)
+  new["f"], new["w"], _, _, new["g"], new["residual"] = _evaluate(
+      pb, new["lam"], new["v"])
+  new["status"] = _status(pb, new["lam"], new["v"], new["residual"],
+                          new["g"])
+  if pb.memory:
+    s_new, y_new = t * d, new["g"] - g
+    sy = jnp.dot(s_new, y_new, precision=HIGHEST)
+    keep = sy > jnp.finfo(dtype).eps * jnp.linalg.norm(
+        s_new) * jnp.linalg.norm(y_new)
+    roll = lambda a, x: jnp.where(  # noqa: E731
+        keep, jnp.roll(a, -1, axis=0).at[-1].set(x), a)
+    new["s"], new["y"] = roll(state["s"], s_new), roll(state["y"], y_new)
+    new["rho"] = roll(state["rho"], 1.0 / jnp.where(keep, sy, 1.0))
+  return new
+
+
+def _keep_going(max_iterations, state):
+  return ((state["it"] < max_iterations)
+          & (state["status"] == NOT_CONVERGED) & ~state["stalled"])
+
+
 @functools.partial(jax.jit, static_argnames=(
     "objective", "max_iterations", "tol", "method", "memory", "ridge", "cap"))
 def solve(phi: jax.Array, *, objective: str = "et",
@@ -206,7 +329,6 @@ def solve(phi: jax.Array, *, objective: str = "et",
     raise ValueError(f"method must be 'newton' or 'lbfgs'; got {method!r}.")
   n, num_moments = phi.shape
   dtype = phi.dtype
-  tiny = jnp.finfo(dtype).tiny
   tol = default_tol(dtype) if tol is None else tol
   ridge = default_ridge(dtype) if ridge is None else ridge
   signs = jnp.ones((n,), dtype) if signs is None else signs.astype(dtype)
@@ -221,108 +343,24 @@ def solve(phi: jax.Array, *, objective: str = "et",
     init = lax.stop_gradient(init)
   count = jnp.maximum(jnp.sum(mask), 1).astype(dtype)
   row_norm = jnp.max(jnp.where(mask, jnp.linalg.norm(phi, axis=1), 0.0))
-  slack = 64.0 * jnp.finfo(dtype).eps * row_norm
-  separable = objective != "cue"
   memory = memory if method == "lbfgs" else 0
-
-  def z_times(lam):
-    return signs * jnp.matmul(phi, lam, precision=HIGHEST)
-
-  def evaluate(lam, v):
-    f, w, h, rank_one = objectives.terms(objective, v, mask, count)
-    zt_w = jnp.matmul(phi.T, signs * w, precision=HIGHEST)
-    g = objectives.gradient(objective, zt_w, v, mask, count)
-    if cap is not None:
-      p, grad_p, _ = objectives.penalty(lam, cap)
-      f, g = f + p, g + grad_p
-    return f, w, h, rank_one, g, jnp.linalg.norm(zt_w)
-
-  def status_of(lam, v, residual, g):
-    if cap is not None:  # always feasible: converged or not
-      done = jnp.linalg.norm(g) <= tol
-      if objective == "et":
-        done = done | (objectives.capped_gap(lam, g, cap) <= tol)
-      return jnp.where(done, SOLVED, NOT_CONVERGED)
-    bound = slack * jnp.linalg.norm(lam)
-    big = jnp.max(jnp.where(mask, v, -jnp.inf))
-    small = jnp.min(jnp.where(mask, v, jnp.inf))
-    certified = separable & ((big < -bound) | (small > bound))
-    return jnp.where(residual <= tol, SOLVED,
-                     jnp.where(certified, INFEASIBLE, NOT_CONVERGED))
-
-  def precondition(q):
-    if preconditioner is None:
-      return q
-    return q / preconditioner
-
-  def direction(state):
-    g = state["g"]
-    if method == "lbfgs":
-      return -objectives.two_loop(g, state["s"], state["y"], state["rho"], precondition)
-    hess, _ = objectives.hessian(objective, state["lam"], phi, signs, mask, count, ridge,
-                       cap)
-    d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
-    ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d, precision=HIGHEST) < 0)
-    scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
-    return jnp.where(ok, d, -g / scale)
-
-  def step(state):
-    v, w, g = state["v"], state["w"], state["g"]
-    d = direction(state)
-    d = jnp.where(jnp.dot(g, d, precision=HIGHEST) < 0, d, -g)  # descent
-    u = z_times(d)
-    slope = jnp.dot(g, d, precision=HIGHEST)
-
-    def not_enough(carry):
-      t, k = carry
-      dec, noise = objectives.delta(objective, v, u, t, mask, count, w)
-      if cap is not None:
-        before = objectives.penalty(state["lam"], cap)[0]
-        after = objectives.penalty(state["lam"] + t * d, cap)[0]
-        dec = dec + (after - before)
-        noise = noise + jnp.finfo(dtype).eps * (after + before)
-      armijo = dec <= _ARMIJO * t * slope
-      # Once both the predicted and the measured change are below rounding
-      # noise, Armijo cannot be decided: trust the direction (the residual
-      # test decides convergence) rather than stall.
-      at_noise = (dec <= 8.0 * noise) & (-t * slope <= 800.0 * noise)
-      bad = ~(armijo | at_noise) | ~jnp.isfinite(dec)
-      return bad & (k < _MAX_HALVINGS)
-
-    t, k = lax.while_loop(not_enough, lambda c: (0.5 * c[0], c[1] + 1),
-                          (jnp.ones((), dtype), jnp.int32(0)))
-    stalled = k >= _MAX_HALVINGS
-    t = jnp.where(stalled, 0.0, t)
-    new = dict(state, lam=state["lam"] + t * d, v=v + t * u, it=state["it"] + 1,
-               stalled=stalled)
-    new["f"], new["w"], _, _, new["g"], new["residual"] = evaluate(
-        new["lam"], new["v"])
-    new["status"] = status_of(new["lam"], new["v"], new["residual"], new["g"])
-    if memory:
-      s_new, y_new = t * d, new["g"] - g
-      sy = jnp.dot(s_new, y_new, precision=HIGHEST)
-      keep = sy > jnp.finfo(dtype).eps * jnp.linalg.norm(s_new) * jnp.linalg.norm(
-          y_new)
-      roll = lambda a, x: jnp.where(keep, jnp.roll(a, -1, axis=0).at[-1].set(x),
-                                    a)
-      new["s"], new["y"] = roll(state["s"], s_new), roll(state["y"], y_new)
-      new["rho"] = roll(state["rho"], 1.0 / jnp.where(keep, sy, 1.0))
-    return new
-
-  def keep_going(state):
-    return ((state["it"] < max_iterations)
-            & (state["status"] == NOT_CONVERGED) & ~state["stalled"])
+  pb = _Problem(phi=phi, signs=signs, mask=mask, count=count,
+                slack=64.0 * jnp.finfo(dtype).eps * row_norm,
+                preconditioner=preconditioner, objective=objective,
+                method=method, tol=tol, ridge=ridge, cap=cap, memory=memory)
 
   lam = jnp.zeros((num_moments,), dtype) if init is None else init
-  state = dict(lam=lam, v=z_times(lam), it=jnp.int32(0), stalled=jnp.bool_(False),
+  state = dict(lam=lam, v=_z_times(pb, lam), it=jnp.int32(0),
+               stalled=jnp.bool_(False),
                s=jnp.zeros((memory, num_moments), dtype),
                y=jnp.zeros((memory, num_moments), dtype),
                rho=jnp.zeros((memory,), dtype))
-  state["f"], state["w"], _, _, state["g"], state["residual"] = evaluate(
-      state["lam"], state["v"])
-  state["status"] = status_of(state["lam"], state["v"], state["residual"],
-                              state["g"])
-  state = lax.while_loop(keep_going, step, state)
+  state["f"], state["w"], _, _, state["g"], state["residual"] = _evaluate(
+      pb, state["lam"], state["v"])
+  state["status"] = _status(pb, state["lam"], state["v"], state["residual"],
+                            state["g"])
+  state = lax.while_loop(functools.partial(_keep_going, max_iterations),
+                         functools.partial(_step, pb), state)
   lam = _implicit(objective, ridge, cap, state["lam"], phi_in, signs_in,
                   mask.astype(dtype))
   v = signs_in * jnp.matmul(phi_in, lam, precision=HIGHEST)
