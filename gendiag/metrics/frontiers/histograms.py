@@ -20,8 +20,8 @@ supports.
   for continuous P, Q:  FI = (E_P[g(x)] + E_Q[g(x)]) / 2.
 
 This module holds the math on histograms (`*_from_histograms`) and on
-log density ratios (`ratio_frontier`); `frontier_estimators` turns features
-into either.
+log density ratios (`ratio_frontier`); `quantized` and `classifier` (in
+`gendiag.metrics.frontiers`) turn features into either.
 
 References:
   Pillutla, Swayamdipta, Zellers, Thickstun, Welleck, Choi, Harchaoui. MAUVE:
