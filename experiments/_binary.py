@@ -1,9 +1,7 @@
 """What every binary shares: --config, --workdir, --compilation_cache.
 
-A binary is its docstring and `_binary.run(job, "name")`, where job(config,
-workdir) is gendiag.experiments.NAME.run; --config defaults to
-configs/name.py (fields overridable, unknown ones rejected) and
---compilation_cache is JAX's persistent compilation cache.
+A binary calls `_binary.run(gendiag.experiments.NAME.run, "NAME")`; --config
+defaults to configs/NAME.py (fields overridable, unknown ones rejected).
 """
 
 import os

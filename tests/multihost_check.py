@@ -134,7 +134,8 @@ def main():
           train, real, fake, key=key, num_cells=2),
       "classification_accuracy_score": lambda: (
           gendiag.classification_accuracy_score(
-              real, labels, fake, labels[:M], test=real, test_labels=labels,
+              real, fake, real_labels=labels, generated_labels=labels[:M],
+              test=real, test_labels=labels,
               key=key)),
       "mmd_without_mesh": lambda: gendiag.mmd(real, fake, kernel=KERNEL),
       "kid_other_keys": lambda: gendiag.kid(

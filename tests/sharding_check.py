@@ -8,9 +8,11 @@ import jax
 import numpy as np
 
 from gendiag.metrics import fld as fld_lib
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall
 from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.ops import kernels
 from gendiag.ops import quantize
 
@@ -32,20 +34,20 @@ def check(mesh):
                               mesh=mesh),
       distances.kernel_matvec(k, x, x, v, exclude_diagonal=True, block_size=5),
       rtol=1e-4, atol=1e-5)
-  d1, i1 = distances.knn(x, y, k=4, block_size=8, col_block_size=3, mesh=mesh)
-  d0, i0 = distances.knn(x, y, k=4, block_size=8, col_block_size=3)
+  d1, i1 = knn.knn(x, y, k=4, block_size=8, col_block_size=3, mesh=mesh)
+  d0, i0 = knn.knn(x, y, k=4, block_size=8, col_block_size=3)
   np.testing.assert_allclose(d1, d0, rtol=1e-5)
   np.testing.assert_array_equal(i1, i0)
-  np.testing.assert_allclose(distances.knn_radii(x, [1, 3], mesh=mesh),
-                             distances.knn_radii(x, [1, 3]), rtol=1e-5)
+  np.testing.assert_allclose(knn.knn_radii(x, [1, 3], mesh=mesh),
+                             knn.knn_radii(x, [1, 3]), rtol=1e-5)
   for estimator in ["biased", "unbiased"]:
     np.testing.assert_allclose(
         mmd_lib.mmd(x, y, kernel=k, estimator=estimator, mesh=mesh),
         mmd_lib.mmd(x, y, kernel=k, estimator=estimator), rtol=1e-5)
   key = jax.random.key(0)
-  kid_sharded = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
+  kid_sharded = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
                             mesh=mesh)
-  kid_local = mmd_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
+  kid_local = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
   np.testing.assert_allclose(kid_sharded.values, kid_local.values, rtol=1e-5)
   t1 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20,
                         mesh=mesh)
@@ -96,7 +98,7 @@ def check_kmeans(mesh):
   np.testing.assert_allclose(r1.centroids, r0.centroids, rtol=1e-5, atol=1e-6)
   np.testing.assert_array_equal(r1.labels, r0.labels)
   np.testing.assert_allclose(r1.inertia, r0.inertia, rtol=1e-5)
-  np.testing.assert_array_equal(r1.num_iters, r0.num_iters)
+  np.testing.assert_array_equal(r1.num_iterations, r0.num_iterations)
   labels, sq = quantize.assign(x, r0.centroids, block_size=8, mesh=mesh)
   np.testing.assert_array_equal(labels, r0.labels)
   np.testing.assert_allclose(  # |x|^2 ~ 50: the matmul formula's round-off

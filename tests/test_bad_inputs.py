@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 import gendiag
-from gendiag.metrics import cas as cas_lib
+from gendiag.metrics import cas_training
 
 N, D = 40, 4
 BIG, TINY = 2.0 ** 66, 2.0 ** -66   # ~7.4e19 and ~1.4e-20
@@ -50,13 +50,14 @@ def _identity(r):
 
 # name -> (call(x, y), scale-invariant?, summary(result): its scale-free
 # outputs). Calls take two (n, d) sets; three-set functions split the first.
-_CAS_RECIPE = cas_lib.Recipe(hidden=(8,), steps=10, batch_size=16)
+_CAS_RECIPE = cas_training.Recipe(hidden=(8,), steps=10, batch_size=16)
 
 
 def _cas(x, y, real_labels=None):
   real_labels = _labels(len(x)) if real_labels is None else real_labels
   return gendiag.classification_accuracy_score(
-      x, real_labels, y, _labels(len(y)), test=x, test_labels=_labels(len(x)),
+      x, y, real_labels=real_labels, generated_labels=_labels(len(y)), test=x,
+      test_labels=_labels(len(x)),
       key=KEY, num_seeds=1, top_k=1, nas_fractions=(1.0,),
       recipe=_CAS_RECIPE)
 
@@ -114,7 +115,8 @@ CASES = {
         null_max_iterations=20, max_iterations=20), False,
                  _scalars("statistic")),
     "gel_mode_probabilities": (lambda x, y: gendiag.gel_mode_probabilities(
-        x, y, _labels(len(x)), key=KEY, num_witnesses=8, class_moments=2,
+        x, y, real_labels=_labels(len(x)), key=KEY, num_witnesses=8,
+        class_moments=2,
         max_iterations=20), False, _scalars("real_masses")),
     "classification_accuracy_score": (_cas, False,
                                       _scalars("cas", "real_cas")),
@@ -292,7 +294,8 @@ def test_bad_labels(name, problem):
            "negative": "negative|outside", "gaps": "empty|no rows"}[problem]
   with pytest.raises(ValueError, match=match):
     if name == "gel_mode_probabilities":
-      gendiag.gel_mode_probabilities(x, y, bad, key=KEY, num_witnesses=8)
+      gendiag.gel_mode_probabilities(x, y, real_labels=bad, key=KEY,
+                                     num_witnesses=8)
     else:
       _cas(x, y, real_labels=bad)
 

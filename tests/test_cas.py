@@ -15,8 +15,9 @@ from gendiag.data import digits
 from gendiag.experiments import cas as cas_experiment
 from gendiag.report.families import cas as cas_family
 from gendiag.metrics import cas
+from gendiag.metrics import cas_training
 
-SMALL = cas.Recipe(hidden=(16,), steps=60, batch_size=32,
+SMALL = cas_training.Recipe(hidden=(16,), steps=60, batch_size=32,
                    learning_rate=1e-2)
 
 
@@ -37,7 +38,7 @@ def corners():
 def test_scores_match_numpy(rng):
   logits = rng.normal(size=(200, 5))
   labels = rng.integers(0, 5, 200)
-  top1, top2, per_class = cas.scores(jnp.asarray(logits), jnp.asarray(labels),
+  top1, top2, per_class = cas_training.scores(jnp.asarray(logits), jnp.asarray(labels),
                                      top_k=2, num_classes=5)
   order = np.argsort(-logits, axis=1)
   assert float(top1) == pytest.approx(np.mean(order[:, 0] == labels))
@@ -63,7 +64,8 @@ def test_match_labels_reproduces_the_real_label_histogram(rng):
 def test_separable_data_scores_one_and_swapped_labels_zero(corners):
   (xr, yr), (xg, yg), (xt, yt) = corners
   res = classification_accuracy_score(
-      xr, yr, xg, yg, test=xt, test_labels=yt, key=jax.random.key(0),
+      xr, xg, real_labels=yr, generated_labels=yg, test=xt, test_labels=yt,
+      key=jax.random.key(0),
       num_seeds=2, nas_fractions=(0.5,), recipe=SMALL)
   assert isinstance(res, CASResult)
   assert float(res.cas) == 1.0 and float(res.real_cas) == 1.0
@@ -71,7 +73,8 @@ def test_separable_data_scores_one_and_swapped_labels_zero(corners):
   np.testing.assert_array_equal(res.num_train, [80, 80, 120])
   assert bool(res.converged)
   swapped = classification_accuracy_score(
-      xr, yr, xg, (yg + 1) % 4, test=xt, test_labels=yt,
+      xr, xg, real_labels=yr, generated_labels=(yg + 1) % 4, test=xt,
+      test_labels=yt,
       key=jax.random.key(0), num_seeds=2, nas_fractions=(0.5,), recipe=SMALL)
   assert float(swapped.cas) == 0.0 and np.all(swapped.zero_classes)
   assert float(swapped.gap) == 1.0
@@ -86,12 +89,15 @@ def test_seeds_are_reproducible_and_vmap_equals_one_seed(corners):
   noisy = xg + np.float32(np.random.default_rng(1).normal(
       size=xg.shape) * 3.0)
   kwargs = dict(test=xt, test_labels=yt, nas_fractions=(0.5,), recipe=SMALL)
-  a = classification_accuracy_score(xr, yr, noisy, yg, key=jax.random.key(5),
+  a = classification_accuracy_score(xr, noisy, real_labels=yr,
+                                    generated_labels=yg, key=jax.random.key(5),
                                     num_seeds=2, **kwargs)
-  b = classification_accuracy_score(xr, yr, noisy, yg, key=jax.random.key(5),
+  b = classification_accuracy_score(xr, noisy, real_labels=yr,
+                                    generated_labels=yg, key=jax.random.key(5),
                                     num_seeds=2, **kwargs)
   assert a.to_dict() == b.to_dict()
-  one = classification_accuracy_score(xr, yr, noisy, yg,
+  one = classification_accuracy_score(xr, noisy, real_labels=yr,
+                                      generated_labels=yg,
                                       key=jax.random.key(5), num_seeds=1,
                                       **kwargs)
   # Seed s depends only on (key, s): the vmapped run's first seed is the
@@ -106,7 +112,7 @@ def test_seeds_are_reproducible_and_vmap_equals_one_seed(corners):
 def test_scores_jit_equals_eager(rng):
   logits = jnp.asarray(rng.normal(size=(50, 4)))
   labels = jnp.asarray(rng.integers(0, 4, 50))
-  fn = lambda a, b: cas.scores(a, b, top_k=2, num_classes=4)
+  fn = lambda a, b: cas_training.scores(a, b, top_k=2, num_classes=4)
   with jax.disable_jit():
     eager = fn(logits, labels)
   for x, y in zip(jax.jit(fn)(logits, labels), eager):
@@ -128,7 +134,8 @@ def test_held_out_real_digits_score_like_the_real_reference(digit_halves):
   """A "generator" returning unseen real digits: CAS = Real within noise."""
   a, b, test = digit_halves
   res = classification_accuracy_score(
-      a.images, a.labels, b.images, b.labels, test=test.images,
+      a.images, b.images, real_labels=a.labels, generated_labels=b.labels,
+      test=test.images,
       test_labels=test.labels, key=jax.random.key(0), num_seeds=3,
       nas_fractions=(1.0,))
   assert float(res.real_cas) > 0.93
@@ -142,7 +149,8 @@ def test_dropped_classes_score_zero_on_exactly_those(digit_halves):
   a, b, test = digit_halves
   keep = ~np.isin(b.labels, [3, 8])
   res = classification_accuracy_score(
-      a.images, a.labels, b.images[keep], b.labels[keep], test=test.images,
+      a.images, b.images[keep], real_labels=a.labels,
+      generated_labels=b.labels[keep], test=test.images,
       test_labels=test.labels, key=jax.random.key(0), num_seeds=3,
       nas_fractions=(1.0,))
   per_class = np.asarray(res.per_class)
@@ -162,22 +170,24 @@ def test_cnn_recipe_rejects_flat_inputs(digit_halves):
   a, b, test = digit_halves
   with pytest.raises(ValueError, match="cnn recipe"):
     classification_accuracy_score(
-        a.images.reshape(len(a), 64), a.labels, b.images.reshape(len(b), 64),
-        b.labels, test=test.images.reshape(len(test), 64),
+        a.images.reshape(len(a), 64), b.images.reshape(len(b), 64),
+        real_labels=a.labels, generated_labels=b.labels,
+        test=test.images.reshape(len(test), 64),
         test_labels=test.labels, key=jax.random.key(0),
-        recipe=cas.Recipe("cnn", (4, 8)))
+        recipe=cas_training.Recipe("cnn", (4, 8)))
   with pytest.raises(ValueError, match="architecture"):
-    cas.Recipe("resnet")
+    cas_training.Recipe("resnet")
   with pytest.raises(ValueError, match="two channel counts"):
-    cas.Recipe("cnn", (8,))
+    cas_training.Recipe("cnn", (8,))
 
 
 @pytest.mark.slow
 def test_cnn_recipe_trains_on_images(digit_halves):
   a, b, test = digit_halves
-  recipe = cas.Recipe("cnn", (8, 16), steps=300, batch_size=32)
+  recipe = cas_training.Recipe("cnn", (8, 16), steps=300, batch_size=32)
   res = classification_accuracy_score(
-      a.images, a.labels, b.images, b.labels, test=test.images,
+      a.images, b.images, real_labels=a.labels, generated_labels=b.labels,
+      test=test.images,
       test_labels=test.labels, key=jax.random.key(0), num_seeds=2,
       nas_fractions=(), recipe=recipe)
   assert float(res.real_cas) > 0.8 and abs(float(res.gap)) < 0.05
@@ -189,8 +199,10 @@ def _bad(corners, **override):
               test=xt, test_labels=yt)
   args.update(override)
   return lambda: classification_accuracy_score(
-      args.pop("real"), args.pop("real_labels"), args.pop("generated"),
-      args.pop("generated_labels"), key=jax.random.key(0), recipe=SMALL,
+      args.pop("real"), args.pop("generated"),
+      real_labels=args.pop("real_labels"),
+      generated_labels=args.pop("generated_labels"), key=jax.random.key(0),
+      recipe=SMALL,
       **args)
 
 

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 
 from gendiag.ops import distances
+
+from gendiag.ops import knn
+
 from gendiag.ops import kernels
 from tests.conftest import np_sq_distances
 
@@ -84,7 +87,7 @@ def test_map_row_blocks_jit_matches_eager(data):
                                                         (37, 23), (8, 100)])
 def test_knn_matches_brute_force(data, block_size, col_block_size):
   x, y = data
-  dist, idx = distances.knn(x, y, k=4, block_size=block_size,
+  dist, idx = knn.knn(x, y, k=4, block_size=block_size,
                             col_block_size=col_block_size)
   d2 = np_sq_distances(x, y)
   order = np.argsort(d2, axis=1, kind="stable")[:, :4]
@@ -98,27 +101,27 @@ def test_knn_exclude_self_and_radii(data):
   d2 = np_sq_distances(x, x)
   np.fill_diagonal(d2, np.inf)
   expected = np.sqrt(np.sort(d2, axis=1))
-  radii = distances.knn_radii(x, [1, 3, 5], block_size=6, col_block_size=9)
+  radii = knn.knn_radii(x, [1, 3, 5], block_size=6, col_block_size=9)
   np.testing.assert_allclose(radii, expected[:, [0, 2, 4]], rtol=1e-4)
-  _, idx = distances.knn(x, x, k=3, exclude_self=True, block_size=10)
+  _, idx = knn.knn(x, x, k=3, exclude_self=True, block_size=10)
   assert not np.any(np.asarray(idx) == np.arange(37)[:, None])
 
 
 def test_knn_radii_counts_duplicates_at_zero():
   x = np.array([[0.0, 0.0], [0.0, 0.0], [3.0, 4.0]], np.float32)
-  radii = distances.knn_radii(x, [1, 2])
+  radii = knn.knn_radii(x, [1, 2])
   np.testing.assert_allclose(radii, [[0, 5], [0, 5], [5, 5]], atol=1e-6)
 
 
 def test_knn_radii_rejects_bad_k(data):
   x, _ = data
   with pytest.raises(ValueError, match=r"\[1, n - 1\]"):
-    distances.knn_radii(x, [37])
+    knn.knn_radii(x, [37])
 
 
 def test_nearest_neighbor(data):
   x, y = data
-  dist, idx = distances.nearest_neighbor(y, x, block_size=4)
+  dist, idx = knn.nearest_neighbor(y, x, block_size=4)
   d2 = np_sq_distances(y, x)
   np.testing.assert_array_equal(idx, d2.argmin(1))
   np.testing.assert_allclose(dist, np.sqrt(d2.min(1)), rtol=1e-4)
@@ -139,7 +142,7 @@ def test_compiled_temporaries_scale_with_block_not_n_times_m(op):
 
   def run(block):
     if op == "knn":
-      return lambda a, b: distances.knn(a, b, k=5, block_size=block,
+      return lambda a, b: knn.knn(a, b, k=5, block_size=block,
                                         col_block_size=block)
     return lambda a, b: distances.kernel_row_sums(
         kernels.Gaussian(), a, b, exclude_diagonal=True, block_size=block)
@@ -166,5 +169,5 @@ def test_symmetric_radii_match_float64_at_every_block_layout(n, block_size,
   d = np.sqrt(np_sq_distances(x.astype(np.float64), x.astype(np.float64)))
   np.fill_diagonal(d, np.inf)
   want = np.sort(d, axis=1)[:, [k - 1 for k in ks]]
-  got = distances.knn_radii(x, ks, block_size=block_size)
+  got = knn.knn_radii(x, ks, block_size=block_size)
   np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)

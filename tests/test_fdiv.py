@@ -13,6 +13,8 @@ from scipy import stats
 
 from gendiag.ops import fdiv
 
+from gendiag.ops import pr_curves
+
 SMOOTH = ("kl", "reverse_kl", "pearson", "hellinger", "jensen_shannon")
 ALL = tuple(fdiv.DIVERGENCES)
 LAMS = np.array([0.1, 0.5, 1.0, 2.0, 10.0])
@@ -145,9 +147,9 @@ def test_get_validates():
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_alpha_closed_forms(case):
   p, q, alpha = CASES[case]
-  np.testing.assert_allclose(fdiv.pr_precision(jnp.array(p), jnp.array(q),
+  np.testing.assert_allclose(pr_curves.pr_precision(jnp.array(p), jnp.array(q),
                                                LAMS), alpha, atol=1e-6)
-  d = fdiv.pr_divergence(np.array(p), np.array(q), lam=LAMS)
+  d = pr_curves.pr_divergence(np.array(p), np.array(q), lam=LAMS)
   np.testing.assert_allclose(d, np.minimum(LAMS, 1) - np.array(alpha),
                              atol=1e-6)
 
@@ -161,7 +163,7 @@ def test_alpha_closed_forms(case):
     ([.5, .5, 0, 0], [.25] * 4, .984829, .503863, .5, 1),
 ])
 def test_pr_curve_summaries(p, q, f8, f18, max_p, max_r):
-  curve = fdiv.pr_curve(np.array(p, np.float32), np.array(q, np.float32))
+  curve = pr_curves.pr_curve(np.array(p, np.float32), np.array(q, np.float32))
   assert curve.precision.shape == (1001,)
   assert float(curve.f_beta) == pytest.approx(f8, abs=1e-4)
   assert float(curve.f_inv_beta) == pytest.approx(f18, abs=1e-4)
@@ -173,19 +175,19 @@ def test_pr_curve_summaries(p, q, f8, f18, max_p, max_r):
 
 def test_pr_curve_jit_vmap_and_symmetry():
   p, q = _dirichlet(1)
-  curve = fdiv.pr_curve(p, q)
-  batched = jax.jit(jax.vmap(lambda a, b: fdiv.pr_curve(a, b).precision))(
+  curve = pr_curves.pr_curve(p, q)
+  batched = jax.jit(jax.vmap(lambda a, b: pr_curves.pr_curve(a, b).precision))(
       jnp.stack([p, q]), jnp.stack([q, p]))
   np.testing.assert_allclose(batched[0], curve.precision, rtol=1e-6)
   # Swapping P and Q reflects the curve: precision <-> recall.
   np.testing.assert_allclose(batched[1], curve.recall[::-1], atol=1e-5)
   # alpha(1) = 1 - TV.
   tv = 0.5 * np.abs(p - q).sum()
-  assert float(fdiv.pr_precision(p, q, 1.0)) == pytest.approx(1 - tv, abs=1e-6)
+  assert float(pr_curves.pr_precision(p, q, 1.0)) == pytest.approx(1 - tv, abs=1e-6)
 
 
 def test_angle_slopes_are_positive_and_increasing():
-  s = fdiv.angle_slopes(1001)
+  s = pr_curves.angle_slopes(1001)
   assert s[0] == pytest.approx(1e-10) and s[-1] == pytest.approx(1e10)
   assert np.all(np.diff(s) > 0)
   s32 = np.asarray(jnp.asarray(s, jnp.float32))
@@ -194,17 +196,17 @@ def test_angle_slopes_are_positive_and_increasing():
 
 def test_bad_distributions_raise():
   with pytest.raises(ValueError, match="same length"):
-    fdiv.pr_curve(np.ones(3) / 3, np.ones(2) / 2)
+    pr_curves.pr_curve(np.ones(3) / 3, np.ones(2) / 2)
   with pytest.raises(ValueError, match="normalise"):
-    fdiv.pr_curve(np.ones(3), np.ones(3) / 3)
+    pr_curves.pr_curve(np.ones(3), np.ones(3) / 3)
   with pytest.raises(ValueError, match="non-negative"):
-    fdiv.pr_divergence(np.array([1.5, -0.5]), np.array([.5, .5]), lam=1.0)
+    pr_curves.pr_divergence(np.array([1.5, -0.5]), np.array([.5, .5]), lam=1.0)
   with pytest.raises(ValueError, match="lam"):
-    fdiv.pr_divergence(np.array([.5, .5]), np.array([.5, .5]), lam=-1.0)
+    pr_curves.pr_divergence(np.array([.5, .5]), np.array([.5, .5]), lam=-1.0)
   with pytest.raises(ValueError, match="num_angles"):
-    fdiv.pr_curve(np.ones(2) / 2, np.ones(2) / 2, num_angles=2)
+    pr_curves.pr_curve(np.ones(2) / 2, np.ones(2) / 2, num_angles=2)
   with pytest.raises(ValueError, match="beta"):
-    fdiv.max_f_beta(jnp.ones(3), jnp.ones(3), beta=0.0)
+    pr_curves.max_f_beta(jnp.ones(3), jnp.ones(3), beta=0.0)
 
 
 # --------------------------------------------------------------------------
@@ -216,27 +218,27 @@ def test_pr_divergence_is_the_f_divergence_of_f_lam():
   q = q.at[0].set(0.0) if isinstance(q, jax.Array) else q
   q = np.concatenate([[0.0], q[1:] / q[1:].sum()]).astype(np.float32)
   for lam in LAMS:
-    direct = fdiv.f_divergence(p, q, fdiv.get("pr", lam=float(lam)))
+    direct = pr_curves.f_divergence(p, q, fdiv.get("pr", lam=float(lam)))
     assert float(direct) == pytest.approx(
-        float(fdiv.pr_divergence(p, q, lam=lam)), abs=3e-6)
+        float(pr_curves.pr_divergence(p, q, lam=lam)), abs=3e-6)
 
 
 def test_pr_divergence_symmetry_and_range():
   p, q = _dirichlet(3)
-  d_pq = fdiv.pr_divergence(p, q, lam=LAMS)
-  d_qp = fdiv.pr_divergence(q, p, lam=1 / LAMS)
+  d_pq = pr_curves.pr_divergence(p, q, lam=LAMS)
+  d_qp = pr_curves.pr_divergence(q, p, lam=1 / LAMS)
   np.testing.assert_allclose(d_pq, LAMS * d_qp, atol=1e-6)
   assert np.all(np.asarray(d_pq) >= 0)
   assert np.all(np.asarray(d_pq) <= np.minimum(LAMS, 1) + 1e-6)
-  tv = fdiv.f_divergence(p, q, fdiv.DIVERGENCES["total_variation"])
+  tv = pr_curves.f_divergence(p, q, fdiv.DIVERGENCES["total_variation"])
   assert float(d_pq[2]) == pytest.approx(float(tv), abs=1e-6)
 
 
 def test_pr_divergence_vmaps_over_a_traced_lam():
   p, q = _dirichlet(4)
   lam = jnp.asarray(LAMS, jnp.float32)
-  f = jax.jit(jax.vmap(lambda v: fdiv.f_divergence(p, q, fdiv.PR(v))))
-  np.testing.assert_allclose(f(lam), fdiv.pr_divergence(p, q, lam=LAMS),
+  f = jax.jit(jax.vmap(lambda v: pr_curves.f_divergence(p, q, fdiv.PR(v))))
+  np.testing.assert_allclose(f(lam), pr_curves.pr_divergence(p, q, lam=LAMS),
                              atol=1e-6)
 
 
@@ -254,9 +256,9 @@ def test_gaussian_alpha_closed_form_and_discretisation():
   p = np.diff(stats.norm.cdf(edges))
   q = np.diff(stats.norm.cdf(edges - 1.0))
   p, q = (p / p.sum()).astype(np.float32), (q / q.sum()).astype(np.float32)
-  np.testing.assert_allclose(fdiv.pr_precision(p, q, LAMS), want, atol=1e-4)
+  np.testing.assert_allclose(pr_curves.pr_precision(p, q, LAMS), want, atol=1e-4)
   tv = 2 * stats.norm.cdf(0.5) - 1
-  assert float(fdiv.pr_divergence(p, q, lam=1.0)) == pytest.approx(tv,
+  assert float(pr_curves.pr_divergence(p, q, lam=1.0)) == pytest.approx(tv,
                                                                    abs=1e-4)
 
 
@@ -269,8 +271,8 @@ def test_gaussian_alpha_closed_form_and_discretisation():
 def test_mixture_theorem_discrete(name, seed):
   p, q = _dirichlet(seed)
   div = fdiv.DIVERGENCES[name]
-  direct = float(fdiv.f_divergence(p, q, div))
-  mixture = float(fdiv.f_divergence_from_pr(p, q, div))
+  direct = float(pr_curves.f_divergence(p, q, div))
+  mixture = float(pr_curves.f_divergence_from_pr(p, q, div))
   assert mixture == pytest.approx(direct, rel=1e-4, abs=1e-6)
 
 
@@ -278,15 +280,15 @@ def test_mixture_theorem_example_a_and_pr_lam():
   p, q = np.array([.6, .4]), np.array([.2, .8])
   for div in [fdiv.get("pr", lam=0.5), fdiv.get("pr", lam=0.3),
               fdiv.DIVERGENCES["kl"]]:
-    assert float(fdiv.f_divergence_from_pr(p, q, div)) == pytest.approx(
-        float(fdiv.f_divergence(p, q, div)), rel=1e-4, abs=1e-6)
+    assert float(pr_curves.f_divergence_from_pr(p, q, div)) == pytest.approx(
+        float(pr_curves.f_divergence(p, q, div)), rel=1e-4, abs=1e-6)
   # KL is infinite when Q misses P's mass; the mixture integral diverges too,
   # like P(q = 0) log(1/lam_min): D_lam ~ lam/2 and w = 1/lam^2 near 0.
   p, q = np.array([.5, .5, 0]), np.array([.5, 0, .5])
   kl = fdiv.DIVERGENCES["kl"]
-  assert math.isinf(float(fdiv.f_divergence(p, q, kl)))
-  wide = fdiv.f_divergence_from_pr(p, q, kl, lam_min=1e-8)
-  narrow = fdiv.f_divergence_from_pr(p, q, kl, lam_min=1e-4)
+  assert math.isinf(float(pr_curves.f_divergence(p, q, kl)))
+  wide = pr_curves.f_divergence_from_pr(p, q, kl, lam_min=1e-8)
+  narrow = pr_curves.f_divergence_from_pr(p, q, kl, lam_min=1e-4)
   assert float(wide - narrow) == pytest.approx(0.5 * math.log(1e4), rel=1e-3)
 
 
@@ -294,7 +296,7 @@ def test_mixture_theorem_example_a_and_pr_lam():
                                        ("pearson", math.e - 1)])
 def test_mixture_theorem_gaussians(name, want):
   div = fdiv.DIVERGENCES[name]
-  got = fdiv.mixture_integral(lambda lam: jnp.minimum(lam, 1) -
+  got = pr_curves.mixture_integral(lambda lam: jnp.minimum(lam, 1) -
                               _gauss_alpha(lam), div)
   assert float(got) == pytest.approx(want, rel=2e-4)
 
@@ -305,7 +307,7 @@ def test_dual_is_tight_at_f_prime_of_the_ratio(name):
   div = fdiv.DIVERGENCES[name]
   t = div.f_prime(jnp.asarray(p / q))
   dual = float(jnp.sum(p * t) - jnp.sum(q * div.conjugate(t)))
-  assert dual == pytest.approx(float(fdiv.f_divergence(p, q, div)), abs=2e-5)
+  assert dual == pytest.approx(float(pr_curves.f_divergence(p, q, div)), abs=2e-5)
   # Any other critic does no better.
   t2 = div.output_activation(jnp.linspace(-1, 1, p.size))
   worse = float(jnp.sum(p * t2) - jnp.sum(q * div.conjugate(t2)))
@@ -349,7 +351,7 @@ def test_weighted_mle_gradient_matches_autodiff(name):
                        jnp.float32)
 
   def d(lg):
-    return fdiv.f_divergence(p, jax.nn.softmax(lg), div)
+    return pr_curves.f_divergence(p, jax.nn.softmax(lg), div)
 
   q = jax.nn.softmax(logits)
   w = div.likelihood_weight(p / q)

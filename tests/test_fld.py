@@ -10,6 +10,9 @@ import numpy as np
 import pytest
 
 from gendiag.metrics import fld as fld_lib
+from gendiag.metrics.fld import fit as fld_fit
+from gendiag.metrics.fld import metric as fld_metric
+from gendiag.metrics.fld import mixture as fld_mixture
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 KEY = jax.random.key(0)
@@ -66,8 +69,8 @@ def test_matches_reference_package(fixture, fixture_results, name):
   # fit's NLLs and its early stop agree far below the tolerances.
   assert abs(float(res.nll_test) - want["nll_test_per_dim"]) < 1e-4
   assert abs(float(res.nll_train) - want["nll_train_per_dim"]) < 1e-4
-  assert int(res.fit_epochs) == want["fit_epochs_run"]
-  assert bool(res.fit_converged)
+  assert int(res.num_iterations) == want["fit_epochs_run"]
+  assert bool(res.converged)
 
 
 def test_reference_copy_directions(fixture, fixture_results):
@@ -80,8 +83,8 @@ def test_reference_copy_directions(fixture, fixture_results):
   want = ref["results"]["gen_copy"]
   assert abs(float(copy.nll_test) - want["nll_test_per_dim"]) < 0.01
   assert float(copy.nll_train) < want["nll_train_per_dim"]
-  assert not bool(copy.fit_converged)  # copies keep shrinking: 50 epochs
-  assert int(copy.fit_epochs) == want["fit_epochs_run"]
+  assert not bool(copy.converged)  # copies keep shrinking: 50 epochs
+  assert int(copy.num_iterations) == want["fit_epochs_run"]
 
 
 def test_copies_rank_first_and_collapse(fixture_results):
@@ -111,7 +114,7 @@ def test_baseline_size_and_sharing(fixture, fixture_results):
   np.testing.assert_allclose(float(shared.fld),
                              100 * (float(full.nll_test) - float(base.nll)),
                              atol=1e-3)
-  assert int(shared.baseline_epochs) == -1
+  assert int(shared.baseline_num_iterations) == -1
   # fld's own baseline is fld_baseline with the third of its key's splits.
   inner = fld_lib.fld_baseline(arrays["train"], arrays["test"],
                                key=jax.random.split(KEY, 3)[2], size=500)
@@ -222,16 +225,16 @@ def test_closed_form_gradient_matches_autodiff():
   dim = 5.0
 
   def loss(lv, lv0):
-    w, c = fld_lib._weights(lv, dim)
-    w0 = 0.5 * fld_lib.ORIGIN_SCALE * jnp.exp(-lv0)
-    c0 = -0.5 * dim * (lv0 + fld_lib.LOG_2PI)
-    ll, _, _, count = fld_lib._fit_block(d2, o2, valid, w, c, w0, c0, dim)
+    w, c = fld_mixture.weights(lv, dim)
+    w0 = 0.5 * fld_fit.ORIGIN_SCALE * jnp.exp(-lv0)
+    c0 = -0.5 * dim * (lv0 + fld_mixture.LOG_2PI)
+    ll, _, _, count = fld_fit.fit_block(d2, o2, valid, w, c, w0, c0, dim)
     return -ll / (dim * count)
 
-  w, c = fld_lib._weights(lv, dim)
-  _, g, g0, count = fld_lib._fit_block(
-      d2, o2, valid, w, c, 0.5 * fld_lib.ORIGIN_SCALE * jnp.exp(-lv0),
-      -0.5 * dim * (lv0 + fld_lib.LOG_2PI), dim)
+  w, c = fld_mixture.weights(lv, dim)
+  _, g, g0, count = fld_fit.fit_block(
+      d2, o2, valid, w, c, 0.5 * fld_fit.ORIGIN_SCALE * jnp.exp(-lv0),
+      -0.5 * dim * (lv0 + fld_mixture.LOG_2PI), dim)
   auto_lv, auto_lv0 = jax.jit(jax.grad(loss, argnums=(0, 1)))(lv, lv0)
   np.testing.assert_allclose(-g / (dim * count), auto_lv, rtol=1e-4,
                              atol=1e-6)
@@ -248,14 +251,14 @@ def test_fit_increases_likelihood_monotonically_and_converges():
   mean, std = test.mean(0), test.std(0, ddof=1)
   x, g = (train - mean) / std, (gen - mean) / std
   small = fld_lib.fit_bandwidths(x, g, key=KEY, lr=0.03)
-  losses = np.asarray(small.losses)[:int(small.epochs)]
-  assert bool(small.converged) and int(small.epochs) < 50
+  losses = np.asarray(small.losses)[:int(small.num_iterations)]
+  assert bool(small.converged) and int(small.num_iterations) < 50
   assert np.all(np.diff(losses) <= 1e-6)          # NLL never goes up
   assert losses[-1] < losses[0] - 1e-3
   # The reference's lr = 0.5 overshoots in the first epochs (Adam is not a
   # descent method) but converges to the same optimum.
   ref = fld_lib.fit_bandwidths(x, g, key=KEY)
-  ref_losses = np.asarray(ref.losses)[:int(ref.epochs)]
+  ref_losses = np.asarray(ref.losses)[:int(ref.num_iterations)]
   assert bool(ref.converged)
   assert ref_losses[-1] < ref_losses[0]
   assert abs(ref_losses[-1] - losses[-1]) < 5e-3
@@ -272,7 +275,7 @@ def test_cache_batches_and_blocks_agree():
                              np.asarray(cached.log_variances), atol=1e-3)
   np.testing.assert_allclose(np.asarray(recomputed.losses),
                              np.asarray(cached.losses), atol=1e-5)
-  assert int(recomputed.epochs) == int(cached.epochs)
+  assert int(recomputed.num_iterations) == int(cached.num_iterations)
   # Several Adam steps per epoch (batches of 64 rows, the last one short),
   # the distances recomputed in blocks of 32 rows each epoch.
   batched = fld_lib.fit_bandwidths(x, g, key=KEY, batch_size=64,
@@ -287,9 +290,9 @@ def test_kernels_jit_matches_no_jit():
   x = jnp.asarray(rng.normal(size=(12, 3)), jnp.float32)
   g = jnp.asarray(np.concatenate([rng.normal(size=(4, 3)), x[:2]]),
                   jnp.float32)
-  jitted = jax.jit(fld_lib._row_exact_sq_distances)(x, g)
+  jitted = jax.jit(fld_mixture.row_exact_sq_distances)(x, g)
   with jax.disable_jit():
-    eager = fld_lib._row_exact_sq_distances(x, g)
+    eager = fld_mixture.row_exact_sq_distances(x, g)
   np.testing.assert_allclose(jitted, eager, rtol=1e-6)
   assert float(jitted[0, 4]) == 0.0 and float(jitted[1, 5]) == 0.0
   np.testing.assert_allclose(jitted, ((np.float64(x)[:, None] - np.float64(
@@ -302,9 +305,9 @@ def test_fit_jit_matches_no_jit():
   kwargs = dict(init="nearest", lr=0.5, max_epochs=2, batch_size=16,
                 tol=5e-4, block_size=8, max_cache_bytes=0)
   args = (jnp.asarray(train), jnp.asarray(gen), KEY, jnp.float32(3))
-  jitted, jitted_nll = fld_lib._fit_jit(*args, **kwargs)
+  jitted, jitted_nll = fld_fit.fit_jit(*args, **kwargs)
   with jax.disable_jit():
-    eager, eager_nll_train = fld_lib._fit_jit(*args, **kwargs)
+    eager, eager_nll_train = fld_fit.fit_jit(*args, **kwargs)
   np.testing.assert_allclose(float(jitted_nll), float(eager_nll_train),
                              rtol=1e-5)
   np.testing.assert_allclose(np.asarray(jitted.log_variances),
@@ -386,7 +389,7 @@ def test_constant_test_dimension_is_dropped():
 
 def test_generated_cap_and_far_away_features():
   train, test, gen = _mixture_sets(10)
-  _, _, gen_s, idx, dim = fld_lib._prepare(train, test, gen, KEY,
+  _, _, gen_s, idx, dim = fld_metric.prepare(train, test, gen, KEY,
                                            max_generated=60)
   idx = np.asarray(idx)
   assert idx.shape == (60,) and len(np.unique(idx)) == 60

@@ -12,7 +12,7 @@ from scipy import stats
 from configs import frontier_estimators as config_lib
 from gendiag.experiments import frontier_estimators as fx
 from gendiag.metrics import frontiers
-from gendiag.metrics import smoothing
+from gendiag.metrics.frontiers import smoothing
 
 
 def test_true_frontier_integral_matches_the_notes_reference_values():

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.integrate
 import scipy.stats
 
-from gendiag.metrics import frontier_estimators as fe
+from gendiag.metrics import frontiers as fe
 
 
 def _gaussian_fi(delta):

@@ -9,7 +9,7 @@ import mauve as mauve_text
 import numpy as np
 import pytest
 
-from gendiag.metrics import frontier_estimators as fe
+from gendiag.metrics import frontiers as fe
 from gendiag.metrics import frontiers
 
 N, D = 500, 32
@@ -55,7 +55,7 @@ def test_result_is_consistent_with_its_histograms():
   np.testing.assert_allclose(
       res.mauve_star, frontiers.mauve_from_histograms(
           kt(res.real_counts), kt(res.generated_counts)), atol=1e-6)
-  assert bool(res.converged) and int(res.num_iters) >= 1
+  assert bool(res.converged) and int(res.num_iterations) >= 1
   assert res.mauve_ci is None and res.null_mauve is None
   assert set(res.to_dict()) >= {"mauve", "frontier_integral", "null_mauve"}
 

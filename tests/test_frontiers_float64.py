@@ -16,7 +16,7 @@ import scipy.integrate
 from sklearn.metrics import auc
 
 from gendiag.metrics import frontiers
-from gendiag.metrics import smoothing
+from gendiag.metrics.frontiers import smoothing
 
 mauve_lib = importlib.import_module("mauve.compute_mauve")
 

@@ -14,7 +14,7 @@ from gendiag.data import synthetic
 from gendiag.report.families import gel as gel_family
 from gendiag.ops import kernels
 from gendiag.metrics import gel as gel_lib
-from gendiag.ops import gel_dual
+from gendiag.metrics.gel import dual as gel_dual
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 
@@ -146,7 +146,7 @@ def test_permutation_p_values_are_uniform_under_the_null():
   x = x.at[219].set(jax.random.uniform(kx, (30, 2)))
   y = y.at[219].set(x[219] + 5.0)
   fn = functools.partial(
-      gel_lib._gel_test, objective="et", moments="raw", kernel="exponential",
+      gel_lib.gel_test_core, objective="et", moments="raw", kernel="exponential",
       num_permutations=99, max_iterations=100, null_max_iterations=200,
       tol=None, block_size=1024, batch_size=99)
   res = jax.jit(jax.vmap(lambda a, b, k: fn(a, b, None, None, 1.0, k)))(
@@ -192,7 +192,7 @@ def _vmapped_gel_tests(x, y, key, *, objective, kernel, num_witnesses,
     witness_key, perm_key = jax.random.split(k)
     idx = jax.random.choice(witness_key, num_rows, (num_witnesses,),
                             replace=False)
-    return gel_lib._gel_test(
+    return gel_lib.gel_test_core(
         a, b, jnp.concatenate([a, b])[idx], None, 1.0, perm_key,
         objective=objective, moments="kernel", kernel=kernel,
         num_permutations=num_permutations, max_iterations=100,

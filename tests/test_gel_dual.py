@@ -7,7 +7,7 @@ import pytest
 from scipy import optimize
 from scipy import special
 
-from gendiag.ops import gel_dual
+from gendiag.metrics.gel import dual as gel_dual
 
 OBJECTIVES = ("el", "et", "cue")
 

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 from gendiag.metrics import gel as gel_lib
-from gendiag.metrics import gel_modes
-from gendiag.ops import gel_dual
+from gendiag.metrics.gel import modes as gel_modes
+from gendiag.metrics.gel import dual as gel_dual
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 with open(os.path.join(DATA, "gel_reference.json")) as f:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from gendiag.data import synthetic
-from gendiag.metrics import gel_modes
+from gendiag.metrics.gel import modes as gel_modes
 
 
 def test_bad_labels_raise():
@@ -17,14 +17,16 @@ def test_bad_labels_raise():
   y = np.float32(rng.normal(size=(40, 3)))
   labels = np.zeros(50, np.int32)
   with pytest.raises(ValueError, match="real_labels"):
-    gel_modes.gel_mode_probabilities(x, y, labels[:5], moments="raw")
+    gel_modes.gel_mode_probabilities(x, y, real_labels=labels[:5],
+                                     moments="raw")
   with pytest.raises(ValueError, match="integer"):
-    gel_modes.gel_mode_probabilities(x, y, labels * 0.5, moments="raw")
+    gel_modes.gel_mode_probabilities(x, y, real_labels=labels * 0.5,
+                                     moments="raw")
   with pytest.raises(ValueError, match="num_classes"):
-    gel_modes.gel_mode_probabilities(x, y, labels + 3, moments="raw",
+    gel_modes.gel_mode_probabilities(x, y, real_labels=labels + 3, moments="raw",
                                      num_classes=2)
   with pytest.raises(ValueError, match="generated_labels"):
-    gel_modes.gel_mode_probabilities(x, y, labels, moments="raw",
+    gel_modes.gel_mode_probabilities(x, y, real_labels=labels, moments="raw",
                                      generated_labels=labels)
 
 
@@ -58,7 +60,7 @@ def mixture_models():
   x, lab = models["good"]
   models["shrunk"] = (synthetic.shrink(x, lab, factor=0.3), lab)
   run = lambda y, lab: gel_modes.gel_mode_probabilities(
-      real, y, np.asarray(real_labels), generated_labels=np.asarray(lab),
+      real, y, real_labels=np.asarray(real_labels), generated_labels=np.asarray(lab),
       witnesses=witnesses)
   return {name: run(*m) for name, m in models.items()}, (real, real_labels,
                                                          witnesses, models)
@@ -94,11 +96,11 @@ def test_class_masses_find_dropped_and_imbalanced_classes(mixture_models):
 def test_generated_labels_from_the_knn_classifier(mixture_models):
   res, (real, real_labels, witnesses, models) = mixture_models
   y, lab = models["dropped"]
-  predicted = gel_modes.nearest_neighbor_labels(real, real_labels, y,
+  predicted = gel_modes.nearest_neighbor_labels(real, y, real_labels=real_labels,
                                                 num_classes=5)
   assert np.mean(np.asarray(predicted) == np.asarray(lab)) > 0.95
-  auto = gel_modes.gel_mode_probabilities(real, y, np.asarray(real_labels),
-                                          witnesses=witnesses)
+  auto = gel_modes.gel_mode_probabilities(
+      real, y, real_labels=np.asarray(real_labels), witnesses=witnesses)
   assert auto.labels_source == "knn"
   np.testing.assert_allclose(np.asarray(auto.real_masses),
                              np.asarray(res["dropped"].real_masses),

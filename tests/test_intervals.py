@@ -68,10 +68,10 @@ def test_normal_intervals_are_centred_and_clipped():
 
 
 def test_prd_bootstrap_contains_estimate_and_shrinks():
-  from gendiag.ops import fdiv  # pylint: disable=g-import-not-at-top
+  from gendiag.ops import pr_curves  # pylint: disable=g-import-not-at-top
   p = np.array([[0.3, 0.3, 0.2, 0.2, 0.0]] * 2, np.float32)
   q = np.array([[0.1, 0.3, 0.2, 0.2, 0.2]] * 2, np.float32)
-  curve = fdiv.pr_curve(p[0], q[0], num_angles=201)
+  curve = pr_curves.pr_curve(p[0], q[0], num_angles=201)
   widths = []
   for n in (100, 2500):
     reps = bootstrap.prd_bootstrap(KEY, p, q, num_real=n, num_generated=n,
@@ -243,13 +243,14 @@ def test_gel_family_intervals():
 
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it
 def test_gel_mode_bootstrap_replicates_scatter_around_the_estimate():
-  from gendiag.metrics import gel_modes  # pylint: disable=g-import-not-at-top
+  from gendiag.report import bootstrap  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics.gel import modes as gel_modes  # pylint: disable=g-import-not-at-top
   inputs = _labelled_inputs(160, {})
   real, gen = inputs.real, inputs.generated["good"]
   labels, gen_labels = inputs.real_labels, inputs.generated_labels["good"]
   witnesses = np.concatenate([real[:8], gen[:8]])
   est = gel_modes.gel_mode_probabilities(
-      real, gen, labels, generated_labels=gen_labels, witnesses=witnesses,
+      real, gen, real_labels=labels, generated_labels=gen_labels, witnesses=witnesses,
       kernel="gaussian", num_classes=5)
   reps = np.asarray(bootstrap.mode_bootstrap(
       KEY, real, gen, labels, gen_labels, witnesses, 0.1, num_resamples=12,
@@ -409,7 +410,8 @@ def test_mean_interval_is_the_t_interval_of_the_mean():
 def test_frontier_side_intervals_contain_and_shrink():
   from types import SimpleNamespace  # pylint: disable=g-import-not-at-top
   from gendiag.report.families import frontiers as fam  # pylint: disable=g-import-not-at-top
-  from gendiag.metrics import frontier_estimators as fe  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics import frontiers as fe  # pylint: disable=g-import-not-at-top
+  from gendiag.metrics.frontiers import scores as fe_scores  # pylint: disable=g-import-not-at-top
   p = np.array([0.4, 0.3, 0.2, 0.1])
   q = np.array([0.05, 0.2, 0.3, 0.45])
   cfg = dict(fam.DEFAULTS, num_resamples=200)
@@ -417,9 +419,9 @@ def test_frontier_side_intervals_contain_and_shrink():
   widths = []
   for n in (100, 10_000):
     cr, cg = np.float32(p * n), np.float32(q * n)
-    _, _, front = fe._scores(  # pylint: disable=protected-access
+    _, _, front = fe_scores.scores(
         cr, cg, np.float32(5.0), smoothing="empirical",
-        num_weights=fe.frontiers.NUM_WEIGHTS)
+        num_weights=fe.NUM_WEIGHTS)
     res = SimpleNamespace(real_counts=cr, generated_counts=cg,
                           weights=front.weights,
                           kl_generated=front.kl_generated,

@@ -23,7 +23,7 @@ def test_replicate_equals_u_statistic_over_distinct_original_rows(rng):
   y = np.float32(rng.normal(size=(25, 3)) + 0.5)
   k = kernels.Gaussian(1.2)
   key = jax.random.key(3)
-  stats = mmd_lib._bootstrap_statistics(x, y, k, key, 4, "unbiased", 16)  # pylint: disable=protected-access
+  stats = mmd_lib.bootstrap_statistics(x, y, k, key, 4, "unbiased", 16)
   key_x, key_y = jax.random.split(key)
   w = np.asarray(intervals.resample_weights(key_x, 30, 4))
   v = np.asarray(intervals.resample_weights(key_y, 25, 4))
@@ -93,7 +93,7 @@ def test_fid_interval_centres_estimate_with_sampling_spread(rng):
 def test_fid_weighted_stats_with_unit_weights_equal_plain(rng):
   for n, d in [(10, 20), (40, 5)]:
     x = np.float32(rng.normal(size=(n, d)))
-    a = frechet._weighted_stats(x, np.ones(n, np.float32))  # pylint: disable=protected-access
+    a = frechet.weighted_stats(x, np.ones(n, np.float32))
     b = frechet.frechet_stats(x)
     np.testing.assert_allclose(a.cov, b.cov, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(a.factor @ a.factor.T, b.cov, rtol=1e-4,

@@ -41,9 +41,7 @@ import pytest
 import gendiag
 from gendiag import report
 from gendiag.data.inputs import EvalInputs
-from gendiag.metrics import frechet
-from gendiag.metrics import mmd as mmd_lib
-from gendiag.ops import gel_moments
+from gendiag.metrics.gel import moments as gel_moments
 
 _PACKAGE = os.path.dirname(os.path.abspath(gendiag.__file__))
 _ROOT = os.path.dirname(_PACKAGE)
@@ -147,7 +145,8 @@ def _kernel_calls(kernel):
 CASES = {
     "classification_accuracy_score": lambda: (
         gendiag.classification_accuracy_score(
-            X, LABELS, Y, LABELS, test=TEST, test_labels=LABELS, key=KEY,
+            X, Y, real_labels=LABELS, generated_labels=LABELS, test=TEST,
+            test_labels=LABELS, key=KEY,
             num_seeds=1, nas_fractions=(0.5,),
             recipe=gendiag.CASRecipe(hidden=(4,), steps=2, batch_size=8))),
     "fld": lambda: gendiag.fld(TRAIN, TEST, Y, key=KEY, max_epochs=2),
@@ -158,7 +157,7 @@ CASES = {
         gendiag.frechet_stats(X), gendiag.frechet_stats(Y[:2])),
     "frechet_stats": lambda: gendiag.frechet_stats(X),
     "fid_standard_error": lambda: gendiag.fid_standard_error(X, Y),
-    "fid_bootstrap": lambda: frechet.fid_bootstrap(X, Y, key=KEY,
+    "fid_bootstrap": lambda: gendiag.fid_bootstrap(X, Y, key=KEY,
                                                    num_resamples=2),
     # The frontier calls are the frontiers family's (shared compilations).
     "classifier_frontier": lambda: gendiag.classifier_frontier(
@@ -179,11 +178,13 @@ CASES = {
     # The GEL calls are the gel family's (same static arguments and shapes,
     # so the family reuses their compilations); the other moment features
     # (the solver is the same code) are traced by "gel_moment_features".
+    "gel": lambda: gendiag.gel(X, Y, objective="et", kernel="gaussian",
+                               witnesses=X[:4]),
     "gel_test": lambda: gendiag.gel_test(
         X, Y, key=KEY, objective="et", kernel="gaussian", witnesses=X[:4],
         num_permutations=2),
     "gel_mode_probabilities": lambda: gendiag.gel_mode_probabilities(
-        X, Y, LABELS, generated_labels=LABELS, num_classes=3,
+        X, Y, real_labels=LABELS, generated_labels=LABELS, num_classes=3,
         class_moments=2, drop_threshold=0.1, objective="et",
         kernel="gaussian", witnesses=X[:4]),
     "gel_moment_features": lambda: [gel_moments.moment_features(
@@ -206,7 +207,7 @@ CASES = {
     "mmd_test": lambda: [gendiag.mmd_test(X, Y, key=KEY, num_permutations=3,
                                           estimator=e)
                          for e in ("biased", "unbiased")],
-    "mmd_bootstrap": lambda: [mmd_lib.mmd_bootstrap(X, Y, key=KEY,
+    "mmd_bootstrap": lambda: [gendiag.mmd_bootstrap(X, Y, key=KEY,
                                                     num_resamples=2,
                                                     estimator=e)
                               for e in ("biased", "unbiased")],

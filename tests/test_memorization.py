@@ -7,6 +7,7 @@ import jax
 import numpy as np
 import pytest
 
+from gendiag.metrics import data_copying
 from gendiag.metrics import memorization
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
@@ -219,7 +220,7 @@ def _reference_c_t(train, test, gen, train_cells, test_cells, gen_cells, k,
 def test_c_t_matches_reference_formula_on_the_same_cells():
   train, test, gen = _blobs(20, 300), _blobs(21, 150), _blobs(22, 120)
   gen[:30] = train[:30]                       # some copies
-  res = memorization.data_copying_test(train, test, gen, key=KEY)
+  res = data_copying.data_copying_test(train, test, gen, key=KEY)
   cells = [np.asarray(c) for c in (res.train_cells, res.test_cells,
                                    res.generated_cells)]
   want, zs = _reference_c_t(train, test, gen, *cells, k=3, tau=20 / len(gen))
@@ -233,12 +234,12 @@ def test_c_t_matches_reference_formula_on_the_same_cells():
 def test_c_t_sign_for_copies_fresh_and_underfit():
   # Same shapes as the test above, so k-means and C_T compile once.
   train, test = _blobs(23, 300), _blobs(24, 150)
-  fresh = memorization.data_copying_test(train, test, _blobs(25, 120),
+  fresh = data_copying.data_copying_test(train, test, _blobs(25, 120),
                                          key=KEY)
-  copies = memorization.data_copying_test(train, test, train[:120], key=KEY)
+  copies = data_copying.data_copying_test(train, test, train[:120], key=KEY)
   rng = np.random.default_rng(0)
   noisy = _blobs(26, 120) + np.float32(rng.normal(size=(120, 6)))
-  underfit = memorization.data_copying_test(train, test, noisy, key=KEY)
+  underfit = data_copying.data_copying_test(train, test, noisy, key=KEY)
   assert abs(float(fresh.c_t)) < 3.0
   assert float(copies.c_t) < -6.0
   assert float(underfit.c_t) > 3.0
@@ -251,8 +252,8 @@ def test_c_t_projects_high_dimensions_and_validates():
   lift = np.float32(np.linalg.qr(rng.normal(size=(8, 6)))[0].T)
   train, test, gen = (_blobs(s, n) @ lift for s, n in ((27, 300), (28, 150),
                                                         (29, 120)))
-  res = memorization.data_copying_test(train, test, gen, key=KEY, max_dim=6)
-  flat = memorization.data_copying_test(_blobs(27, 300), _blobs(28, 150),
+  res = data_copying.data_copying_test(train, test, gen, key=KEY, max_dim=6)
+  flat = data_copying.data_copying_test(_blobs(27, 300), _blobs(28, 150),
                                         _blobs(29, 120), key=KEY)
   assert np.isfinite(float(res.c_t)) and abs(float(res.c_t)) < 3.0
   # PCA recovers the 6-d data up to an isometry: same cells, same C_T.
@@ -261,8 +262,8 @@ def test_c_t_projects_high_dimensions_and_validates():
       np.sort(np.bincount(np.asarray(flat.train_cells), minlength=3)))
   np.testing.assert_allclose(float(res.c_t), float(flat.c_t), atol=1e-3)
   with pytest.raises(ValueError, match="no test"):
-    memorization.data_copying_test(train, test[:1], gen, key=KEY)
+    data_copying.data_copying_test(train, test[:1], gen, key=KEY)
   with pytest.raises(ValueError, match="min_cell_samples"):
-    memorization.data_copying_test(train, test, gen[:15], key=KEY)
+    data_copying.data_copying_test(train, test, gen[:15], key=KEY)
   with pytest.raises(ValueError, match="generated"):
-    memorization.data_copying_test(train, test, gen[:, :5], key=KEY)
+    data_copying.data_copying_test(train, test, gen[:, :5], key=KEY)

@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import kernels
 from tests.conftest import np_sq_distances
@@ -121,11 +122,11 @@ def test_unbiased_mmd_is_unbiased_biased_is_not(rng):
 
 def test_kid_full_subset_equals_unbiased_poly_mmd(xy):
   x, y = xy
-  res = mmd_lib.kid(x, y, key=jax.random.key(0), num_subsets=3, subset_size=33)
+  res = kid_lib.kid(x, y, key=jax.random.key(0), num_subsets=3, subset_size=33)
   # With subset_size = n the generated subset is all of y (any order); the
   # real subset differs per draw, so check one draw against numpy directly.
   assert res.values.shape == (3,)
-  res_all = mmd_lib.kid(x[:33], y, key=jax.random.key(1), num_subsets=2,
+  res_all = kid_lib.kid(x[:33], y, key=jax.random.key(1), num_subsets=2,
                         subset_size=33)
   want = np_mmd2(x[:33], y, np_poly, "unbiased")
   np.testing.assert_allclose(res_all.values, [want, want], rtol=1e-4)
@@ -135,8 +136,8 @@ def test_kid_full_subset_equals_unbiased_poly_mmd(xy):
 
 def test_kid_statistics_and_reproducibility(xy):
   x, y = xy
-  a = mmd_lib.kid(x, y, key=jax.random.key(3), num_subsets=20, subset_size=10)
-  b = mmd_lib.kid(x, y, key=jax.random.key(3), num_subsets=20, subset_size=10)
+  a = kid_lib.kid(x, y, key=jax.random.key(3), num_subsets=20, subset_size=10)
+  b = kid_lib.kid(x, y, key=jax.random.key(3), num_subsets=20, subset_size=10)
   np.testing.assert_array_equal(a.values, b.values)
   v = np.asarray(a.values, np.float64)
   np.testing.assert_allclose(a.mean, v.mean(), rtol=1e-5)
@@ -150,7 +151,7 @@ def test_kid_is_unbiased_under_the_null(rng):
   for seed in range(200):
     x = np.float32(rng.normal(size=(30, 8)))
     y = np.float32(rng.normal(size=(30, 8)))
-    means.append(float(mmd_lib.kid(x, y, key=jax.random.key(seed),
+    means.append(float(kid_lib.kid(x, y, key=jax.random.key(seed),
                                    num_subsets=5, subset_size=20).mean))
   means = np.array(means)
   assert abs(means.mean()) < 3 * means.std() / np.sqrt(len(means))
@@ -202,8 +203,8 @@ def test_mmd_test_detects_shift_and_holds_level(rng):
   seeds = 400
   pooled = jnp.asarray(np.float32(rng.normal(size=(seeds, 80, 2))))
   keys = jax.random.split(jax.random.key(1), seeds)
-  p_null = np.asarray(jax.vmap(lambda z, key: mmd_lib._p_value(  # pylint: disable=protected-access
-      mmd_lib._permutation_statistics(  # pylint: disable=protected-access
+  p_null = np.asarray(jax.vmap(lambda z, key: mmd_lib.permutation_p_value(
+      mmd_lib.permutation_statistics(
           z, k, key, 40, 99, "unbiased", 1024))[2])(pooled, keys))
   for i in range(3):  # the vmapped replicates are mmd_test's p-values
     np.testing.assert_allclose(p_null[i], mmd_lib.mmd_test(
@@ -219,8 +220,8 @@ def test_mmd_test_detects_shift_and_holds_level(rng):
     lambda x, y: mmd_lib.mmd(x, y[:, :3]),
     lambda x, y: mmd_lib.mmd(x[:1], y),
     lambda x, y: mmd_lib.mmd(x, y, estimator="quadratic"),
-    lambda x, y: mmd_lib.kid(x, y, key=jax.random.key(0), subset_size=1000),
-    lambda x, y: mmd_lib.kid(x, y, key=jax.random.key(0), subset_size=1),
+    lambda x, y: kid_lib.kid(x, y, key=jax.random.key(0), subset_size=1000),
+    lambda x, y: kid_lib.kid(x, y, key=jax.random.key(0), subset_size=1),
     lambda x, y: mmd_lib.mmd_test(x, y, key=jax.random.key(0),
                                   estimator="linear"),
     lambda x, y: mmd_lib.witness(x, y, x[:, :2]),
@@ -238,7 +239,7 @@ def test_nan_input_names_the_rows(xy):
   with pytest.raises(ValueError, match=r"`real` contains NaN or inf in 1 rows"):
     mmd_lib.mmd(x, y)
   with pytest.raises(ValueError, match="generated"):
-    mmd_lib.kid(y, np.where(np.isnan(x), np.inf, x)[:33],
+    kid_lib.kid(y, np.where(np.isnan(x), np.inf, x)[:33],
                 key=jax.random.key(0), subset_size=10)
 
 
@@ -247,7 +248,7 @@ def test_normalisers_do_not_overflow_at_50k(estimator):
   """n (n - 1) = 2.5e9 > int32 max at n = 50,000 (found by the 50k benchmark)."""
   n = m = 50_000
   pairs = n * (n - 1) if estimator == "unbiased" else n * n
-  value = jax.jit(lambda a, b, c: mmd_lib._combine(  # pylint: disable=protected-access
+  value = jax.jit(lambda a, b, c: mmd_lib.combine_sums(
       a, b, c, n, m, estimator))(jnp.float32(0.5 * pairs),
                                  jnp.float32(0.5 * pairs),
                                  jnp.float32(0.25 * n * m))

@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from gendiag.metrics import prd
-from gendiag.ops import fdiv
+from gendiag.ops import pr_curves
 
 
 def _bayes_scores(p_counts, q_counts):
@@ -28,8 +28,8 @@ def test_simon_closed_form():
   # P = (.1, .2, .3, .4), Q = (.4, .3, .2, .1): alpha = .25, .6, .9 at
   # lam = .25, 1, 3 (min over sets A of lam P(A) + Q(A^c)).
   sr, sg, _, _ = _bayes_scores([10, 20, 30, 40], [40, 30, 20, 10])
-  alpha = prd._alpha_from_scores(jnp.asarray(sr), jnp.asarray(sg),
-                                 jnp.array([0.25, 1.0, 3.0]))
+  alpha = prd.alpha_from_scores(jnp.asarray(sr), jnp.asarray(sg),
+                                jnp.array([0.25, 1.0, 3.0]))
   np.testing.assert_allclose(alpha, [0.25, 0.6, 0.9], atol=1e-6)
 
 
@@ -40,7 +40,7 @@ def test_bayes_scores_give_the_exact_discrete_curve(seed):
   q_counts = rng.integers(1, 40, size=7)
   sr, sg, p, q = _bayes_scores(p_counts, q_counts)
   got = prd.pr_curve_from_scores(sr, sg)
-  want = fdiv.pr_curve(p.astype(np.float32), q.astype(np.float32))
+  want = pr_curves.pr_curve(p.astype(np.float32), q.astype(np.float32))
   np.testing.assert_allclose(got.precision, want.precision, atol=1e-5)
   np.testing.assert_allclose(got.recall, want.recall, atol=1e-5)
   assert float(got.f_beta) == pytest.approx(float(want.f_beta), abs=1e-5)
@@ -64,7 +64,7 @@ def test_scores_curve_endpoints_and_jit():
   far = prd.pr_curve_from_scores(sr, sr - 10)  # perfectly separated
   np.testing.assert_allclose(far.precision, 0, atol=1e-6)
   same = jax.jit(lambda a, b: prd.pr_curve_from_scores(a, b).precision)(sr, sr)
-  np.testing.assert_allclose(same, np.minimum(fdiv.angle_slopes(1001), 1),
+  np.testing.assert_allclose(same, np.minimum(pr_curves.angle_slopes(1001), 1),
                              rtol=1e-6)
 
 
@@ -147,7 +147,7 @@ def test_prd_sees_mode_dropping_like_the_exact_curve():
   real = _mixture(0, np.arange(10))
   dropped = _mixture(1, np.arange(5))
   res = _prd(real, dropped)
-  exact = fdiv.pr_curve(np.full(10, 0.1, np.float32),
+  exact = pr_curves.pr_curve(np.full(10, 0.1, np.float32),
                         np.r_[np.full(5, 0.2), np.zeros(5)].astype(np.float32))
   assert float(res.f_beta) == pytest.approx(float(exact.f_beta), abs=0.05)
   assert float(res.f_inv_beta) == pytest.approx(float(exact.f_inv_beta),
@@ -185,10 +185,10 @@ def test_prd_matches_a_scikit_learn_reference():
     labels = KMeans(20, n_init=1, random_state=seed).fit_predict(union)
     p = np.bincount(labels[:1000], minlength=20) / 1000
     q = np.bincount(labels[1000:], minlength=20) / 1000
-    curve = fdiv.pr_curve(p.astype(np.float32), q.astype(np.float32))
+    curve = pr_curves.pr_curve(p.astype(np.float32), q.astype(np.float32))
     precisions.append(curve.precision)
     recalls.append(curve.recall)
-  f8, f18 = fdiv.max_f_beta(np.mean(precisions, 0), np.mean(recalls, 0))
+  f8, f18 = pr_curves.max_f_beta(np.mean(precisions, 0), np.mean(recalls, 0))
   res = _prd(real, gen)
   assert float(res.f_beta) == pytest.approx(float(f8), abs=0.03)
   assert float(res.f_inv_beta) == pytest.approx(float(f18), abs=0.03)

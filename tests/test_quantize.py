@@ -93,7 +93,7 @@ def test_max_iters_reports_non_convergence(rng):
   x = np.float32(rng.normal(size=(400, 3)))
   fit = quantize.kmeans(x, key=jax.random.key(0), num_clusters=20,
                         max_iters=1, tol=0.0)
-  assert int(fit.num_iters) == 1 and not bool(fit.converged)
+  assert int(fit.num_iterations) == 1 and not bool(fit.converged)
 
 
 def test_cluster_histograms(blobs):

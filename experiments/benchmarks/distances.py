@@ -8,8 +8,10 @@ import numpy as np
 
 from benchmarks import common
 from gendiag.metrics import frechet
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.ops import kernels
 
 
@@ -63,7 +65,7 @@ def kid_case(sizes):
       t += (k.sum() - np.diag(k).sum()) / (s - 1) - 2 * kb.sum() / s
     return t / sizes["num_subsets"] / s
 
-  run = lambda: mmd_lib.kid(x, y, key=jax.random.key(0),
+  run = lambda: kid_lib.kid(x, y, key=jax.random.key(0),
                             num_subsets=sizes["num_subsets"], subset_size=s)
   return common.Bench(run=run, flops=sizes["num_subsets"] * 6.0 * s * s * d,
                       peers={"numpy (clean-fid formula)": numpy_kid},
@@ -94,6 +96,6 @@ def fid_case(sizes):
 @common.case("knn_radii")
 def knn_radii_case(sizes):
   x = jnp.asarray(common.random_features(0, sizes["n"], sizes["d"]))
-  run = lambda: distances.knn_radii(x, [sizes["k"]])
+  run = lambda: knn.knn_radii(x, [sizes["k"]])
   return common.Bench(run=run, flops=2.0 * sizes["n"] ** 2 * sizes["d"],
                       notes="k-th NN radius by running top-k")

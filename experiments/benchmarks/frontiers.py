@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from benchmarks import common
-from gendiag.metrics import frontier_estimators
+from gendiag.metrics import frontiers
 
 
 def _peer(x, y, num_buckets):
@@ -38,9 +38,9 @@ def _case(sizes, cluster_rule, peer_name):
   x, y = common.random_pair(sizes)
   xj, yj = jnp.asarray(x), jnp.asarray(y)
   key = jax.random.key(0)
-  k = frontier_estimators.num_clusters_for(min(sizes["n"], sizes["m"]),
+  k = frontiers.num_clusters_for(min(sizes["n"], sizes["m"]),
                                            cluster_rule)
-  run = lambda: frontier_estimators.mauve(xj, yj, key=key,
+  run = lambda: frontiers.mauve(xj, yj, key=key,
                                           cluster_rule=cluster_rule).mauve
   return common.Bench(
       run=run, peers={peer_name: _peer(x, y, "auto" if cluster_rule == "n/10"

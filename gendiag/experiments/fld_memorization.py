@@ -22,7 +22,7 @@ from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import frechet
 from gendiag.metrics import memorization
 from gendiag.metrics import precision_recall
-from gendiag.ops import distances
+from gendiag.ops import knn
 from gendiag.report.families import fld as fld_family
 
 
@@ -58,7 +58,7 @@ def _scenarios(cfg, key):
 
 
 def _typical_nn_distance(train) -> float:
-  return float(np.median(np.asarray(distances.knn_radii(
+  return float(np.median(np.asarray(knn.knn_radii(
       np.asarray(train), [1]))[:, 0]))
 
 
@@ -96,7 +96,7 @@ def run(config, workdir: str) -> dict:
           "model": name, "kind": kind, "copied_fraction": fraction,
           "fld": float(res.fld), "fld_gap": float(res.gap),
           "fld_train": float(res.fld_train),
-          "fit_converged": bool(res.fit_converged),
+          "fit_converged": bool(res.converged),
           "copies_flagged": int(flags.num_flagged),
           "auth_pct": float(memorization.auth_pct(train, gen, key=k).auth_pct),
           "fid_test": float(frechet.fid(test, gen).fid),

@@ -45,7 +45,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag.metrics import frontiers
-from gendiag.metrics import smoothing
+from gendiag.metrics.frontiers import smoothing
 from gendiag.ops import quantize
 
 ESTIMATORS = ("empirical", "laplace", "krichevsky_trofimov", "braess_sauer",

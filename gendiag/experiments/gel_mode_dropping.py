@@ -43,10 +43,11 @@ from gendiag.data import digits as digits_lib
 from gendiag.data import synthetic
 from gendiag.metrics import frechet
 from gendiag.metrics import gel as gel_lib
-from gendiag.metrics import gel_modes
+from gendiag.metrics.gel import modes as gel_modes
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall as pr_lib
-from gendiag.ops import gel_dual
+from gendiag.metrics.gel import dual as gel_dual
 from gendiag.ops import kernels
 
 METRICS = ("gel_one_sample", "gel_two_sample", "1-recall", "1-precision",
@@ -128,7 +129,7 @@ def _scores(real, real_labels, gen, witnesses, num_classes, cfg, key):
       "1-coverage": 1.0 - float(dc.coverage),
       "1-density": 1.0 - float(dc.density),
       "mmd2": float(mmd_lib.mmd(real, gen)),
-      "kid": float(mmd_lib.kid(real, gen, key=key, subset_size=subset,
+      "kid": float(kid_lib.kid(real, gen, key=key, subset_size=subset,
                                num_subsets=cfg.kid_num_subsets).mean),
       "fid": float(frechet.fid(real, gen).fid),
   }, {"gel_one_sample": gel_dual.STATUS_NAMES[int(one.status)],

@@ -10,7 +10,7 @@ from typing import Optional
 import jax
 import numpy as np
 
-from gendiag.metrics import frontier_estimators
+from gendiag.metrics import frontiers
 from gendiag.metrics import prd as prd_lib
 from gendiag.metrics import precision_recall as pr_lib
 
@@ -60,6 +60,6 @@ def evaluate(real: jax.Array, generated: jax.Array, *, key: jax.Array,
                prdc_recall=float(pr.recall), density=float(pr.density),
                coverage=float(pr.coverage))
   if mauve_key is not None:
-    out["mauve"] = float(frontier_estimators.mauve(real, generated,
-                                                   key=mauve_key).mauve)
+    out["mauve"] = float(frontiers.mauve(real, generated,
+                                       key=mauve_key).mauve)
   return out

@@ -23,88 +23,16 @@ rows are paired), and all training sets (real, generated, NAS) of a seed
 train in the same `vmap`: one jit-compiled program per call.
 """
 
-import dataclasses
-import functools
 from typing import Sequence, Tuple
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from gendiag import _checks
 from gendiag import _results
 from gendiag.features import digits_net
-
-HIGHEST = jax.lax.Precision.HIGHEST
-
-
-@dataclasses.dataclass(frozen=True)
-class Recipe:
-  """The fixed classifier recipe (hashable: a static argument of jit).
-
-  Attributes:
-    architecture: "mlp" (flattens any input, e.g. images or features) or
-      "cnn" (inputs (n, H, W) or (n, H, W, C), H and W even: two 3x3
-      'SAME' conv layers with GELU, each followed by 2x2 average pooling,
-      then a linear classifier on the flattened maps).
-    hidden: MLP hidden widths, or the two CNN channel counts.
-    steps: AdamW steps (minibatches drawn with replacement, so every
-      training set gets the same number of steps whatever its size).
-    batch_size: examples per step.
-    learning_rate: peak rate of a cosine decay to 0.
-    weight_decay: AdamW decoupled weight decay.
-  """
-  architecture: str = "mlp"
-  hidden: Tuple[int, ...] = (128,)
-  steps: int = 400
-  batch_size: int = 64
-  learning_rate: float = 3e-3
-  weight_decay: float = 1e-4
-
-  def __post_init__(self):
-    if self.architecture not in ("mlp", "cnn"):
-      raise ValueError(f"Recipe.architecture must be 'mlp' or 'cnn'; got "
-                       f"{self.architecture!r}.")
-    if self.architecture == "cnn" and len(self.hidden) != 2:
-      raise ValueError("the cnn recipe takes two channel counts in `hidden`.")
-    _checks.check_positive_int(self.steps, "Recipe.steps")
-    _checks.check_positive_int(self.batch_size, "Recipe.batch_size")
-
-
-class _MLP(nn.Module):
-  hidden: Tuple[int, ...]
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x):
-    x = x.reshape(x.shape[0], -1)
-    for width in self.hidden:
-      x = nn.gelu(nn.Dense(width, precision=HIGHEST)(x))
-    return nn.Dense(self.num_classes, precision=HIGHEST)(x)
-
-
-class _CNN(nn.Module):
-  hidden: Tuple[int, ...]
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x):
-    if x.ndim == 3:
-      x = x[..., None]
-    x = nn.gelu(digits_net.Conv3x3(self.hidden[0])(x))
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = nn.gelu(digits_net.Conv3x3(self.hidden[1])(x))
-    x = nn.avg_pool(x, (2, 2), strides=(2, 2))
-    x = x.reshape(x.shape[0], -1)
-    return nn.Dense(self.num_classes, precision=HIGHEST)(x)
-
-
-def classifier(recipe: Recipe, num_classes: int) -> nn.Module:
-  """The recipe's flax module, mapping a batch of inputs to logits."""
-  cls = _MLP if recipe.architecture == "mlp" else _CNN
-  return cls(tuple(recipe.hidden), num_classes)
+from gendiag.metrics import cas_training
 
 
 @_results.result(static=("top_k", "num_classes", "nas_fractions"))
@@ -174,96 +102,6 @@ class CASResult:
   nas_fractions: Tuple[float, ...]
 
 
-def scores(logits: jax.Array, labels: jax.Array, *, top_k: int,
-           num_classes: int):
-  """Top-1, top-k and per-class accuracy of (n, C) logits.
-
-  per_class[c] = mean over rows with label c of [argmax logits == c].
-  Rows whose label is absent give NaN for that class (callers check first).
-
-  Returns:
-    (top1 scalar, topk scalar, per_class (C,)).
-  """
-  pred = jnp.argmax(logits, axis=-1)
-  correct = (pred == labels).astype(jnp.float32)
-  _, best = jax.lax.top_k(logits, top_k)
-  in_topk = jnp.any(best == labels[:, None], axis=-1).astype(jnp.float32)
-  one_hot = jax.nn.one_hot(labels, num_classes)
-  per_class = jnp.sum(one_hot * correct[:, None], 0) / one_hot.sum(0)
-  return correct.mean(), in_topk.mean(), per_class
-
-
-def _bucket(n: int, size: int = 256) -> int:
-  """n rounded up to a multiple of `size`, so similar calls share programs."""
-  return max(size, -(-n // size) * size)
-
-
-def init_params(recipe: Recipe, num_classes: int, input_shape, rngs):
-  """Initial classifier parameters, one set per numpy Generator, stacked.
-
-  LeCun-normal kernels and zero biases drawn on the host
-  (`digits_net.init_params`): compiling jax's truncated normal costs
-  seconds on CPU, longer than training the recipe.
-  """
-  return digits_net.init_params(classifier(recipe, num_classes),
-                                input_shape, rngs)
-
-
-@functools.partial(jax.jit, static_argnames=("recipe", "num_classes",
-                                             "top_k"))
-def _run(params, inputs, labels, test, test_labels, batches, train_rows,
-         counts, *, recipe: Recipe, num_classes: int, top_k: int):
-  """Trains and scores (T, S) classifiers (T sets x S seeds) under vmap.
-
-  No randomness on the device: seeds enter through `params` (initial
-  weights) and `batches` (minibatch rows drawn on the host from the key).
-
-  Args:
-    params: (S, ...) initial parameters, shared by every training set.
-    inputs: (N, ...) the pool every training set indexes into.
-    labels: (N,) their labels.
-    test: (n_t, ...) real test inputs; test_labels (n_t,).
-    batches: (T, S, steps, batch_size) rows of `inputs` for each step.
-    train_rows: (T, S, N_max) each training set's rows (padded);
-      counts (T, S) their valid lengths.
-  """
-  model = classifier(recipe, num_classes)
-  tx = optax.adamw(optax.cosine_decay_schedule(recipe.learning_rate,
-                                               recipe.steps),
-                   weight_decay=recipe.weight_decay)
-
-  def loss_fn(p, x, y):
-    logits = model.apply({"params": p}, x)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, y).mean()
-
-  def step(carry, rows):
-    p, s = carry
-    loss, grads = jax.value_and_grad(loss_fn)(p, inputs[rows], labels[rows])
-    updates, s = tx.update(grads, s, p)
-    return (optax.apply_updates(p, updates), s), loss
-
-  def one(p0, steps_rows, rows, count):
-    (p, _), losses = jax.lax.scan(step, (p0, tx.init(p0)), steps_rows)
-    top1, topk, per_class = scores(model.apply({"params": p}, test),
-                                   test_labels, top_k=top_k,
-                                   num_classes=num_classes)
-    train_pred = jnp.argmax(model.apply({"params": p}, inputs[rows]), -1)
-    valid = jnp.arange(rows.shape[0]) < count
-    train_acc = jnp.sum((train_pred == labels[rows]) & valid) / count
-    tail = max(1, recipe.steps // 10)
-    final, initial = jnp.mean(losses[-tail:]), jnp.mean(losses[:tail])
-    ok = jnp.isfinite(losses).all() & (final < initial)
-    return top1, topk, per_class, train_acc, final, ok
-
-  # One flat vmap over the T x S runs (compiles about twice as fast as
-  # nested vmaps over sets and seeds).
-  num_sets, num_seeds = counts.shape
-  flat = lambda a: a.reshape((num_sets * num_seeds,) + a.shape[2:])
-  params = jax.tree.map(
-      lambda a: flat(jnp.broadcast_to(a, (num_sets,) + a.shape)), params)
-  outs = jax.vmap(one)(params, flat(batches), flat(train_rows), flat(counts))
-  return jax.tree.map(lambda a: a.reshape((num_sets, num_seeds) + a.shape[1:]),
-                      outs)
 
 
 def match_labels(rng: np.random.Generator, wanted: np.ndarray,
@@ -333,64 +171,15 @@ def _check_inputs(x, name, shape, recipe):
   _checks.check_range(flat, name)
 
 
-def classification_accuracy_score(
-    real, real_labels, generated, generated_labels, *, test, test_labels,
-    key: jax.Array, num_classes: int = 0, num_seeds: int = 3, top_k: int = 2,
-    nas_fractions: Sequence[float] = (0.25, 0.5, 1.0),
-    recipe: Recipe = Recipe()) -> CASResult:
-  """Classification Accuracy Score of labelled generated samples.
 
-  CAS = acc(f_gen on real test), f_gen trained by `recipe` on a generated
-  set that replaces each real training example by a generated sample of the
-  same class; reported with Real = acc(f_real) of the same recipe trained on
-  `real`, gap = Real - CAS, top-k, per-class accuracies (classes at 0%
-  flagged) and the naive augmentation score NAS(f) = acc(f trained on real
-  plus generated samples matched to a random f-share of the real examples).
-  Test accuracy is plain accuracy over the test rows (the paper's
-  top-1/top-5); top-k with k=2 suits 10 classes.
-
-  Host side (numpy, seeded from `key`): validation, the label-matched
-  training sets and every minibatch's rows; device side: one jit-compiled
-  program, free of RNG, that trains all (2 + len(nas_fractions)) x num_seeds
-  classifiers under `vmap` (sizes are padded to multiples of 256 so calls of
-  similar size reuse the compiled program).
-
-  Inputs: array-likes and integer arrays are cast to float32; values
-  beyond float32's safe range for squared distances and products,
-  |x| > 7.2e16 / sqrt(d), raise ValueError.
-  Labels must be integers in [0, num_classes), one per row, every class
-  present in the real and test labels (else ValueError).
-
-  Args:
-    real: (n_r, ...) real training inputs (images (n, H, W) or features).
-    real_labels: (n_r,) int labels in [0, num_classes).
-    generated: (n_g, ...) generated inputs, same trailing shape as `real`.
-    generated_labels: (n_g,) the classes they were generated for.
-    test: (n_t, ...) real held-out inputs, never seen by the generator or
-      by `real`'s classifier.
-    test_labels: (n_t,) their labels; every class must occur.
-    key: jax.random key (label matching, initialisation, minibatches).
-    num_classes: C; 0 infers max(real_labels, test_labels) + 1.
-    num_seeds: classifiers per training set, trained in one vmap.
-    top_k: k of the top-k accuracy, < C.
-    nas_fractions: generated share (of n_r) added for each NAS row;
-      () skips NAS.
-    recipe: the classifier recipe, identical for every training set.
+def _validate(real, generated, test, real_labels, generated_labels,
+              test_labels, *, num_classes, num_seeds, top_k, nas_fractions,
+              recipe):
+  """Checks every argument of `classification_accuracy_score`.
 
   Returns:
-    A `CASResult`.
-
-  Raises:
-    ValueError: mismatched input shapes, labels out of range, a class
-      absent from `real` or `test`, non-finite inputs, bad hyperparameters.
-
-  References:
-    Ravuri & Vinyals, "Classification Accuracy Score for Conditional
-    Generative Models", NeurIPS 2019 (arXiv 1905.10887): label-matched
-    synthetic training set, same recipe as Real, top-1/top-5, per-class
-    accuracy, NAS. Differences: a small MLP/CNN trained for a fixed number
-    of steps instead of ResNet-50 for 90 epochs, several seeds for error
-    bars, top-2 by default.
+    (input shape, num_classes, (real, generated, test) int32 labels,
+    nas_fractions as floats, (C,) bool classes without generated samples).
   """
   _checks.check_positive_int(num_seeds, "num_seeds")
   _checks.check_addressable("classification_accuracy_score", real=real,
@@ -424,8 +213,22 @@ def classification_accuracy_score(
   missing = np.bincount(generated_labels, minlength=num_classes) == 0
   if missing.all():
     raise ValueError("`generated` has no sample of any class.")
+  return (shape, num_classes, (real_labels, generated_labels, test_labels),
+          nas_fractions, missing)
 
-  n_r = len(real)
+
+def _training_sets(key, real_labels, generated_labels, *, num_seeds,
+                   nas_fractions, recipe):
+  """The (T, S) training sets' rows of the pool and their minibatch rows.
+
+  Rows [0, n_r) of the pool are the real examples, the rest the generated
+  ones; set 0 is real, set 1 the label-matched generated set, then one
+  real + generated set per NAS fraction (host RNG seeded from `key`).
+
+  Returns:
+    (counts (T, S), train_rows (T, S, N_max), batches (T, S, steps, batch)).
+  """
+  n_r = len(real_labels)
   real_rows = np.arange(n_r)
   sets = [[] for _ in range(2 + len(nas_fractions))]
   for s in range(num_seeds):
@@ -438,7 +241,8 @@ def classification_accuracy_score(
       extra = match_labels(rng, real_labels[chosen], generated_labels)
       sets[2 + i].append(np.concatenate([real_rows, n_r + extra]))
   counts = np.array([[len(r) for r in rows] for rows in sets], np.int32)
-  train_rows = np.zeros(counts.shape + (_bucket(counts.max()),), np.int32)
+  train_rows = np.zeros(counts.shape + (cas_training.bucket(counts.max()),),
+                        np.int32)
   batches = np.zeros(counts.shape + (recipe.steps, recipe.batch_size),
                      np.int32)
   for t, rows in enumerate(sets):
@@ -448,21 +252,92 @@ def classification_accuracy_score(
       pos = digits_net.host_rng(key, s, 1).random((recipe.steps,
                                                    recipe.batch_size))
       batches[t, s] = r[np.minimum((pos * len(r)).astype(int), len(r) - 1)]
+  return counts, train_rows, batches
 
-  n_pool = _bucket(n_r + len(generated))
+
+def classification_accuracy_score(
+    real, generated, *, real_labels, generated_labels, test, test_labels,
+    key: jax.Array, num_classes: int = 0, num_seeds: int = 3, top_k: int = 2,
+    nas_fractions: Sequence[float] = (0.25, 0.5, 1.0),
+    recipe: cas_training.Recipe = cas_training.Recipe()) -> CASResult:
+  """Classification Accuracy Score of labelled generated samples.
+
+  CAS = acc(f_gen on real test), f_gen trained by `recipe` on a generated
+  set that replaces each real training example by a generated sample of the
+  same class; reported with Real = acc(f_real) of the same recipe trained on
+  `real`, gap = Real - CAS, top-k, per-class accuracies (classes at 0%
+  flagged) and the naive augmentation score NAS(f) = acc(f trained on real
+  plus generated samples matched to a random f-share of the real examples).
+  Test accuracy is plain accuracy over the test rows (the paper's
+  top-1/top-5); top-k with k=2 suits 10 classes.
+
+  Host side (numpy, seeded from `key`): validation, the label-matched
+  training sets and every minibatch's rows; device side: one jit-compiled
+  program, free of RNG, that trains all (2 + len(nas_fractions)) x num_seeds
+  classifiers under `vmap` (sizes are padded to multiples of 256 so calls of
+  similar size reuse the compiled program).
+
+  Inputs: array-likes and integer arrays are cast to float32; values
+  beyond float32's safe range for squared distances and products,
+  |x| > 7.2e16 / sqrt(d), raise ValueError.
+  Labels must be integers in [0, num_classes), one per row, every class
+  present in the real and test labels (else ValueError).
+
+  Args:
+    real: (n_r, ...) real training inputs (images (n, H, W) or features).
+    generated: (n_g, ...) generated inputs, same trailing shape as `real`.
+    real_labels: (n_r,) int labels in [0, num_classes).
+    generated_labels: (n_g,) the classes they were generated for.
+    test: (n_t, ...) real held-out inputs, never seen by the generator or
+      by `real`'s classifier.
+    test_labels: (n_t,) their labels; every class must occur.
+    key: jax.random key (label matching, initialisation, minibatches).
+    num_classes: C; 0 infers max(real_labels, test_labels) + 1.
+    num_seeds: classifiers per training set, trained in one vmap.
+    top_k: k of the top-k accuracy, < C.
+    nas_fractions: generated share (of n_r) added for each NAS row;
+      () skips NAS.
+    recipe: the classifier recipe, identical for every training set.
+
+  Returns:
+    A `CASResult`.
+
+  Raises:
+    ValueError: mismatched input shapes, labels out of range, a class
+      absent from `real` or `test`, non-finite inputs, bad hyperparameters.
+
+  References:
+    Ravuri & Vinyals, "Classification Accuracy Score for Conditional
+    Generative Models", NeurIPS 2019 (arXiv 1905.10887): label-matched
+    synthetic training set, same recipe as Real, top-1/top-5, per-class
+    accuracy, NAS. Differences: a small MLP/CNN trained for a fixed number
+    of steps instead of ResNet-50 for 90 epochs, several seeds for error
+    bars, top-2 by default.
+  """
+  shape, num_classes, labels, nas_fractions, missing = _validate(
+      real, generated, test, real_labels, generated_labels, test_labels,
+      num_classes=num_classes, num_seeds=num_seeds, top_k=top_k,
+      nas_fractions=nas_fractions, recipe=recipe)
+  real_labels, generated_labels, test_labels = labels
+  counts, train_rows, batches = _training_sets(
+      key, real_labels, generated_labels, num_seeds=num_seeds,
+      nas_fractions=nas_fractions, recipe=recipe)
+  n_r = len(real)
+  n_pool = cas_training.bucket(n_r + len(generated))
   pool = np.zeros((n_pool,) + tuple(shape), np.float32)
   pool[:n_r], pool[n_r:n_r + len(generated)] = real, generated
   pool_labels = np.zeros((n_pool,), np.int32)
   pool_labels[:n_r] = real_labels
   pool_labels[n_r:n_r + len(generated)] = generated_labels
-  params = init_params(recipe, num_classes, shape,
-                       [digits_net.host_rng(key, s, 2)
-                        for s in range(num_seeds)])
-  top1, topk, per_class, train_acc, final, ok = (np.asarray(a) for a in _run(
+  params = cas_training.init_params(recipe, num_classes, shape,
+                                    [digits_net.host_rng(key, s, 2)
+                                     for s in range(num_seeds)])
+  outs = cas_training.train_and_score(
       params, jnp.asarray(pool), jnp.asarray(pool_labels),
       jnp.asarray(test, jnp.float32), jnp.asarray(test_labels),
       jnp.asarray(batches), jnp.asarray(train_rows), jnp.asarray(counts),
-      recipe=recipe, num_classes=num_classes, top_k=int(top_k)))
+      recipe=recipe, num_classes=num_classes, top_k=int(top_k))
+  top1, topk, per_class, train_acc, final, ok = (np.asarray(a) for a in outs)
 
   # Summaries in numpy on the host (as JAX ops, ~15 small programs).
   ddof = 1 if num_seeds > 1 else 0

@@ -148,7 +148,7 @@ def frechet_stats_from_moments(mean, cov, n) -> FrechetStats:
                       n=jnp.asarray(n, jnp.int32))
 
 
-def _weighted_stats(x, w):
+def weighted_stats(x, w):
   """FrechetStats of the resample that repeats row i of x w_i times."""
   n = x.shape[0]
   mean = jnp.matmul(w, x, precision=linalg.HIGHEST) / n
@@ -206,8 +206,8 @@ def fid_term_replicates(real, generated, key, *, num_resamples: int):
   v = intervals.resample_weights(key_y, generated.shape[0], num_resamples)
 
   def one(wv):
-    res = _fid_from_stats(_weighted_stats(real, wv[0]),
-                          _weighted_stats(generated, wv[1]))
+    res = _fid_from_stats(weighted_stats(real, wv[0]),
+                          weighted_stats(generated, wv[1]))
     return jnp.stack([res.fid, res.mean_term, res.trace_term])
 
   return jax.lax.map(one, (w, v))

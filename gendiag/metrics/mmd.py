@@ -1,4 +1,4 @@
-"""Maximum mean discrepancy: estimators, KID, the witness and a permutation test.
+"""Maximum mean discrepancy: estimators, the witness and a permutation test.
 
 MMD^2(P, Q) = E k(x, x') + E k(y, y') - 2 E k(x, y)  (Gretton et al. 2012).
 
@@ -6,6 +6,7 @@ Estimators on x_1..x_n ~ P, y_1..y_m ~ Q (S_XX = sum of k(x_i, x_j) etc.):
   biased    S_XX / n^2 + S_YY / m^2 - 2 S_XY / (n m)
   unbiased  S_XX' / (n (n-1)) + S_YY' / (m (m-1)) - 2 S_XY / (n m),
             ' = without the diagonal; the estimator of KID and every KID peer
+            (KID itself: `gendiag.metrics.kid`)
   linear    mean over i < min(n, m) // 2 of
             k(x_2i, x_2i+1) + k(y_2i, y_2i+1) - k(x_2i, y_2i+1) - k(x_2i+1, y_2i)
 
@@ -26,7 +27,6 @@ from typing import Optional
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
-from jax.sharding import PartitionSpec
 
 from gendiag import _checks
 from gendiag import _results
@@ -65,7 +65,8 @@ def _check_estimator(estimator):
     raise ValueError(f"estimator must be one of {ESTIMATORS}; got {estimator!r}.")
 
 
-def _combine(s_xx, s_yy, s_xy, n, m, estimator):
+def combine_sums(s_xx, s_yy, s_xy, n, m, estimator):
+  """The biased or unbiased MMD^2 from the three kernel sums."""
   # Python floats: n * (n - 1) overflows int32 from n = 46,341 on.
   n, m = float(n), float(m)
   if estimator == "biased":
@@ -74,7 +75,8 @@ def _combine(s_xx, s_yy, s_xy, n, m, estimator):
           - 2.0 * s_xy / (n * m))
 
 
-def _mmd2(x, y, kernel, estimator, block_size, mesh=None):
+def mmd2(x, y, kernel, estimator, block_size, mesh=None):
+  """MMD^2 of checked float arrays by `estimator` (no input checks)."""
   n, m = x.shape[0], y.shape[0]
   if estimator == "linear":
     half = min(n, m) // 2
@@ -89,10 +91,11 @@ def _mmd2(x, y, kernel, estimator, block_size, mesh=None):
   s_yy = distances.kernel_sum(kernel, y, y, exclude_diagonal=unbiased,
                               block_size=block_size, mesh=mesh)
   s_xy = distances.kernel_sum(kernel, x, y, block_size=block_size, mesh=mesh)
-  return _combine(s_xx, s_yy, s_xy, n, m, estimator)
+  return combine_sums(s_xx, s_yy, s_xy, n, m, estimator)
 
 
-_mmd2_jit = jax.jit(_mmd2, static_argnames=("estimator", "block_size", "mesh"))
+# `mmd2`, jitted.
+mmd2_jit = jax.jit(mmd2, static_argnames=("estimator", "block_size", "mesh"))
 
 
 def mmd(real: jax.Array, generated: jax.Array, *,
@@ -128,136 +131,10 @@ def mmd(real: jax.Array, generated: jax.Array, *,
   real, generated = _prepare(real, generated, kernel,
                              min_rows=_MIN_ROWS[estimator])
   kernel = _default_kernel(real, generated, kernel)
-  value = _mmd2_jit(real, generated, kernel, estimator, block_size, mesh)
+  value = mmd2_jit(real, generated, kernel, estimator, block_size, mesh)
   _checks.check_finite_result(value, "MMD^2")
   return value
 
-
-@_results.result(static=("num_subsets", "subset_size"))
-class KIDResult:
-  """KID = mean over subsets of the unbiased polynomial-kernel MMD^2.
-
-  Attributes:
-    mean: the KID estimate.
-    std: standard deviation over subsets (ddof 0, as torch-fidelity and
-      torchmetrics report "kid_std").
-    stderr: std (ddof 1) / sqrt(num_subsets): the Monte Carlo error of the
-      subset average. It ignores the sampling of the full sets; use a
-      bootstrap for a confidence interval of the population value.
-    values: (num_subsets,) per-subset estimates.
-  """
-  mean: jax.Array
-  std: jax.Array
-  stderr: jax.Array
-  values: jax.Array
-  num_subsets: int
-  subset_size: int
-
-
-def _subset_values(real, generated, kernel, keys, subset_size, block_size):
-  """Unbiased MMD^2 of one random subset pair per key, one after another."""
-
-  def one_subset(subset_key):
-    key_real, key_gen = jax.random.split(subset_key)
-    x = real[jax.random.choice(key_real, real.shape[0], (subset_size,),
-                               replace=False)]
-    y = generated[jax.random.choice(key_gen, generated.shape[0],
-                                    (subset_size,), replace=False)]
-    return _mmd2(x, y, kernel, "unbiased", block_size)
-
-  return jax.lax.map(one_subset, keys)
-
-
-@functools.partial(jax.jit, static_argnames=("num_subsets", "subset_size",
-                                             "block_size", "mesh"))
-def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
-                block_size, mesh=None):
-  keys = jax.random.split(key, num_subsets)
-  if mesh is None:
-    return _subset_values(real, generated, kernel, keys, subset_size,
-                          block_size)
-  # Subsets are independent: each device computes its share of them, with
-  # both sets replicated (KID subsets are small by design).
-  axes = tuple(mesh.axis_names)
-  pad = (-num_subsets) % mesh.size
-  keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
-  spec = PartitionSpec(axes)
-  keys = distances.constrain(keys, mesh, spec)
-  real, generated = (distances.constrain(a, mesh, PartitionSpec())
-                     for a in (real, generated))
-  values = jax.shard_map(
-      functools.partial(_subset_values, subset_size=subset_size,
-                        block_size=block_size),
-      mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(),
-                           spec),
-      out_specs=spec)(real, generated, kernel, keys)
-  return distances.unshard_rows(values, num_subsets, mesh)
-
-
-def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
-        num_subsets: int = 100, subset_size: int = 1000,
-        kernel: Optional[distances.Kernel] = None,
-        block_size: int = distances.DEFAULT_BLOCK_SIZE,
-        mesh: Optional[Mesh] = None) -> KIDResult:
-  """Kernel Inception Distance (Binkowski et al. 2018).
-
-  For each of `num_subsets` subsets, `subset_size` rows are drawn without
-  replacement from each set (independently per subset, seeded by `key`) and
-  the unbiased MMD^2 with k(x, y) = (x.y / d + 1)^3 is computed; KID is their
-  mean. Same kernel and estimator as torch-fidelity, torchmetrics and
-  clean-fid (diagonals of K_XX and K_YY dropped, K_XY kept whole); the kernel's
-  constant is dropped, which leaves the value unchanged and cuts float32
-  error. KID is unbiased, so it is negative about half the time when P = Q.
-
-  Unlike clean-fid and dgm-eval, a sample smaller than `subset_size` is an
-  error, not silently clipped: pass subset_size=min(n, m) explicitly.
-
-  Inputs: array-likes and integer arrays are cast to float32; values
-  beyond float32's safe range for squared distances and products,
-  |x| > 7.2e16 / sqrt(d), raise ValueError, as does a
-  non-finite KID (the cubic kernel overflows from |x| ~ 1e6; standardise
-  the features).
-
-  Args:
-    real: (n, d) real features.
-    generated: (m, d) generated features.
-    key: a `jax.random` key choosing the subsets.
-    num_subsets: number of subsets (100 by convention).
-    subset_size: rows per subset from each side (1000 by convention).
-    kernel: default `Polynomial()` (degree 3, gamma 1/d, coef0 1).
-    block_size: rows per block inside a subset.
-    mesh: split the subsets over this mesh's devices (same values as without).
-
-  Returns:
-    A `KIDResult` (mean, std over subsets, standard error, per-subset values).
-  """
-  _checks.check_positive_int(num_subsets, "num_subsets")
-  _checks.check_positive_int(subset_size, "subset_size", minimum=2)
-  _checks.check_mesh("kid", mesh, real=real, generated=generated)
-  _checks.check_same_key(key, "kid", real, generated)
-  real, generated = _checks.check_pair(real, generated, min_rows=2)
-  _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
-  smallest = min(real.shape[0], generated.shape[0])
-  if subset_size > smallest:
-    raise ValueError(
-        f"subset_size={subset_size} exceeds the smaller sample ({smallest} "
-        f"rows); pass subset_size<={smallest} or more samples.")
-  kernel = kernels.Polynomial() if kernel is None else kernel
-  values = _kid_values(real, generated, kernel, key, num_subsets, subset_size,
-                       block_size, mesh)
-  _checks.check_finite_result(values, "KID")
-  mean, std, stderr = _kid_summary(values)
-  return KIDResult(mean=mean, std=std, stderr=stderr, values=values,
-                   num_subsets=num_subsets, subset_size=subset_size)
-
-
-@jax.jit
-def _kid_summary(values):
-  """(mean, std, std(ddof=1) / sqrt(S) or NaN for S = 1) of (S,) values."""
-  s = values.shape[0]
-  stderr = (jnp.std(values, ddof=1) / jnp.sqrt(s) if s > 1
-            else jnp.asarray(jnp.nan, values.dtype))
-  return jnp.mean(values), jnp.std(values), stderr
 
 
 @functools.partial(jax.jit, static_argnames=("block_size", "mesh"))
@@ -324,8 +201,8 @@ class MMDTestResult:
 
 @functools.partial(jax.jit, static_argnames=("n", "num_permutations",
                                              "estimator", "block_size", "mesh"))
-def _permutation_statistics(pooled, kernel, key, n, num_permutations,
-                            estimator, block_size, mesh=None):
+def permutation_statistics(pooled, kernel, key, n, num_permutations,
+                           estimator, block_size, mesh=None):
   """MMD^2 of the identity split (column 0) and of random relabellings.
 
   With u the 0/1 indicator of "real" rows and K0 the pooled Gram matrix with
@@ -354,7 +231,7 @@ def _permutation_statistics(pooled, kernel, key, n, num_permutations,
     u_diag = jnp.matmul(u.T, diag, precision=distances.HIGHEST)
     s_xx = s_xx + u_diag
     s_yy = s_yy + jnp.sum(diag) - u_diag
-  return _combine(s_xx, s_yy, s_xy, n, m, estimator)
+  return combine_sums(s_xx, s_yy, s_xy, n, m, estimator)
 
 
 def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
@@ -400,17 +277,17 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   pooled = jnp.concatenate([real, generated], axis=0)
-  stats = _permutation_statistics(pooled, kernel, key, real.shape[0],
+  stats = permutation_statistics(pooled, kernel, key, real.shape[0],
                                   num_permutations, estimator, block_size,
                                   mesh)
   _checks.check_finite_result(stats, "The MMD^2 test statistic")
-  observed, null, p_value = _p_value(stats)
+  observed, null, p_value = permutation_p_value(stats)
   return MMDTestResult(statistic=observed, p_value=p_value,
                        null_statistics=null, num_permutations=num_permutations)
 
 
 @jax.jit
-def _p_value(stats):
+def permutation_p_value(stats):
   """(observed, null, (1 + #{null >= observed}) / (1 + P)) from stats[0|1:]."""
   observed, null = stats[0], stats[1:]
   return observed, null, (1.0 + jnp.sum(null >= observed)) / (1.0 + null.size)
@@ -435,8 +312,8 @@ class MMDBootstrapResult:
 
 @functools.partial(jax.jit, static_argnames=("num_resamples", "estimator",
                                              "block_size", "mesh"))
-def _bootstrap_statistics(real, generated, kernel, key, num_resamples,
-                          estimator, block_size, mesh=None):
+def bootstrap_statistics(real, generated, kernel, key, num_resamples,
+                         estimator, block_size, mesh=None):
   """MMD^2 for the identity weights (column 0) and bootstrap weights.
 
   With count vectors w (real) and v (generated) and K0 the pooled Gram
@@ -512,7 +389,7 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   _checks.check_same_key(key, "mmd_bootstrap", real, generated)
   real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
-  stats = _bootstrap_statistics(real, generated, kernel, key, num_resamples,
+  stats = bootstrap_statistics(real, generated, kernel, key, num_resamples,
                                 estimator, block_size, mesh)
   _checks.check_finite_result(stats, "The bootstrapped MMD^2")
   low, high = intervals.percentile_interval(stats[1:], level=level)

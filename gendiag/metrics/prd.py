@@ -8,7 +8,7 @@ Both estimate the curve of Sajjadi et al. (2018) and Simon et al. (2019)
 summarise it by max F_8 (recall-like) and max F_1/8 (precision-like).
 
 * `prd`: cluster the union of both sets with k-means, compare the two
-  cluster histograms exactly (`fdiv.pr_curve`), average over runs.
+  cluster histograms exactly (`pr_curves.pr_curve`), average over runs.
 * `classifier_pr_curve`: alpha(lam) = min_A lam P(A) + Q(A^c) over sets A,
   and the sets {score < t} of a real-vs-generated classifier give the curve
   through its ROC: alpha_hat(lam) = min_t lam FNR(t) + FPR(t). A suboptimal
@@ -25,7 +25,7 @@ import jax.numpy as jnp
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.ops import fdiv
+from gendiag.ops import pr_curves
 from gendiag.ops import probe as probe_lib
 from gendiag.ops import quantize
 
@@ -141,14 +141,14 @@ def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
     return p.astype(union.dtype), q.astype(union.dtype), fit.converged
 
   p, q, converged = jax.vmap(run)(jax.random.split(key, num_runs))
-  curves = jax.vmap(lambda a, b: fdiv.pr_curve(a, b, num_angles=num_angles,
+  curves = jax.vmap(lambda a, b: pr_curves.pr_curve(a, b, num_angles=num_angles,
                                                beta=beta))(p, q)
-  curve = fdiv.curve_from_precision(jnp.mean(curves.precision, axis=0),
+  curve = pr_curves.curve_from_precision(jnp.mean(curves.precision, axis=0),
                                     curves.slopes[0], beta=beta)
   # Average recall as the reference does (not alpha-bar / lam, identical
   # up to the clipping of each run's curve).
   recall = jnp.mean(curves.recall, axis=0)
-  f_b, f_ib = fdiv.max_f_beta(curve.precision, recall, beta=beta)
+  f_b, f_ib = pr_curves.max_f_beta(curve.precision, recall, beta=beta)
   return PRDResult(precision=curve.precision, recall=recall,
                    slopes=curve.slopes, f_beta=f_b, f_inv_beta=f_ib,
                    real_histograms=p, generated_histograms=q,
@@ -159,7 +159,7 @@ def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
 # Classifier-based curves (Simon, Webster & Rabin 2019).
 
 
-def _alpha_from_scores(scores_real, scores_generated, slopes):
+def alpha_from_scores(scores_real, scores_generated, slopes):
   """min over thresholds t of lam FNR(t) + FPR(t), for each lam in slopes.
 
   FNR(t) = #{real < t} / N, FPR(t) = #{generated >= t} / M; t runs over every
@@ -176,15 +176,16 @@ def _alpha_from_scores(scores_real, scores_generated, slopes):
 
 
 @functools.partial(jax.jit, static_argnames=("num_angles", "beta"))
-def _curve_from_scores(scores_real, scores_generated, num_angles, beta):
-  slopes = jnp.asarray(fdiv.angle_slopes(num_angles), scores_real.dtype)
-  alpha = _alpha_from_scores(scores_real, scores_generated, slopes)
-  return fdiv.curve_from_precision(alpha, slopes, beta=beta)
+def curve_from_scores(scores_real, scores_generated, num_angles, beta):
+  """`pr_curve_from_scores` of checked arrays (jitted, vmap-safe)."""
+  slopes = jnp.asarray(pr_curves.angle_slopes(num_angles), scores_real.dtype)
+  alpha = alpha_from_scores(scores_real, scores_generated, slopes)
+  return pr_curves.curve_from_precision(alpha, slopes, beta=beta)
 
 
 def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
                          *, num_angles: int = 1001,
-                         beta: float = 8.0) -> fdiv.PRCurve:
+                         beta: float = 8.0) -> pr_curves.PRCurve:
   """The PR curve of a real-vs-generated classifier's held-out scores.
 
   alpha(lam) = min_t lam FNR(t) + FPR(t), beta(lam) = alpha(lam) / lam, with
@@ -199,7 +200,7 @@ def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
     beta: the F_beta summary's beta.
 
   Returns:
-    fdiv.PRCurve.
+    pr_curves.PRCurve.
 
   References:
     Simon, Webster, Rabin. Revisiting Precision and Recall Definition for
@@ -215,7 +216,7 @@ def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
       _checks.check_features(jnp.reshape(jnp.asarray(s), (-1, 1)), name)[:, 0]
       for s, name in ((scores_real, "scores_real"),
                       (scores_generated, "scores_generated")))
-  return _curve_from_scores(jnp.asarray(scores_real),
+  return curve_from_scores(jnp.asarray(scores_real),
                             jnp.asarray(scores_generated),
                             num_angles=int(num_angles), beta=float(beta))
 
@@ -309,7 +310,7 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
       hidden_sizes=tuple(int(h) for h in hidden_sizes),
       num_steps=int(num_steps),
       batch_size=None if batch_size is None else int(batch_size))
-  curve = _curve_from_scores(lr, lg, num_angles=int(num_angles),
+  curve = curve_from_scores(lr, lg, num_angles=int(num_angles),
                              beta=float(beta))
   return ClassifierPRCurve(
       precision=curve.precision, recall=curve.recall, slopes=curve.slopes,

@@ -23,6 +23,7 @@ import numpy as np
 
 from gendiag import _checks
 from gendiag.ops import distances
+from gendiag.ops import sharding
 
 
 def _register(cls, data, meta=()):
@@ -177,7 +178,7 @@ def _median_distance(x, y, keep, rows, cols):
   z = x if y is None else jnp.concatenate([x, y], axis=0)
   if keep is not None:
     z = z[keep]
-  z = distances.replicated(z)  # at most max_points rows
+  z = sharding.replicated(z)  # at most max_points rows
   sq = distances.sq_distances(z, z)[rows, cols]
   median = jnp.sqrt(jnp.median(sq))
   return jnp.where(median > 0, median, 1.0)

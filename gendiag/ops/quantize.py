@@ -13,7 +13,7 @@ al. 2020): each turns continuous features into cluster histograms.
            or after max_iters; empty clusters re-seeded at the points farthest
            from their centroids; restarts `vmap`ped over keys, the lowest
            inertia kept. Assignment is a blocked nearest-centroid search
-           (`distances.knn`), so memory is block_size x k, never n x k.
+           (`knn.knn`), so memory is block_size x k, never n x k.
            With `mesh=`, rows are sharded and sums/counts/inertia `psum`med.
 """
 
@@ -30,6 +30,8 @@ import numpy as np
 from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import distances
+from gendiag.ops import knn
+from gendiag.ops import sharding
 from gendiag.ops import linalg
 
 DEFAULT_BLOCK_SIZE = 4096
@@ -121,7 +123,7 @@ class KMeans:
     centroids: (k, d) cluster centres.
     labels: (n,) int32 index of each point's nearest centroid.
     inertia: sum of squared distances of points to their centroids.
-    num_iters: Lloyd iterations run (of the best restart).
+    num_iterations: Lloyd iterations run (of the best restart).
     converged: whether the centroid shift fell below tolerance before
       `max_iters` (of the best restart).
     num_clusters: k.
@@ -129,7 +131,7 @@ class KMeans:
   centroids: jax.Array
   labels: jax.Array
   inertia: jax.Array
-  num_iters: jax.Array
+  num_iterations: jax.Array
   converged: jax.Array
   num_clusters: int
 
@@ -144,16 +146,16 @@ def assign(x: jax.Array, centroids: jax.Array, *,
   results come back replicated.
   """
   if mesh is None:
-    dist, idx = distances.knn(x, centroids, k=1, block_size=block_size)
+    dist, idx = knn.knn(x, centroids, k=1, block_size=block_size)
     return idx[:, 0], dist[:, 0] ** 2
   spec = PartitionSpec(tuple(mesh.axis_names))
   labels, sq = jax.shard_map(
       lambda xl, c: assign(xl, c, block_size=block_size), mesh=mesh,
       in_specs=(spec, PartitionSpec()), out_specs=(spec, spec))(
-          distances.shard_rows(x, mesh), centroids)
+          sharding.shard_rows(x, mesh), centroids)
   n = x.shape[0]
-  return (distances.unshard_rows(labels, n, mesh),
-          distances.unshard_rows(sq, n, mesh))
+  return (sharding.unshard_rows(labels, n, mesh),
+          sharding.unshard_rows(sq, n, mesh))
 
 
 def _init_plus_plus(key, x, k, block_size):
@@ -290,10 +292,10 @@ def _kmeans_single_sharded(key, x, *, k, max_iters, tol, init, block_size,
       in_specs=(spec, spec, PartitionSpec(), PartitionSpec()),
       out_specs=(PartitionSpec(), spec, PartitionSpec(), PartitionSpec(),
                  PartitionSpec()))(
-                     distances.shard_rows(x, mesh),
-                     distances.shard_rows(jnp.ones((n,), bool), mesh),
+                     sharding.shard_rows(x, mesh),
+                     sharding.shard_rows(jnp.ones((n,), bool), mesh),
                      centroids, threshold)
-  return (centroids, distances.unshard_rows(labels, n, mesh), inertia, iters,
+  return (centroids, sharding.unshard_rows(labels, n, mesh), inertia, iters,
           converged)
 
 
@@ -349,7 +351,7 @@ def kmeans(x: jax.Array, *, key: jax.Array, num_clusters: int,
       key, jnp.asarray(x), tol, k=num_clusters, num_restarts=num_restarts,
       max_iters=max_iters, init=init, block_size=block_size, mesh=mesh)
   return KMeans(centroids=centroids, labels=labels, inertia=inertia,
-                num_iters=iters, converged=converged,
+                num_iterations=iters, converged=converged,
                 num_clusters=num_clusters)
 
 

@@ -16,10 +16,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from gendiag.metrics import gel as gel_lib
-from gendiag.metrics import gel_modes
+from gendiag.metrics.gel import modes as gel_modes
 from gendiag.metrics import prd as prd_lib
 from gendiag.ops import distances
-from gendiag.ops import fdiv
+from gendiag.ops import pr_curves
 
 
 def mode_bootstrap(key, real, generated, real_labels, generated_labels,
@@ -61,14 +61,14 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
   key_r, key_g = jax.random.split(key)
   rows_r = np.asarray(jax.random.randint(key_r, (num_resamples, n), 0, n))
   rows_g = np.asarray(jax.random.randint(key_g, (num_resamples, m), 0, m))
-  name, obj = gel_lib._kernel_args(kernel)  # pylint: disable=protected-access
+  name, obj = gel_lib.statistic.kernel_args(kernel)  # pylint: disable=protected-access
   # Rows are gathered on the host: one small program per gather otherwise.
   real, generated = np.asarray(real), np.asarray(generated)
   real_labels = np.asarray(real_labels)
   generated_labels = np.asarray(generated_labels)
   reps = []
   for i, j in zip(rows_r, rows_g):
-    res = gel_modes._modes(  # pylint: disable=protected-access
+    res = gel_modes.modes_core(
         real[i], generated[j], real_labels[i], generated_labels[j],
         witnesses, obj, 1.0, drop_threshold, objective=objective,
         moments="kernel", kernel=name, max_iterations=100, tol=None,
@@ -118,11 +118,11 @@ def prd_bootstrap(key, real_histograms, generated_histograms, *,
     kp, kq = jax.random.split(k)
     p = _resample_histograms(kp, real_histograms, num_real)
     q = _resample_histograms(kq, generated_histograms, num_generated)
-    curves = jax.vmap(lambda a, b: fdiv.pr_curve(
+    curves = jax.vmap(lambda a, b: pr_curves.pr_curve(
         a, b, num_angles=num_angles, beta=beta))(p, q)
-    curve = fdiv.curve_from_precision(jnp.mean(curves.precision, axis=0),
+    curve = pr_curves.curve_from_precision(jnp.mean(curves.precision, axis=0),
                                       curves.slopes[0], beta=beta)
-    return jnp.stack(fdiv.max_f_beta(
+    return jnp.stack(pr_curves.max_f_beta(
         curve.precision, jnp.mean(curves.recall, axis=0), beta=beta))
 
   keys = jax.random.split(key, num_resamples)
@@ -158,7 +158,7 @@ def classifier_bootstrap(key, logits_real, logits_generated, *,
     kr, kg = jax.random.split(k)
     lr = logits_real[jax.random.randint(kr, (n,), 0, n)]
     lg = logits_generated[jax.random.randint(kg, (m,), 0, m)]
-    curve = prd_lib._curve_from_scores(  # pylint: disable=protected-access
+    curve = prd_lib.curve_from_scores(
         lr, lg, num_angles=num_angles, beta=beta)
     return jnp.stack([curve.f_beta, curve.f_inv_beta])
 

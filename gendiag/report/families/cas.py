@@ -22,6 +22,7 @@ import numpy as np
 from gendiag.data import digits
 from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import cas as cas_lib
+from gendiag.metrics import cas_training
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
 from gendiag.report import render
@@ -50,8 +51,8 @@ DESCRIPTION = (
 
 
 
-def _recipe(cfg) -> cas_lib.Recipe:
-  return cas_lib.Recipe(
+def _recipe(cfg) -> cas_training.Recipe:
+  return cas_training.Recipe(
       architecture=cfg["architecture"], hidden=tuple(cfg["hidden"]),
       steps=int(cfg["steps"]), batch_size=int(cfg["batch_size"]),
       learning_rate=float(cfg["learning_rate"]),

@@ -45,6 +45,7 @@ import numpy as np
 
 from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import fld as fld_lib
+from gendiag.metrics import data_copying as data_copying_lib
 from gendiag.metrics import memorization
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
@@ -101,11 +102,9 @@ def test_set(inputs: EvalInputs):
 
 def data_copying(train, test, gen, key, cfg):
   """C_T, or (None, reason) when it cannot run."""
-  fn = getattr(memorization, "data_copying_test", None)
-  if fn is None:
-    return None, "C_T is not available in this build."
   try:
-    return fn(train, test, gen, key=key, num_cells=cfg["num_cells"]), None
+    return data_copying_lib.data_copying_test(
+        train, test, gen, key=key, num_cells=cfg["num_cells"]), None
   except ValueError as e:   # e.g. a cell without test samples
     return None, f"C_T skipped: {e}"
 
@@ -271,8 +270,8 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             float(res.fld), seed_fld, 100.0 * sd_test, level=level),
                               seeds=seed_fld, baseline_nll=float(base.nll),
                               baseline_size=size,
-                              fit_epochs=int(res.fit_epochs),
-                              fit_converged=bool(res.fit_converged),
+                              fit_epochs=int(res.num_iterations),
+                              fit_converged=bool(res.converged),
                               num_generated_used=n_used),
         "fld_gap": registry.entry(
             res.gap, ci=ci_lib.seed_interval(
@@ -318,7 +317,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                       f"sample (FLD {float(res.fld):.3g})")
     if findings:
       out.findings[name] = findings
-    if not bool(res.fit_converged) and int(flags.num_flagged) == 0:
+    if not bool(res.converged) and int(flags.num_flagged) == 0:
       out.notes.append(f"{name}: the bandwidth fit stopped at max_epochs="
                        f"{cfg['max_epochs']} without converging.")
     if int(flags.num_flagged) > 0:

@@ -35,7 +35,8 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag.data.inputs import EvalInputs
-from gendiag.metrics import frontier_estimators as fe
+from gendiag.metrics import frontiers as fe
+from gendiag.metrics.frontiers import scores as fe_scores
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
 
@@ -116,7 +117,7 @@ def _end_replicates(counts_real, counts_gen, scaling_factor, *, smoothing,
                     num_weights):
   """(B,) frontier end points of (B, k) count replicates (`_ends`)."""
   def one(cr, cg):
-    _, _, front = fe._scores(  # pylint: disable=protected-access
+    _, _, front = fe_scores.scores(  # pylint: disable=protected-access
         cr, cg, scaling_factor, smoothing=smoothing, num_weights=num_weights)
     return front.kl_generated[-1], front.kl_real[0]
   return jax.vmap(one)(counts_real, counts_gen)

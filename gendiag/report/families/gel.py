@@ -55,8 +55,8 @@ from matplotlib.figure import Figure
 
 from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import gel as gel_lib
-from gendiag.metrics import gel_modes
-from gendiag.ops import gel_dual
+from gendiag.metrics.gel import modes as gel_modes
+from gendiag.metrics.gel import dual as gel_dual
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import bootstrap
 from gendiag.report import registry
@@ -246,7 +246,7 @@ def _reference(inputs, key, cfg, size, num_classes):
       ref_key, len(pooled), (num_witnesses,), replace=False))])
   modes = gel_modes.gel_mode_probabilities(
       jnp.asarray(real, jnp.float32), jnp.asarray(held, jnp.float32),
-      np.asarray(real_labels), generated_labels=held_labels,
+      real_labels=np.asarray(real_labels), generated_labels=held_labels,
       num_classes=num_classes, class_moments=cfg["class_moments"],
       drop_threshold=cfg["drop_threshold"], objective=cfg["objective"],
       kernel=cfg["kernel"], witnesses=witnesses)
@@ -298,7 +298,7 @@ def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     test = gel_lib.gel_test(real, gen, key=test_key,
                             num_permutations=cfg["num_permutations"], **common)
     modes = gel_modes.gel_mode_probabilities(
-        real, gen, real_labels, generated_labels=labels,
+        real, gen, real_labels=real_labels, generated_labels=labels,
         num_classes=num_classes, class_moments=cfg["class_moments"],
         drop_threshold=cfg["drop_threshold"], **common)
     dropped = [int(c) for c in np.flatnonzero(np.asarray(modes.dropped))]

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from gendiag.data.inputs import EvalInputs
+from gendiag.metrics import kid as kid_lib
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import kernels
 from gendiag.report import registry
@@ -52,7 +53,7 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   def kid_entry(real_x, real_c, features, features_c, key_i, reference=None,
                 rows_used=None):
     key_kid, key_boot = jax.random.split(key_i)
-    res = mmd_lib.kid(real_x, features, key=key_kid,
+    res = kid_lib.kid(real_x, features, key=key_kid,
                       num_subsets=cfg["num_subsets"], subset_size=subset_size)
     boot = mmd_lib.mmd_bootstrap(real_c, features_c,
                                  key=key_boot, kernel=kernels.Polynomial(),

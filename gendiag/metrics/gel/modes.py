@@ -1,6 +1,6 @@
 """GEL class masses: mode dropping, imbalance, missing/extraneous modes.
 
-`gel_mode_probabilities` sums the GEL weights (`gendiag.metrics.gel`) of
+`gel_mode_probabilities` sums the GEL weights (`gendiag.metrics.gel.gel`) of
 the labelled rows by class:
   mode dropping / imbalance  H(m, r): Hellinger distance between the
                              one-sample class masses m of the real rows and
@@ -37,10 +37,11 @@ import numpy as np
 
 from gendiag import _checks
 from gendiag import _results
-from gendiag.metrics import gel as gel_lib
+from gendiag.metrics.gel import dual as gel_dual
+from gendiag.metrics.gel import moments as gm
+from gendiag.metrics.gel import statistic as statistic_lib
 from gendiag.ops import distances
-from gendiag.ops import gel_dual
-from gendiag.ops import gel_moments as gm
+from gendiag.ops import knn
 
 HIGHEST = lax.Precision.HIGHEST
 
@@ -52,25 +53,25 @@ def hellinger(a: jax.Array, b: jax.Array) -> jax.Array:
   return jnp.sqrt(jnp.maximum(1.0 - jnp.sum(jnp.sqrt(a * b)), 0.0))
 
 
-def nearest_neighbor_labels(real: jax.Array, real_labels: jax.Array,
-                            generated: jax.Array, *, num_classes: int,
+def nearest_neighbor_labels(real: jax.Array, generated: jax.Array, *,
+                            real_labels: jax.Array, num_classes: int,
                             k: int = 5) -> jax.Array:
   """Labels of generated rows by a k-NN vote among the labelled real rows.
 
   The classifier used when a model's samples carry no labels (ties go to
-  the smaller label). Blocked k-NN search (`gendiag.ops.distances.knn`).
+  the smaller label). Blocked k-NN search (`gendiag.ops.knn.knn`).
 
   Args:
     real: (n, d) labelled real features.
-    real_labels: (n,) integer labels in [0, num_classes).
     generated: (m, d) features to label.
+    real_labels: (n,) integer labels in [0, num_classes).
     num_classes: number of classes.
     k: neighbours voting.
 
   Returns:
     (m,) int32 labels.
   """
-  _, idx = distances.knn(generated, real, k=k)
+  _, idx = knn.knn(generated, real, k=k)
   votes = jnp.sum(jax.nn.one_hot(jnp.asarray(real_labels)[idx], num_classes),
                   axis=1)
   return jnp.argmax(votes, axis=1).astype(jnp.int32)
@@ -163,15 +164,19 @@ def _class_divergences(phi_real, phi_gen, real_labels, gen_labels,
   return jax.vmap(one_class)(jnp.arange(num_classes))
 
 
-@functools.partial(jax.jit, static_argnames=gel_lib._STATIC + (
+@functools.partial(jax.jit, static_argnames=statistic_lib.STATIC_ARGNAMES + (
     "num_classes", "class_moments"))
-def _modes(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
-           scale, drop_threshold, *, objective, moments, kernel,
-           max_iterations, tol, block_size, num_classes, class_moments):
-  phi_real, phi_gen = gel_lib._features(real, generated, witnesses, kernel_obj, scale,
-                                moments, kernel, block_size)
-  one = gel_lib._one_sample(phi_real, phi_gen, objective, max_iterations, tol)
-  two = gel_lib._two_sample(phi_real, phi_gen, objective, max_iterations, tol)
+def modes_core(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
+               scale, drop_threshold, *, objective, moments, kernel,
+               max_iterations, tol, block_size, num_classes, class_moments):
+  """`gel_mode_probabilities` on checked arrays (witnesses given): jitted."""
+  phi_real, phi_gen = statistic_lib.features(
+      real, generated, witnesses, kernel_obj, scale, moments, kernel,
+      block_size)
+  one = statistic_lib.fit_one_sample(phi_real, phi_gen, objective,
+                                     max_iterations, tol)
+  two = statistic_lib.fit_two_sample(phi_real, phi_gen, objective,
+                                     max_iterations, tol)
   by_class = lambda w, lab: jax.ops.segment_sum(w, lab, num_classes)
   n, m = real.shape[0], generated.shape[0]
   real_mix = by_class(jnp.full((n,), 1.0 / n, real.dtype), real_labels)
@@ -224,7 +229,7 @@ def _check_labels(labels, name, num_rows, num_classes=None):
 
 
 def gel_mode_probabilities(
-    real: jax.Array, generated: jax.Array, real_labels, *,
+    real: jax.Array, generated: jax.Array, *, real_labels,
     generated_labels=None, key: Optional[jax.Array] = None,
     num_classes: Optional[int] = None, objective: str = "et",
     moments: str = "kernel", witnesses: Optional[jax.Array] = None,
@@ -258,7 +263,7 @@ def gel_mode_probabilities(
     moments: 'kernel' (default) or 'raw'.
     witnesses: (J, d) witness points; default `num_witnesses` pooled rows.
     num_witnesses: J when witnesses are drawn.
-    kernel: see `gendiag.ops.gel_moments.moment_features`.
+    kernel: see `gendiag.metrics.gel.moments.moment_features`.
     scale: sigma of the exponential kernel.
     class_moments: principal moments per class problem.
     drop_threshold: a class is flagged dropped below this share of its real
@@ -275,8 +280,8 @@ def gel_mode_probabilities(
     Ravuri et al., CVPR 2023 (class masses, Hellinger to the gold mix; the
     reference notebook's `make_mode_probs` and `hellinger_dist`).
   """
-  real, generated = gel_lib._check_common(real, generated, objective, moments,
-                                          kernel, max_iterations)
+  real, generated = statistic_lib.check_inputs(real, generated, objective,
+                                               moments, kernel, max_iterations)
   _checks.check_positive_int(class_moments, "class_moments")
   _checks.check_positive_int(knn_k, "knn_k")
   real_labels = _check_labels(real_labels, "real_labels", np.shape(real)[0],
@@ -298,15 +303,17 @@ def gel_mode_probabilities(
   if generated_labels is None:
     source = "knn"
     generated_labels = nearest_neighbor_labels(
-        real, real_labels, generated, num_classes=num_classes,
+        real, generated, real_labels=real_labels, num_classes=num_classes,
         k=min(knn_k, np.shape(real)[0]))
   else:
     source = "given"
-  w = gel_lib._pick_witnesses(real, generated, moments, witnesses, num_witnesses, key)
-  name, obj = gel_lib._kernel_args(kernel)
-  out = _modes(real, generated, jnp.asarray(real_labels),
-               jnp.asarray(generated_labels), w, obj, scale, drop_threshold,
-               objective=objective, moments=moments, kernel=name,
-               max_iterations=max_iterations, tol=tol, block_size=block_size,
-               num_classes=num_classes, class_moments=class_moments)
+  w = statistic_lib.pick_witnesses(real, generated, moments, witnesses,
+                                   num_witnesses, key)
+  name, obj = statistic_lib.kernel_args(kernel)
+  out = modes_core(real, generated, jnp.asarray(real_labels),
+                   jnp.asarray(generated_labels), w, obj, scale,
+                   drop_threshold, objective=objective, moments=moments,
+                   kernel=name, max_iterations=max_iterations, tol=tol,
+                   block_size=block_size, num_classes=num_classes,
+                   class_moments=class_moments)
   return dataclasses.replace(out, labels_source=source)

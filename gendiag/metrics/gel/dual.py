@@ -56,13 +56,14 @@ References:
 """
 
 import functools
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import jax
 from jax import lax
 import jax.numpy as jnp
 
 from gendiag import _results
+from gendiag.metrics.gel import objectives
 
 HIGHEST = lax.Precision.HIGHEST
 OBJECTIVES = ("el", "et", "cue")
@@ -93,7 +94,7 @@ class DualSolution:
       NOT_CONVERGED they are those of the last iterate, not a solution.
     value: the dual objective f(lambda).
     residual: |sum_k w_k z_k| (Euclidean), the constraint violation.
-    iterations: Newton (or gradient) steps taken.
+    num_iterations: Newton (or gradient) steps taken.
     status: SOLVED, INFEASIBLE or NOT_CONVERGED (see STATUS_NAMES).
     objective: 'el', 'et' or 'cue'.
   """
@@ -101,7 +102,7 @@ class DualSolution:
   weights: jax.Array
   value: jax.Array
   residual: jax.Array
-  iterations: jax.Array
+  num_iterations: jax.Array
   status: jax.Array
   objective: str
 
@@ -110,150 +111,6 @@ class DualSolution:
     return self.status == SOLVED
 
 
-def _pseudo_log(y, eps):
-  """Owen's log*: log y for y >= eps, else the matching quadratic."""
-  safe = jnp.maximum(y, eps)
-  quad = (jnp.log(eps) - 1.5 + 2.0 * y / eps - 0.5 * (y / eps) ** 2)
-  return jnp.where(y >= eps, jnp.log(safe), quad)
-
-
-def _pseudo_log_d1(y, eps):
-  return jnp.where(y >= eps, 1.0 / jnp.maximum(y, eps), 2.0 / eps - y / eps ** 2)
-
-
-def _pseudo_log_d2(y, eps):  # minus the second derivative (>= 0)
-  return jnp.where(y >= eps, 1.0 / jnp.maximum(y, eps) ** 2, 1.0 / eps ** 2)
-
-
-def _penalty(lam, cap):
-  """P(lambda) = (|lambda| - cap)_+^2 / 2, its gradient and Hessian.
-
-  Zero (with its gradient) on the ball |lambda| <= cap; beyond it the
-  gradient is e lambda/|lambda| and the Hessian (e/s) I + (cap/s) l l^T
-  (s = |lambda|, e = s - cap, l = lambda/s).
-  """
-  tiny = jnp.finfo(lam.dtype).tiny
-  size = jnp.sqrt(jnp.maximum(jnp.sum(lam * lam), tiny))  # differentiable at 0
-  excess = jnp.maximum(size - cap, 0.0)
-  unit, ratio = lam / size, excess / size
-  hess = jnp.where(excess > 0, ratio * jnp.eye(lam.shape[0], dtype=lam.dtype)
-                   + (1.0 - ratio) * jnp.outer(unit, unit), 0.0)
-  return 0.5 * excess ** 2, excess * unit, hess
-
-
-def _terms(objective, v, mask, count):
-  """Dual value, normalised weights and Hessian row weights at v = Z lambda.
-
-  Returns (f, w, h, rank_one): H = Z^T diag(h) Z - [rank_one] g g^T and the
-  gradient g = c Z^T w (the scalar c is `_gradient`'s).
-  """
-  if objective == "et":
-    logits = jnp.where(mask, v, -jnp.inf)
-    f = jax.nn.logsumexp(logits)
-    w = jnp.where(mask, jnp.exp(logits - f), 0.0)
-    return f, w, w, True
-  y = 1.0 + v
-  if objective == "el":
-    eps = 1.0 / count
-    f = -jnp.sum(jnp.where(mask, _pseudo_log(y, eps), 0.0)) / count
-    d1 = jnp.where(mask, _pseudo_log_d1(y, eps), 0.0)
-    h = jnp.where(mask, _pseudo_log_d2(y, eps), 0.0) / count
-  else:  # cue
-    f = 0.5 * jnp.sum(jnp.where(mask, y * y, 0.0)) / count
-    d1 = jnp.where(mask, y, 0.0)
-    h = mask.astype(v.dtype) / count
-  total = jnp.sum(d1)
-  w = d1 / jnp.where(total == 0, 1.0, total)
-  return f, w, h, False
-
-
-def _gradient(objective, zt_w, v, mask, count):
-  """Gradient of f from Z^T w (w normalised) and the raw weight total."""
-  if objective == "et":
-    return zt_w
-  y = 1.0 + v
-  if objective == "el":
-    total = jnp.sum(jnp.where(mask, _pseudo_log_d1(y, 1.0 / count), 0.0))
-    return -zt_w * total / count
-  total = jnp.sum(jnp.where(mask, y, 0.0))
-  return zt_w * total / count
-
-
-def _delta(objective, v, u, t, mask, count, w):
-  """f(lambda + t d) - f(lambda) without cancellation (u = Z d), and a bound
-  on its rounding error (eps times the magnitude of its terms)."""
-  tu = t * u
-  eps = jnp.finfo(v.dtype).eps
-  if objective == "et":
-    terms = jnp.where(mask, w * jnp.expm1(tu), 0.0)
-    total = jnp.sum(terms)
-    noise = eps * jnp.sum(jnp.abs(terms)) / jnp.maximum(1.0 + total, eps)
-    return jnp.log1p(total), noise
-  y = 1.0 + v
-  if objective == "el":
-    floor = 1.0 / count
-    both = (y >= floor) & (y + tu >= floor)
-    diff = jnp.where(both, jnp.log1p(tu / jnp.where(both, y, 1.0)),
-                     _pseudo_log(y + tu, floor) - _pseudo_log(y, floor))
-    diff = jnp.where(mask, diff, 0.0)
-    return -jnp.sum(diff) / count, eps * jnp.sum(jnp.abs(diff)) / count
-  terms = jnp.where(mask, tu * y + 0.5 * tu * tu, 0.0)
-  return jnp.sum(terms) / count, eps * jnp.sum(jnp.abs(terms)) / count
-
-
-def capped_gap(lam, g, cap):
-  """Duality gap of ET's penalised dual at lambda (g its gradient there).
-
-  With r = sum_k w_k z_k (w = softmax(Z lambda)), the primal
-  KL(w || u) + cap |r| + |r|^2 / 2 exceeds the dual log N - f(lambda) -
-  P(lambda) by lambda.r + cap |r| + |r|^2 / 2 + P(lambda) >= 0
-  (Fenchel-Young), which is 0 only at the optimum: the statistic computed
-  from w is within 2 N times this gap of the exact one.
-  """
-  penalty, grad_p, _ = _penalty(lam, cap)
-  r = g - grad_p
-  size = jnp.linalg.norm(r)
-  return jnp.dot(lam, r, precision=HIGHEST) + cap * size + 0.5 * size * size + penalty
-
-
-def _two_loop(g, s_hist, y_hist, rho, precondition):
-  """L-BFGS two-loop recursion: approximately H^{-1} g (newest pair last).
-
-  Empty slots have rho = 0 and drop out.
-  """
-  size = s_hist.shape[0]
-
-  def backward(i, carry):
-    q, alphas = carry
-    j = size - 1 - i
-    a = rho[j] * jnp.dot(s_hist[j], q, precision=HIGHEST)
-    return q - a * y_hist[j], alphas.at[j].set(a)
-
-  q, alphas = lax.fori_loop(0, size, backward, (g, jnp.zeros_like(rho)))
-
-  def forward(i, r):
-    b = rho[i] * jnp.dot(y_hist[i], r, precision=HIGHEST)
-    return r + (alphas[i] - b) * s_hist[i]
-
-  return lax.fori_loop(0, size, forward, precondition(q))
-
-
-def _hessian(objective, lam, phi, signs, mask, count, ridge, cap=None):
-  """H(lambda) + ridge tr(H)/J I and the gradient g(lambda) (of f + P with
-  a `cap`)."""
-  v = signs * jnp.matmul(phi, lam, precision=HIGHEST)
-  _, w, h, rank_one = _terms(objective, v, mask, count)
-  g = _gradient(objective, jnp.matmul(phi.T, signs * w, precision=HIGHEST), v,
-                mask, count)
-  hess = jnp.matmul(phi.T, phi * h[:, None], precision=HIGHEST)
-  if rank_one:
-    hess = hess - jnp.outer(g, g)
-  if cap is not None:
-    _, grad_p, hess_p = _penalty(lam, cap)
-    g, hess = g + grad_p, hess + hess_p
-  num_moments = phi.shape[1]
-  scale = jnp.maximum(jnp.trace(hess) / num_moments, jnp.finfo(phi.dtype).tiny)
-  return hess + ridge * scale * jnp.eye(num_moments, dtype=phi.dtype), g
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
@@ -275,12 +132,12 @@ def _implicit_bwd(objective, ridge, cap, residuals, lam_bar):
 
   def grad_f(p, s):
     v = s * jnp.matmul(p, lam, precision=HIGHEST)
-    _, w, _, _ = _terms(objective, v, rows, count)
-    return _gradient(objective, jnp.matmul(p.T, s * w, precision=HIGHEST), v,
+    _, w, _, _ = objectives.terms(objective, v, rows, count)
+    return objectives.gradient(objective, jnp.matmul(p.T, s * w, precision=HIGHEST), v,
                      rows, count)
 
   # (The penalty's gradient does not depend on phi: only H changes.)
-  hess, _ = _hessian(objective, lam, phi, signs, rows, count, ridge, cap)
+  hess, _ = objectives.hessian(objective, lam, phi, signs, rows, count, ridge, cap)
   u = jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), lam_bar)
   _, vjp = jax.vjp(grad_f, phi, signs)
   phi_bar, signs_bar = vjp(-u)
@@ -288,6 +145,129 @@ def _implicit_bwd(objective, ridge, cap, residuals, lam_bar):
 
 
 _implicit.defvjp(_implicit_fwd, _implicit_bwd)
+
+
+class _Problem(NamedTuple):
+  """One dual problem as `solve`'s iterations see it (rows z_k = s_k phi_k)."""
+  phi: jax.Array
+  signs: jax.Array
+  mask: jax.Array
+  count: jax.Array           # unmasked rows, >= 1
+  slack: jax.Array           # rounding allowance of the separation test
+  preconditioner: Optional[jax.Array]
+  objective: str
+  method: str
+  tol: float
+  ridge: float
+  cap: Optional[float]
+  memory: int                # L-BFGS pairs kept (0 for Newton)
+
+
+def _z_times(pb, lam):
+  return pb.signs * jnp.matmul(pb.phi, lam, precision=HIGHEST)
+
+
+def _evaluate(pb, lam, v):
+  """(f, w, h, rank_one, g, |Z^T w|) at lambda (v = Z lambda)."""
+  f, w, h, rank_one = objectives.terms(pb.objective, v, pb.mask, pb.count)
+  zt_w = jnp.matmul(pb.phi.T, pb.signs * w, precision=HIGHEST)
+  g = objectives.gradient(pb.objective, zt_w, v, pb.mask, pb.count)
+  if pb.cap is not None:
+    p, grad_p, _ = objectives.penalty(lam, pb.cap)
+    f, g = f + p, g + grad_p
+  return f, w, h, rank_one, g, jnp.linalg.norm(zt_w)
+
+
+def _status(pb, lam, v, residual, g):
+  """SOLVED, INFEASIBLE (a separating certificate) or NOT_CONVERGED."""
+  if pb.cap is not None:  # always feasible: converged or not
+    done = jnp.linalg.norm(g) <= pb.tol
+    if pb.objective == "et":
+      done = done | (objectives.capped_gap(lam, g, pb.cap) <= pb.tol)
+    return jnp.where(done, SOLVED, NOT_CONVERGED)
+  bound = pb.slack * jnp.linalg.norm(lam)
+  big = jnp.max(jnp.where(pb.mask, v, -jnp.inf))
+  small = jnp.min(jnp.where(pb.mask, v, jnp.inf))
+  certified = (pb.objective != "cue") & ((big < -bound) | (small > bound))
+  return jnp.where(residual <= pb.tol, SOLVED,
+                   jnp.where(certified, INFEASIBLE, NOT_CONVERGED))
+
+
+def _precondition(pb, q):
+  if pb.preconditioner is None:
+    return q
+  return q / pb.preconditioner
+
+
+def _direction(pb, state):
+  """The L-BFGS or (ridged) Newton direction, -g / scale if Newton fails."""
+  g = state["g"]
+  if pb.method == "lbfgs":
+    return -objectives.two_loop(g, state["s"], state["y"], state["rho"],
+                                functools.partial(_precondition, pb))
+  hess, _ = objectives.hessian(pb.objective, state["lam"], pb.phi, pb.signs,
+                               pb.mask, pb.count, pb.ridge, pb.cap)
+  d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
+  ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d, precision=HIGHEST) < 0)
+  scale = jnp.maximum(jnp.trace(hess) / pb.phi.shape[1],
+                      jnp.finfo(pb.phi.dtype).tiny)
+  return jnp.where(ok, d, -g / scale)
+
+
+def _not_enough(pb, state, d, u, slope, carry):
+  """Whether step t = carry[0] still fails Armijo (and halvings remain)."""
+  t, k = carry
+  dtype = pb.phi.dtype
+  dec, noise = objectives.delta(pb.objective, state["v"], u, t, pb.mask,
+                                pb.count, state["w"])
+  if pb.cap is not None:
+    before = objectives.penalty(state["lam"], pb.cap)[0]
+    after = objectives.penalty(state["lam"] + t * d, pb.cap)[0]
+    dec = dec + (after - before)
+    noise = noise + jnp.finfo(dtype).eps * (after + before)
+  armijo = dec <= _ARMIJO * t * slope
+  # Once both the predicted and the measured change are below rounding
+  # noise, Armijo cannot be decided: trust the direction (the residual
+  # test decides convergence) rather than stall.
+  at_noise = (dec <= 8.0 * noise) & (-t * slope <= 800.0 * noise)
+  bad = ~(armijo | at_noise) | ~jnp.isfinite(dec)
+  return bad & (k < _MAX_HALVINGS)
+
+
+def _step(pb, state):
+  """One iteration: direction, backtracking line search, L-BFGS update."""
+  dtype = pb.phi.dtype
+  v, g = state["v"], state["g"]
+  d = _direction(pb, state)
+  d = jnp.where(jnp.dot(g, d, precision=HIGHEST) < 0, d, -g)  # descent
+  u = _z_times(pb, d)
+  slope = jnp.dot(g, d, precision=HIGHEST)
+  t, k = lax.while_loop(
+      functools.partial(_not_enough, pb, state, d, u, slope),
+      lambda c: (0.5 * c[0], c[1] + 1), (jnp.ones((), dtype), jnp.int32(0)))
+  stalled = k >= _MAX_HALVINGS
+  t = jnp.where(stalled, 0.0, t)
+  new = dict(state, lam=state["lam"] + t * d, v=v + t * u, it=state["it"] + 1,
+             stalled=stalled)
+  new["f"], new["w"], _, _, new["g"], new["residual"] = _evaluate(
+      pb, new["lam"], new["v"])
+  new["status"] = _status(pb, new["lam"], new["v"], new["residual"],
+                          new["g"])
+  if pb.memory:
+    s_new, y_new = t * d, new["g"] - g
+    sy = jnp.dot(s_new, y_new, precision=HIGHEST)
+    keep = sy > jnp.finfo(dtype).eps * jnp.linalg.norm(
+        s_new) * jnp.linalg.norm(y_new)
+    roll = lambda a, x: jnp.where(  # noqa: E731
+        keep, jnp.roll(a, -1, axis=0).at[-1].set(x), a)
+    new["s"], new["y"] = roll(state["s"], s_new), roll(state["y"], y_new)
+    new["rho"] = roll(state["rho"], 1.0 / jnp.where(keep, sy, 1.0))
+  return new
+
+
+def _keep_going(max_iterations, state):
+  return ((state["it"] < max_iterations)
+          & (state["status"] == NOT_CONVERGED) & ~state["stalled"])
 
 
 @functools.partial(jax.jit, static_argnames=(
@@ -340,7 +320,7 @@ def solve(phi: jax.Array, *, objective: str = "et",
       still |sum w z|, the moment mismatch left, and `value` includes P.
 
   Returns:
-    A `DualSolution`; `iterations` counts this call's steps only.
+    A `DualSolution`; `num_iterations` counts this call's steps only.
   """
   if objective not in OBJECTIVES:
     raise ValueError(f"objective must be one of {OBJECTIVES}; got "
@@ -349,7 +329,6 @@ def solve(phi: jax.Array, *, objective: str = "et",
     raise ValueError(f"method must be 'newton' or 'lbfgs'; got {method!r}.")
   n, num_moments = phi.shape
   dtype = phi.dtype
-  tiny = jnp.finfo(dtype).tiny
   tol = default_tol(dtype) if tol is None else tol
   ridge = default_ridge(dtype) if ridge is None else ridge
   signs = jnp.ones((n,), dtype) if signs is None else signs.astype(dtype)
@@ -364,116 +343,32 @@ def solve(phi: jax.Array, *, objective: str = "et",
     init = lax.stop_gradient(init)
   count = jnp.maximum(jnp.sum(mask), 1).astype(dtype)
   row_norm = jnp.max(jnp.where(mask, jnp.linalg.norm(phi, axis=1), 0.0))
-  slack = 64.0 * jnp.finfo(dtype).eps * row_norm
-  separable = objective != "cue"
   memory = memory if method == "lbfgs" else 0
-
-  def z_times(lam):
-    return signs * jnp.matmul(phi, lam, precision=HIGHEST)
-
-  def evaluate(lam, v):
-    f, w, h, rank_one = _terms(objective, v, mask, count)
-    zt_w = jnp.matmul(phi.T, signs * w, precision=HIGHEST)
-    g = _gradient(objective, zt_w, v, mask, count)
-    if cap is not None:
-      p, grad_p, _ = _penalty(lam, cap)
-      f, g = f + p, g + grad_p
-    return f, w, h, rank_one, g, jnp.linalg.norm(zt_w)
-
-  def status_of(lam, v, residual, g):
-    if cap is not None:  # always feasible: converged or not
-      done = jnp.linalg.norm(g) <= tol
-      if objective == "et":
-        done = done | (capped_gap(lam, g, cap) <= tol)
-      return jnp.where(done, SOLVED, NOT_CONVERGED)
-    bound = slack * jnp.linalg.norm(lam)
-    big = jnp.max(jnp.where(mask, v, -jnp.inf))
-    small = jnp.min(jnp.where(mask, v, jnp.inf))
-    certified = separable & ((big < -bound) | (small > bound))
-    return jnp.where(residual <= tol, SOLVED,
-                     jnp.where(certified, INFEASIBLE, NOT_CONVERGED))
-
-  def precondition(q):
-    if preconditioner is None:
-      return q
-    return q / preconditioner
-
-  def direction(state):
-    g = state["g"]
-    if method == "lbfgs":
-      return -_two_loop(g, state["s"], state["y"], state["rho"], precondition)
-    hess, _ = _hessian(objective, state["lam"], phi, signs, mask, count, ridge,
-                       cap)
-    d = -jax.scipy.linalg.cho_solve((jnp.linalg.cholesky(hess), True), g)
-    ok = jnp.all(jnp.isfinite(d)) & (jnp.dot(g, d, precision=HIGHEST) < 0)
-    scale = jnp.maximum(jnp.trace(hess) / num_moments, tiny)
-    return jnp.where(ok, d, -g / scale)
-
-  def step(state):
-    v, w, g = state["v"], state["w"], state["g"]
-    d = direction(state)
-    d = jnp.where(jnp.dot(g, d, precision=HIGHEST) < 0, d, -g)  # descent
-    u = z_times(d)
-    slope = jnp.dot(g, d, precision=HIGHEST)
-
-    def not_enough(carry):
-      t, k = carry
-      dec, noise = _delta(objective, v, u, t, mask, count, w)
-      if cap is not None:
-        before = _penalty(state["lam"], cap)[0]
-        after = _penalty(state["lam"] + t * d, cap)[0]
-        dec = dec + (after - before)
-        noise = noise + jnp.finfo(dtype).eps * (after + before)
-      armijo = dec <= _ARMIJO * t * slope
-      # Once both the predicted and the measured change are below rounding
-      # noise, Armijo cannot be decided: trust the direction (the residual
-      # test decides convergence) rather than stall.
-      at_noise = (dec <= 8.0 * noise) & (-t * slope <= 800.0 * noise)
-      bad = ~(armijo | at_noise) | ~jnp.isfinite(dec)
-      return bad & (k < _MAX_HALVINGS)
-
-    t, k = lax.while_loop(not_enough, lambda c: (0.5 * c[0], c[1] + 1),
-                          (jnp.ones((), dtype), jnp.int32(0)))
-    stalled = k >= _MAX_HALVINGS
-    t = jnp.where(stalled, 0.0, t)
-    new = dict(state, lam=state["lam"] + t * d, v=v + t * u, it=state["it"] + 1,
-               stalled=stalled)
-    new["f"], new["w"], _, _, new["g"], new["residual"] = evaluate(
-        new["lam"], new["v"])
-    new["status"] = status_of(new["lam"], new["v"], new["residual"], new["g"])
-    if memory:
-      s_new, y_new = t * d, new["g"] - g
-      sy = jnp.dot(s_new, y_new, precision=HIGHEST)
-      keep = sy > jnp.finfo(dtype).eps * jnp.linalg.norm(s_new) * jnp.linalg.norm(
-          y_new)
-      roll = lambda a, x: jnp.where(keep, jnp.roll(a, -1, axis=0).at[-1].set(x),
-                                    a)
-      new["s"], new["y"] = roll(state["s"], s_new), roll(state["y"], y_new)
-      new["rho"] = roll(state["rho"], 1.0 / jnp.where(keep, sy, 1.0))
-    return new
-
-  def keep_going(state):
-    return ((state["it"] < max_iterations)
-            & (state["status"] == NOT_CONVERGED) & ~state["stalled"])
+  pb = _Problem(phi=phi, signs=signs, mask=mask, count=count,
+                slack=64.0 * jnp.finfo(dtype).eps * row_norm,
+                preconditioner=preconditioner, objective=objective,
+                method=method, tol=tol, ridge=ridge, cap=cap, memory=memory)
 
   lam = jnp.zeros((num_moments,), dtype) if init is None else init
-  state = dict(lam=lam, v=z_times(lam), it=jnp.int32(0), stalled=jnp.bool_(False),
+  state = dict(lam=lam, v=_z_times(pb, lam), it=jnp.int32(0),
+               stalled=jnp.bool_(False),
                s=jnp.zeros((memory, num_moments), dtype),
                y=jnp.zeros((memory, num_moments), dtype),
                rho=jnp.zeros((memory,), dtype))
-  state["f"], state["w"], _, _, state["g"], state["residual"] = evaluate(
-      state["lam"], state["v"])
-  state["status"] = status_of(state["lam"], state["v"], state["residual"],
-                              state["g"])
-  state = lax.while_loop(keep_going, step, state)
+  state["f"], state["w"], _, _, state["g"], state["residual"] = _evaluate(
+      pb, state["lam"], state["v"])
+  state["status"] = _status(pb, state["lam"], state["v"], state["residual"],
+                            state["g"])
+  state = lax.while_loop(functools.partial(_keep_going, max_iterations),
+                         functools.partial(_step, pb), state)
   lam = _implicit(objective, ridge, cap, state["lam"], phi_in, signs_in,
                   mask.astype(dtype))
   v = signs_in * jnp.matmul(phi_in, lam, precision=HIGHEST)
-  f, w, _, _ = _terms(objective, v, mask, count)
+  f, w, _, _ = objectives.terms(objective, v, mask, count)
   if cap is not None:
-    f = f + _penalty(lam, cap)[0]
+    f = f + objectives.penalty(lam, cap)[0]
   return DualSolution(lam=lam, weights=w, value=f,
-                      residual=state["residual"], iterations=state["it"],
+                      residual=state["residual"], num_iterations=state["it"],
                       status=state["status"], objective=objective)
 
 

@@ -20,8 +20,8 @@ supports.
   for continuous P, Q:  FI = (E_P[g(x)] + E_Q[g(x)]) / 2.
 
 This module holds the math on histograms (`*_from_histograms`) and on
-log density ratios (`ratio_frontier`); `frontier_estimators` turns features
-into either.
+log density ratios (`ratio_frontier`); `quantized` and `classifier` (in
+`gendiag.metrics.frontiers`) turn features into either.
 
 References:
   Pillutla, Swayamdipta, Zellers, Thickstun, Welleck, Choi, Harchaoui. MAUVE:
@@ -144,7 +144,8 @@ def mauve_area(kl_generated, kl_real, scaling_factor=SCALING_FACTOR):
   return jnp.minimum(0.5 * (along_x + along_y), 1.0)  # 1 + 2e-16 when P = Q
 
 
-def _frontier_from_histograms(p, q, lam, scaling_factor):
+def frontier_from_histograms(p, q, lam, scaling_factor):
+  """The `Frontier` of histograms p, q on the weights `lam` (pure, jittable)."""
   r = lam[:, None] * p + (1.0 - lam[:, None]) * q
   kl_gen, kl_real = _kl_rows(q, r), _kl_rows(p, r)
   return Frontier(mauve=mauve_area(kl_gen, kl_real, scaling_factor),
@@ -161,7 +162,7 @@ def _fi_from_histograms(p, q):
 @functools.partial(jax.jit, static_argnames=("num_weights",))
 def _frontier_jit(p, q, scaling_factor, num_weights):
   lam = jnp.asarray(mixture_weights(num_weights), p.dtype)
-  return _frontier_from_histograms(p, q, lam, scaling_factor)
+  return frontier_from_histograms(p, q, lam, scaling_factor)
 
 
 def divergence_frontier_from_histograms(

@@ -19,16 +19,14 @@ import jax
 from jax import lax
 import jax.numpy as jnp
 
+from gendiag.metrics.gel import dual as gel_dual
 from gendiag.ops import distances
-from gendiag.ops import gel_dual
 from gendiag.ops import kernels
 
 HIGHEST = lax.Precision.HIGHEST
 MOMENTS = ("kernel", "raw")
 KERNEL_NAMES = ("exponential", "gaussian", "imq", "laplace")
 LBFGS_ITERATIONS = 50  # first phase of `solve`
-_RADIAL = {"gaussian": kernels.Gaussian, "imq": kernels.InverseMultiquadric,
-           "laplace": kernels.Laplace}
 
 KernelSpec = Union[str, distances.Kernel]
 
@@ -44,7 +42,7 @@ def _kernel_features(pooled, witnesses, kernel, scale, block_size):
     # GEL ignores (so it carries no gradient), keeps every feature in (0, 1].
     return jnp.exp(logits - lax.stop_gradient(jnp.max(logits, axis=0)))
   if isinstance(kernel, str):
-    kernel = _RADIAL[kernel](kernels.median_heuristic(pooled))
+    kernel = kernels.KERNELS[kernel](kernels.median_heuristic(pooled))
   return distances.map_row_blocks(lambda xb, _: kernel(xb, witnesses), pooled,
                                   block_size=block_size)
 
@@ -152,11 +150,12 @@ def solve(z, objective, max_iterations, tol, *, signs=None, mask=None,
   second = gel_dual.solve(z, objective=objective, signs=signs, mask=mask,
                           method="newton", init=first.lam,
                           max_iterations=max_iterations, tol=tol, cap=cap)
-  return dataclasses.replace(second,
-                             iterations=first.iterations + second.iterations)
+  return dataclasses.replace(
+      second, num_iterations=first.num_iterations + second.num_iterations)
 
 
 def normalise(w):
+  """w / sum w (w itself when the sum is 0)."""
   total = jnp.sum(w)
   return w / jnp.where(total == 0, 1.0, total)
 
