@@ -60,13 +60,13 @@ def test_rules_and_bad_names():
 def test_fi_by_estimator_matches_the_library_per_estimator():
   counts_p = np.array([12.0, 0.0, 3.0, 1.0, 1.0, 7.0])
   counts_q = np.array([2.0, 5.0, 0.0, 1.0, 4.0, 7.0])
-  got = np.asarray(fx._fi_by_estimator(counts_p, counts_q))
+  got = np.asarray(fx.fi_by_estimator(counts_p, counts_q))
   want = [frontiers.frontier_integral_from_histograms(
       smoothing.estimate(counts_p, m), smoothing.estimate(counts_q, m))
           for m in fx.ESTIMATORS]
   np.testing.assert_allclose(got, want, rtol=1e-5)
   np.testing.assert_allclose(
-      np.asarray(fx._fi_by_estimator(counts_p, counts_p)), 0.0, atol=1e-6)
+      np.asarray(fx.fi_by_estimator(counts_p, counts_p)), 0.0, atol=1e-6)
 
 
 @pytest.mark.slow  # smoke-size end to end; the main job's smoke run covers it

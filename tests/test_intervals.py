@@ -415,7 +415,7 @@ def test_frontier_side_intervals_contain_and_shrink():
   p = np.array([0.4, 0.3, 0.2, 0.1])
   q = np.array([0.05, 0.2, 0.3, 0.45])
   cfg = dict(fam.DEFAULTS, num_resamples=200)
-  settings = fam._settings(cfg)  # pylint: disable=protected-access
+  settings = fam.estimator_settings(cfg)
   widths = []
   for n in (100, 10_000):
     cr, cg = np.float32(p * n), np.float32(q * n)
@@ -427,7 +427,7 @@ def test_frontier_side_intervals_contain_and_shrink():
                           kl_generated=front.kl_generated,
                           kl_real=front.kl_real)
     ci = fam.side_intervals(KEY, res, cfg, settings)
-    est = fam._ends(res) + fam._unmatched_mass(res, cfg["mass_ratio"])  # pylint: disable=protected-access
+    est = fam.kl_ends(res) + fam.unmatched_mass(res, cfg["mass_ratio"])
     # KL(P || R_lam_min) ~ KL(p || q); missed real mass: class 0 (q < p / 5).
     np.testing.assert_allclose(est[1], np.sum(p * np.log(p / q)), rtol=1e-3)
     assert est[2] == pytest.approx(0.4) and est[3] == 0.0

@@ -6,9 +6,10 @@ functions), point at a layer no higher than the importer's, and make no
 cycle. Layers, lowest first:
 
   core        gendiag._checks, _results, compilation_cache, jsonl
+  features    gendiag.features (extractors: images in, feature arrays out)
   ops         gendiag.ops
-  inputs      gendiag.features, gendiag.data
   metrics     gendiag.metrics
+  data        gendiag.data (datasets, the main job's inputs and defaults)
   flows       gendiag.flows
   io          gendiag.io
   report      gendiag.report
@@ -17,7 +18,6 @@ cycle. Layers, lowest first:
 """
 
 import ast
-import os
 import pathlib
 
 import pytest
@@ -30,9 +30,10 @@ MAX_BINARY_LINES = 40
 LAYERS = (
     ("gendiag._checks", "gendiag._results", "gendiag.compilation_cache",
      "gendiag.jsonl"),
+    ("gendiag.features",),
     ("gendiag.ops",),
-    ("gendiag.features", "gendiag.data"),
     ("gendiag.metrics",),
+    ("gendiag.data",),
     ("gendiag.flows",),
     ("gendiag.io",),
     ("gendiag.report",),

@@ -50,7 +50,7 @@ def test_metrics_json_and_markdown(written):
 def test_entry_and_table_formatting():
   e = report.entry(np.float32(1234567.0), ci=None, std=np.float32(2.0))
   assert e == {"value": 1234567.0, "ci": None, "std": 2.0}
-  assert render._format(1.2e-7) == "1.200e-07"  # pylint: disable=protected-access
+  assert render.format_number(1.2e-7) == "1.200e-07"
   assert report.markdown_table(["m"], {}) == ""
 
 

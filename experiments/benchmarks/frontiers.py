@@ -38,10 +38,9 @@ def _case(sizes, cluster_rule, peer_name):
   x, y = common.random_pair(sizes)
   xj, yj = jnp.asarray(x), jnp.asarray(y)
   key = jax.random.key(0)
-  k = frontiers.num_clusters_for(min(sizes["n"], sizes["m"]),
-                                           cluster_rule)
+  k = frontiers.num_clusters_for(min(sizes["n"], sizes["m"]), cluster_rule)
   run = lambda: frontiers.mauve(xj, yj, key=key,
-                                          cluster_rule=cluster_rule).mauve
+                                cluster_rule=cluster_rule).mauve
   return common.Bench(
       run=run, peers={peer_name: _peer(x, y, "auto" if cluster_rule == "n/10"
                                        else k)},

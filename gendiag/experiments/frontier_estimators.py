@@ -140,7 +140,7 @@ def num_bins(rule: str, num_samples: int, constant: float) -> int:
 
 
 @jax.jit
-def _fi_by_estimator(counts_p, counts_q):
+def fi_by_estimator(counts_p, counts_q):
   """(len(ESTIMATORS),) FI of the two count vectors under each estimator."""
   out = []
   for method in ESTIMATORS:
@@ -155,7 +155,7 @@ def _fi_from_labels(labels, *, num_samples, num_clusters):
   """FI per estimator from the k-means labels of [P sample; Q sample]."""
   counts = [jnp.bincount(lab, length=num_clusters).astype(jnp.float32)
             for lab in (labels[:num_samples], labels[num_samples:])]
-  return _fi_by_estimator(*counts)
+  return fi_by_estimator(*counts)
 
 
 def estimate_errors(name: str, key: jax.Array, *, num_samples: int,

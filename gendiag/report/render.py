@@ -14,7 +14,8 @@ from gendiag.data.inputs import EvalInputs
 from gendiag.report.registry import FamilyOutput
 
 
-def _format(value: Optional[float]) -> str:
+def format_number(value: Optional[float]) -> str:
+  """A report cell's number: fixed point in [1e-3, 1e5), else scientific."""
   if value is None:
     return "n/a"
   if value == 0 or 1e-3 <= abs(value) < 1e5:
@@ -25,10 +26,10 @@ def _format(value: Optional[float]) -> str:
 def _cell(e: Optional[dict]) -> str:
   if e is None:
     return ""
-  text = _format(e.get("value"))
+  text = format_number(e.get("value"))
   if e.get("ci"):
     lo, hi = e["ci"]
-    text += f" [{_format(lo)}, {_format(hi)}]"
+    text += f" [{format_number(lo)}, {format_number(hi)}]"
   return text
 
 

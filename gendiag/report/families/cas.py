@@ -134,8 +134,9 @@ def cas_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   results = {}
   for name in models:
     res = cas_lib.classification_accuracy_score(
-        real[parts["train"]], labels[parts["train"]], samples[name],
-        np.asarray(inputs.generated_labels[name]), test=real[parts["test"]],
+        real[parts["train"]], samples[name], real_labels=labels[parts["train"]],
+        generated_labels=np.asarray(inputs.generated_labels[name]),
+        test=real[parts["test"]],
         test_labels=labels[parts["test"]], key=cas_key,
         num_classes=int(labels.max()) + 1, num_seeds=int(cfg["num_seeds"]),
         top_k=int(cfg["top_k"]), nas_fractions=tuple(cfg["nas_fractions"]),

@@ -78,7 +78,8 @@ DESCRIPTION = (
     "`frontiers`): MAUVE's interval lies below 0.9 x the null MAUVE.")
 
 
-def _settings(cfg) -> dict:
+def estimator_settings(cfg) -> dict:
+  """The quantized-frontier keywords (`gendiag.mauve`'s) from the family config."""
   return dict(
       num_clusters=int(cfg["num_clusters"]) or None,
       cluster_rule=cfg["cluster_rule"],
@@ -88,7 +89,7 @@ def _settings(cfg) -> dict:
       scaling_factor=float(cfg["scaling_factor"]))
 
 
-def _ends(res):
+def kl_ends(res):
   """The frontier's end points: (KL(Q || R_lam_max), KL(P || R_lam_min)).
 
   With lam_min = 1e-6 and lam_max = 1 - 1e-6 these are KL(Q || P) and
@@ -99,7 +100,7 @@ def _ends(res):
   return float(res.kl_generated[-1]), float(res.kl_real[0])
 
 
-def _unmatched_mass(res, ratio):
+def unmatched_mass(res, ratio):
   """(missed_real_mass, off_real_mass) of the cluster histograms.
 
     missed = sum_a p_a [q_a < p_a / ratio],  off = sum_a q_a [p_a < q_a / ratio]
@@ -115,7 +116,7 @@ def _unmatched_mass(res, ratio):
 @functools.partial(jax.jit, static_argnames=("smoothing", "num_weights"))
 def _end_replicates(counts_real, counts_gen, scaling_factor, *, smoothing,
                     num_weights):
-  """(B,) frontier end points of (B, k) count replicates (`_ends`)."""
+  """(B,) frontier end points of (B, k) count replicates (`kl_ends`)."""
   def one(cr, cg):
     _, _, front = fe_scores.scores(  # pylint: disable=protected-access
         cr, cg, scaling_factor, smoothing=smoothing, num_weights=num_weights)
@@ -134,7 +135,7 @@ def side_intervals(key, res, cfg, settings):
   [0, inf) and [0, 1].
 
   Returns:
-    (4, 2) bounds in the order of `_ends` then `_unmatched_mass`.
+    (4, 2) bounds in the order of `kl_ends` then `unmatched_mass`.
   """
   num_b = int(cfg["num_resamples"])
   rng = np.random.default_rng(
@@ -153,7 +154,7 @@ def side_intervals(key, res, cfg, settings):
   missed = np.sum(p * (q * ratio < p), axis=1)
   off = np.sum(q * (p * ratio < q), axis=1)
   level = float(cfg["level"])
-  estimates = _ends(res) + _unmatched_mass(res, ratio)
+  estimates = kl_ends(res) + unmatched_mass(res, ratio)
   kl = ci_lib.normal_intervals(estimates[:2], np.stack(
       [np.asarray(kl_gen), np.asarray(kl_real)], 1), level=level,
                                bounds=(0.0, np.inf))
@@ -222,7 +223,7 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   """MAUVE and FI with intervals, the real-vs-real baseline, one figure."""
   cfg = registry.family_config(inputs, "frontiers", **DEFAULTS)
   out = registry.FamilyOutput()
-  settings = _settings(cfg)
+  settings = estimator_settings(cfg)
   real = np.asarray(inputs.real, np.float32)
   key_null, key_models = jax.random.split(key)
   splits = max(1, int(cfg["null_splits"]))
@@ -260,8 +261,8 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     results[name] = res
     if not bool(res.converged):
       unconverged.append(name)
-    kl_gen, kl_real = _ends(res)
-    missed, off = _unmatched_mass(res, float(cfg["mass_ratio"]))
+    kl_gen, kl_real = kl_ends(res)
+    missed, off = unmatched_mass(res, float(cfg["mass_ratio"]))
     side_ci = side_intervals(jax.random.fold_in(key_q, 0x1B007), res, cfg,
                              settings)
     row = {
