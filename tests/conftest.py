@@ -23,7 +23,7 @@ if _OPT_FLAG not in os.environ.get("XLA_FLAGS", ""):
 def smoke_run(tmp_path_factory):
   """(workdir, metrics.json) of the main job's smoke config, run once.
 
-  Shared by the tests of the report (test_diagnose, test_intervals) so the
+  Shared by the tests of the report (test_experiments_diagnose, test_intervals) so the
   default suite pays for one end-to-end run.
   """
   from configs import diagnose as diagnose_config  # pylint: disable=g-import-not-at-top

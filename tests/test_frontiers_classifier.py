@@ -1,6 +1,6 @@
 """Tests of the classifier (density-ratio) frontier estimator.
 
-Separate from test_frontiers_features.py so each file compiles less.
+Separate from test_frontiers_quantized.py so each file compiles less.
 """
 
 import math

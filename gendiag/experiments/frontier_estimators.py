@@ -28,7 +28,7 @@ References:
   Generative Models: Sample Complexity, Quantization Effects, and Frontier
   Integrals. NeurIPS 2021 (k = c n^(1/r), r in {2, 3, 4, 5}, on 2-D
   Gaussians, k-means quantization; the estimators of
-  `gendiag.metrics.smoothing`).
+  `gendiag.metrics.frontiers.smoothing`).
 """
 
 import functools

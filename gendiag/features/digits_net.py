@@ -11,7 +11,7 @@ counterpart of Inception's pool3 for FID/KID/PR on digits. The weights
 (`digits_net.npz`, ~180 KB) were trained once by
 `experiments/train_feature_net.py` (`gendiag.experiments.train_feature_net`)
 on the `gendiag.data.digits.train_test()` train split; the test split's
-accuracy is stored in the file and checked by `tests/test_features.py`.
+accuracy is stored in the file and checked by `tests/test_digits_net.py`.
 """
 
 import functools

@@ -13,8 +13,8 @@ from configs import diagnose as diagnose_config
 from gendiag import report
 from gendiag.data.inputs import EvalInputs
 from gendiag.experiments import diagnose
-from tests.test_verdicts import ALSO_ALLOWED
-from tests.test_verdicts import SIGNS
+from tests.test_report_verdicts import ALSO_ALLOWED
+from tests.test_report_verdicts import SIGNS
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -157,7 +157,7 @@ def test_binary_runs_and_rejects_unknown_config_keys(tmp_path):
 
 
 def test_verdicts_name_each_failure_and_only_it(smoke_run):
-  """tests/test_verdicts.py's contract on the smoke run (that file is slow).
+  """tests/test_report_verdicts.py's contract on the smoke run (that file is slow).
 
   The control gets no finding; each model's verdict uses its failure's
   words and no other model's (except the overlaps ALSO_ALLOWED lists).

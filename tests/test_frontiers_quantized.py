@@ -1,4 +1,4 @@
-"""Tests of gendiag.metrics.frontier_estimators: MAUVE/FI from features.
+"""Tests of gendiag.metrics.frontiers.quantized: MAUVE/FI from features.
 
 Arrays share shapes across tests so k-means compiles a few times only.
 """
