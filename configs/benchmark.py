@@ -17,7 +17,8 @@ def get_config(arg: str = ""):
   config.single_thread_cases = "mauve_5k,mauve_5k_cube_root"
   # Cases run once in the memory subprocess only (time of that one call,
   # compile included, and its peak RSS): 50k x 50k x 2048 MMD is ~30 TFLOP.
-  config.memory_only_cases = "mmd_50k"
+  config.memory_only_cases = ("mmd_50k,main_job_10k,main_job_10k_cached,"
+                              "main_job_50k")
   big = dict(n=10_000, m=10_000, d=2048)
   config.sizes = ml_collections.ConfigDict({
       "sq_distances": dict(big, block_size=1024),
@@ -38,10 +39,16 @@ def get_config(arg: str = ""):
          for c in ("ring", "ring_pr", "digits")},
       "mauve_5k": dict(n=5000, m=5000, d=1024),
       "mauve_5k_cube_root": dict(n=5000, m=5000, d=1024),
+      # The main job (every family; README's own-features command); the
+      # cached case must run after main_job_10k (it reuses its cache).
+      "main_job_10k": dict(big, train=10_000, test=10_000),
+      "main_job_10k_cached": dict(big, train=10_000, test=10_000),
+      "main_job_50k": dict(n=50_000, m=50_000, d=2048, train=10_000,
+                           test=10_000),
   })
   if arg == "smoke":
     for name in config.sizes:
-      for key in ("n", "m"):
+      for key in ("n", "m", "train", "test"):
         if key in config.sizes[name]:
           config.sizes[name][key] = 600
       config.sizes[name].d = 64

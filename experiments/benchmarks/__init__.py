@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("distances", "precision_recall", "frontiers", "gel", "fld",
-           "flows")
+           "flows", "main_job")
 
 
 def load_all():

@@ -20,7 +20,7 @@ import dataclasses
 import math
 import statistics
 import time
-from typing import Callable, Dict, Iterable
+from typing import Callable, Dict, Iterable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -41,6 +41,8 @@ class Bench:
     repeats: warm calls to take the median of.
     peer_repeats: calls of each peer (they can be slow).
     notes: one line on what is measured.
+    details: optional callable of `run`'s result returning extra JSON-ready
+      figures for the results (e.g. the main job's per-family seconds).
   """
   run: Callable[[], object]
   flops: float = 0.0
@@ -49,6 +51,7 @@ class Bench:
   repeats: int = 3
   peer_repeats: int = 3
   notes: str = ""
+  details: Optional[Callable[[object], dict]] = None
 
 
 def case(name: str):

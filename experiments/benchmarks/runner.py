@@ -54,11 +54,13 @@ def _worker(config, name):
   bench = common.CASES[name](sizes)
   if FLAGS.worker == "memory":
     start = time.perf_counter()
-    common.block(bench.run())
+    result = common.block(bench.run())
     seconds = time.perf_counter() - start
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_rss_bytes": peak, "single_call_s": seconds,
-                      "sizes": sizes}))
+    out = {"peak_rss_bytes": peak, "single_call_s": seconds, "sizes": sizes}
+    if bench.details is not None:
+      out["details"] = bench.details(result)
+    print(json.dumps(out))
     return
   rate = common.reference_rate()
   out = common.measure(bench, rate)
@@ -121,7 +123,28 @@ def _markdown(results):
                f"{rate / 1e9:.1f} GFLOP/s. CPU: {platform.processor() or platform.machine()}, "
                f"{os.cpu_count()} cores.")
   lines += _shard_markdown(results)
+  lines += _family_markdown(results)
   return "\n".join(lines)
+
+
+def _family_markdown(results):
+  """Per-family seconds of the cases that report them (the main job)."""
+  timed = {name: r["details"]["family_seconds"] for name, r in results.items()
+           if "family_seconds" in r.get("details", {})}
+  if not timed:
+    return []
+  families = list(dict.fromkeys(f for t in timed.values() for f in t))
+  lines = ["", "Main job, seconds per family (and the whole job, data loading "
+           "and report writing included):", "",
+           "| case | " + " | ".join(families) + " | job | peak RSS (GB) |",
+           "|---|" + "---|" * (len(families) + 2)]
+  for name, seconds in timed.items():
+    r = results[name]
+    cells = [f"{seconds[f]:.1f}" if f in seconds else "" for f in families]
+    lines.append(f"| {name} | " + " | ".join(cells) +
+                 f" | {r['details']['job_seconds']:.1f} | "
+                 f"{r['peak_rss_bytes'] / 2**30:.2f} |")
+  return lines
 
 
 def _shard_markdown(results):
