@@ -33,6 +33,27 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def check_probability_vectors(p, q) -> None:
+  """Raises ValueError unless p, q are probability vectors of one shape.
+
+  Non-empty, 1-D, the same length, finite, non-negative and summing to 1
+  (within 1e-4); values are checked only where concrete (not under jit).
+  """
+  if np.ndim(p) != 1 or np.shape(p) != np.shape(q) or np.size(p) == 0:
+    raise ValueError(
+        "`p` and `q` must be non-empty 1-D probability vectors of the same "
+        f"length; got shapes {np.shape(p)} and {np.shape(q)}.")
+  for name, v in (("p", p), ("q", q)):
+    if not is_concrete(v):
+      continue
+    v = np.asarray(v, np.float64)
+    if not np.all(np.isfinite(v)) or np.any(v < 0):
+      raise ValueError(f"`{name}` must be finite and non-negative.")
+    if abs(v.sum() - 1.0) > 1e-4:
+      raise ValueError(f"`{name}` sums to {v.sum():.6g}, not 1; normalise it "
+                       "(e.g. counts / counts.sum()).")
+
+
 def as_float(x, name: str):
   """`x` as a floating array: float32 unless it is float32 or float64 already.
 

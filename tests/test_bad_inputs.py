@@ -306,7 +306,7 @@ def test_bad_labels(name, problem):
 def test_histogram_functions(fn):
   f = getattr(gendiag, fn)
   p, q = np.array([0.5, 0.25, 0.25], np.float32), np.array([0.25, 0.25, 0.5],
-                                                          np.float32)
+                                                           np.float32)
   want = jax.tree.leaves(f(p, q))
   got = jax.tree.leaves(f(p.tolist(), q.tolist()))
   for a, b in zip(got, want):

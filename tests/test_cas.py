@@ -18,7 +18,7 @@ from gendiag.metrics import cas
 from gendiag.metrics import cas_training
 
 SMALL = cas_training.Recipe(hidden=(16,), steps=60, batch_size=32,
-                   learning_rate=1e-2)
+                            learning_rate=1e-2)
 
 
 def _corners(rng, n_per_class, noise=0.05):
@@ -39,7 +39,7 @@ def test_scores_match_numpy(rng):
   logits = rng.normal(size=(200, 5))
   labels = rng.integers(0, 5, 200)
   top1, top2, per_class = cas_training.scores(jnp.asarray(logits), jnp.asarray(labels),
-                                     top_k=2, num_classes=5)
+                                              top_k=2, num_classes=5)
   order = np.argsort(-logits, axis=1)
   assert float(top1) == pytest.approx(np.mean(order[:, 0] == labels))
   assert float(top2) == pytest.approx(
@@ -249,7 +249,7 @@ def test_report_family_on_features_flags_the_dropped_model(corners):
 
 def test_experiment_smoke_config_end_to_end(tmp_path):
   metrics = cas_experiment.run(cas_config.get_config("smoke"),
-                                  str(tmp_path))
+                               str(tmp_path))
   models = metrics["models"]
   assert set(models) == {"good", "dropped", "imbalanced", "blurred",
                          "memorized", "shrunk"}

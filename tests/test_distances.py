@@ -84,11 +84,11 @@ def test_map_row_blocks_jit_matches_eager(data):
 
 
 @pytest.mark.parametrize("block_size,col_block_size", [(5, 7), (64, 3),
-                                                        (37, 23), (8, 100)])
+                                                       (37, 23), (8, 100)])
 def test_knn_matches_brute_force(data, block_size, col_block_size):
   x, y = data
   dist, idx = knn.knn(x, y, k=4, block_size=block_size,
-                            col_block_size=col_block_size)
+                      col_block_size=col_block_size)
   d2 = np_sq_distances(x, y)
   order = np.argsort(d2, axis=1, kind="stable")[:, :4]
   np.testing.assert_array_equal(idx, order)
@@ -143,7 +143,7 @@ def test_compiled_temporaries_scale_with_block_not_n_times_m(op):
   def run(block):
     if op == "knn":
       return lambda a, b: knn.knn(a, b, k=5, block_size=block,
-                                        col_block_size=block)
+                                  col_block_size=block)
     return lambda a, b: distances.kernel_row_sums(
         kernels.Gaussian(), a, b, exclude_diagonal=True, block_size=block)
 

@@ -72,7 +72,7 @@ def test_smoke_table_has_every_run(smoke_run):
 
 def test_digits_are_pca_features():
   train, test, info = flow_datasets.load_split("digits", key=jax.random.key(0),
-                                            pca_dim=4, test_fraction=0.4)
+                                               pca_dim=4, test_fraction=0.4)
   assert train.shape[1] == test.shape[1] == info["dim"] == 4
   assert train.shape[0] + test.shape[0] == 1797
   assert abs(test.shape[0] - 0.4 * 1797) < 20
@@ -101,7 +101,7 @@ def test_centred_pr_is_the_pr_divergence_and_bounded(lam):
 
 def test_by_side_form_picks_the_estimator_of_each_side():
   settings = sweep_objectives.ObjectiveSettings(form="by_side",
-                                        critic_hidden_sizes=(8,))
+                                                critic_hidden_sizes=(8,))
   recall_side = settings.make("pr", 0.3)
   assert isinstance(recall_side, losses.WeightedMaximumLikelihood)
   assert recall_side.divergence.lam == 0.3
@@ -121,7 +121,7 @@ def test_critic_gap_flags_a_critic_that_memorised_its_rows():
   # against the flow puts a much higher ratio on them than on fresh rows
   # of the same ring; the untrained critic does not; MLE has no critic.
   train, test, _ = flow_datasets.load_split("ring", key=jax.random.key(3),
-                                         num_train=16, num_test=500)
+                                            num_train=16, num_test=500)
   flow = models.Flow(dim=2, num_layers=2, hidden_sizes=(16,)).normalized_for(
       train)
   objective = sweep_objectives.ObjectiveSettings(
@@ -137,10 +137,10 @@ def test_critic_gap_flags_a_critic_that_memorised_its_rows():
     fit = trainer.train(flow, objective, train, key=jax.random.key(1),
                         config=config, init_params=params)
     gaps[steps] = sweep.critic_gap(objective, flow, fit.critic_params,
-                                      train, test)
+                                   train, test)
   assert gaps[1500] > 0.5 and abs(gaps[1]) < 0.2, gaps  # 0.74, -0.10
   assert np.isnan(sweep.critic_gap(losses.make_objective("mle"), flow,
-                                      {}, train, test))
+                                   {}, train, test))
 
 
 def _result(precision, recall, mle_recall, n=1000):
@@ -164,17 +164,17 @@ def _result(precision, recall, mle_recall, n=1000):
 def test_is_monotone_strict_within_noise_and_end_to_end():
   # 2 standard errors at n = 1000 and p ~ 0.97 are ~0.015.
   strict = sweep.is_monotone(_result([0.6, 0.8, 0.9], [0.98, 0.95, 0.85],
-                                        0.96))
+                                     0.96))
   assert all(strict.values()), strict
   # A 0.008 step against the trend near recall 0.98: noise, not a failure.
   noisy = sweep.is_monotone(_result([0.6, 0.8, 0.9], [0.973, 0.981, 0.85],
-                                       0.96))
+                                    0.96))
   assert not noisy["recall_falls"] and noisy["recall_falls_within_noise"]
   assert noisy["recall_falls_end_to_end"]
   # A 0.1 step against the trend is a failure either way; equal ends are no
   # end-to-end trade-off; MLE below a lam > 1 run is off the recall side.
   broken = sweep.is_monotone(_result([0.6, 0.5, 0.605], [0.9, 0.95, 0.9],
-                                        0.8))
+                                     0.8))
   assert not broken["precision_rises_within_noise"]
   assert not broken["precision_rises_end_to_end"]
   assert not broken["recall_falls_within_noise"]
@@ -207,7 +207,7 @@ def test_bad_settings_fail_before_training():
     sweep.pr_tradeoff_sweep(x, x, key=jax.random.key(0), lams=(0.0,))
   with pytest.raises(ValueError, match="baselines"):
     sweep.pr_tradeoff_sweep(x, x, key=jax.random.key(0), lams=(1.0,),
-                               baselines=("gan",))
+                            baselines=("gan",))
   with pytest.raises(ValueError, match="features"):
     sweep.pr_tradeoff_sweep(x, np.zeros((50, 3)), key=jax.random.key(0))
   with pytest.raises(ValueError, match="dataset"):
@@ -219,7 +219,7 @@ def test_ring_tradeoff_direction():
   """Precision at the largest lam > at the smallest; recall the reverse."""
   config = experiment_config.get_config("")
   train, test, _ = flow_datasets.load_split("ring", key=jax.random.key(1),
-                                         num_train=2000, num_test=600)
+                                            num_train=2000, num_test=600)
   flow_cfg = config.flow.to_dict()
   flow_cfg["hidden_sizes"] = tuple(flow_cfg["hidden_sizes"])
   result = sweep.pr_tradeoff_sweep(

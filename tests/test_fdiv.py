@@ -148,7 +148,7 @@ def test_get_validates():
 def test_alpha_closed_forms(case):
   p, q, alpha = CASES[case]
   np.testing.assert_allclose(pr_curves.pr_precision(jnp.array(p), jnp.array(q),
-                                               LAMS), alpha, atol=1e-6)
+                                                    LAMS), alpha, atol=1e-6)
   d = pr_curves.pr_divergence(np.array(p), np.array(q), lam=LAMS)
   np.testing.assert_allclose(d, np.minimum(LAMS, 1) - np.array(alpha),
                              atol=1e-6)
@@ -259,7 +259,7 @@ def test_gaussian_alpha_closed_form_and_discretisation():
   np.testing.assert_allclose(pr_curves.pr_precision(p, q, LAMS), want, atol=1e-4)
   tv = 2 * stats.norm.cdf(0.5) - 1
   assert float(pr_curves.pr_divergence(p, q, lam=1.0)) == pytest.approx(tv,
-                                                                   abs=1e-4)
+                                                                        abs=1e-4)
 
 
 # --------------------------------------------------------------------------
@@ -297,7 +297,7 @@ def test_mixture_theorem_example_a_and_pr_lam():
 def test_mixture_theorem_gaussians(name, want):
   div = fdiv.DIVERGENCES[name]
   got = pr_curves.mixture_integral(lambda lam: jnp.minimum(lam, 1) -
-                              _gauss_alpha(lam), div)
+                                   _gauss_alpha(lam), div)
   assert float(got) == pytest.approx(want, rel=2e-4)
 
 

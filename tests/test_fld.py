@@ -390,7 +390,7 @@ def test_constant_test_dimension_is_dropped():
 def test_generated_cap_and_far_away_features():
   train, test, gen = _mixture_sets(10)
   _, _, gen_s, idx, dim = fld_metric.prepare(train, test, gen, KEY,
-                                           max_generated=60)
+                                             max_generated=60)
   idx = np.asarray(idx)
   assert idx.shape == (60,) and len(np.unique(idx)) == 60
   mean, std = test.mean(0), test.std(0, ddof=1)

@@ -106,7 +106,7 @@ def test_resume_gives_bitwise_identical_parameters(tmp_path, stop_at, warmup):
   assert [line["step"] for line in log] == [5, 10]
   assert [line["steps_averaged"] for line in ref] == [5, 5]
   assert [line["steps_averaged"] for line in log] == [5, 10 - stop_at
-                                                     if stop_at > 5 else 5]
+                                                      if stop_at > 5 else 5]
   for a, b in zip(log, ref):
     if a["steps_averaged"] == b["steps_averaged"]:
       assert a["loss"] == b["loss"]

@@ -251,7 +251,7 @@ def test_c_t_projects_high_dimensions_and_validates():
   # 6-d blobs isometrically embedded in 8-d (orthonormal rows).
   lift = np.float32(np.linalg.qr(rng.normal(size=(8, 6)))[0].T)
   train, test, gen = (_blobs(s, n) @ lift for s, n in ((27, 300), (28, 150),
-                                                        (29, 120)))
+                                                       (29, 120)))
   res = data_copying.data_copying_test(train, test, gen, key=KEY, max_dim=6)
   flat = data_copying.data_copying_test(_blobs(27, 300), _blobs(28, 150),
                                         _blobs(29, 120), key=KEY)

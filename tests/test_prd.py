@@ -148,7 +148,7 @@ def test_prd_sees_mode_dropping_like_the_exact_curve():
   dropped = _mixture(1, np.arange(5))
   res = _prd(real, dropped)
   exact = pr_curves.pr_curve(np.full(10, 0.1, np.float32),
-                        np.r_[np.full(5, 0.2), np.zeros(5)].astype(np.float32))
+                             np.r_[np.full(5, 0.2), np.zeros(5)].astype(np.float32))
   assert float(res.f_beta) == pytest.approx(float(exact.f_beta), abs=0.05)
   assert float(res.f_inv_beta) == pytest.approx(float(exact.f_inv_beta),
                                                 abs=0.05)

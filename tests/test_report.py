@@ -171,7 +171,7 @@ def test_references_are_shown_beside_the_values(tmp_path):
             "t": report.entry(1.5, reference=report.entry(3.0))}}
   inputs = EvalInputs(real=np.zeros((5, 2), np.float32),
                       generated={"a": np.zeros((4, 2), np.float32),
-                                        "b": np.ones((5, 2), np.float32)})
+                                 "b": np.ones((5, 2), np.float32)})
   report.write_report(str(tmp_path), inputs, {"fam": out}, {"seed": 0})
   saved = json.load(open(tmp_path / "metrics.json"))
   assert saved["models"]["a"]["s"]["reference"] == {"value": 0.01,

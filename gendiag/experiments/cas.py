@@ -37,7 +37,7 @@ def run(config, workdir: str) -> dict:
   data_key, cas_key = jax.random.split(jax.random.key(config.seed))
   inputs = defaults.digits_default(config, data_key)
   outputs = {"cas": cas.cas_family(inputs,
-                                    report.family_key(cas_key, "cas"))}
+                                   report.family_key(cas_key, "cas"))}
   meta = {"seed": config.seed, "jax": jax.__version__,
           "data": "sklearn digits, simulated models in image space",
           "config": config.to_dict(),

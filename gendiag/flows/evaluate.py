@@ -61,5 +61,5 @@ def evaluate(real: jax.Array, generated: jax.Array, *, key: jax.Array,
                coverage=float(pr.coverage))
   if mauve_key is not None:
     out["mauve"] = float(frontiers.mauve(real, generated,
-                                       key=mauve_key).mauve)
+                                         key=mauve_key).mauve)
   return out

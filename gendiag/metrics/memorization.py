@@ -196,7 +196,7 @@ class AuthPctResult:
 def _auth(train, generated, train_rows, gen_rows, block_size):
   t, g = train[train_rows], generated[gen_rows]
   _, t_idx = knn.knn(t, t, k=1, exclude_self=True,
-                           block_size=block_size)
+                     block_size=block_size)
   t_nn = exact_distance(t, t[t_idx[:, 0]])
   _, g_idx = knn.knn(g, t, k=1, block_size=block_size)
   g_idx = g_idx[:, 0]

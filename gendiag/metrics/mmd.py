@@ -278,8 +278,8 @@ def mmd_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   kernel = _default_kernel(real, generated, kernel)
   pooled = jnp.concatenate([real, generated], axis=0)
   stats = permutation_statistics(pooled, kernel, key, real.shape[0],
-                                  num_permutations, estimator, block_size,
-                                  mesh)
+                                 num_permutations, estimator, block_size,
+                                 mesh)
   _checks.check_finite_result(stats, "The MMD^2 test statistic")
   observed, null, p_value = permutation_p_value(stats)
   return MMDTestResult(statistic=observed, p_value=p_value,
@@ -390,7 +390,7 @@ def mmd_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   real, generated = _prepare(real, generated, kernel, min_rows=2)
   kernel = _default_kernel(real, generated, kernel)
   stats = bootstrap_statistics(real, generated, kernel, key, num_resamples,
-                                estimator, block_size, mesh)
+                               estimator, block_size, mesh)
   _checks.check_finite_result(stats, "The bootstrapped MMD^2")
   low, high = intervals.percentile_interval(stats[1:], level=level)
   return MMDBootstrapResult(statistic=stats[0], ci_low=low, ci_high=high,

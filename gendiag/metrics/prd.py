@@ -142,9 +142,9 @@ def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
 
   p, q, converged = jax.vmap(run)(jax.random.split(key, num_runs))
   curves = jax.vmap(lambda a, b: pr_curves.pr_curve(a, b, num_angles=num_angles,
-                                               beta=beta))(p, q)
+                                                    beta=beta))(p, q)
   curve = pr_curves.curve_from_precision(jnp.mean(curves.precision, axis=0),
-                                    curves.slopes[0], beta=beta)
+                                         curves.slopes[0], beta=beta)
   # Average recall as the reference does (not alpha-bar / lam, identical
   # up to the clipping of each run's curve).
   recall = jnp.mean(curves.recall, axis=0)
@@ -217,8 +217,8 @@ def pr_curve_from_scores(scores_real: jax.Array, scores_generated: jax.Array,
       for s, name in ((scores_real, "scores_real"),
                       (scores_generated, "scores_generated")))
   return curve_from_scores(jnp.asarray(scores_real),
-                            jnp.asarray(scores_generated),
-                            num_angles=int(num_angles), beta=float(beta))
+                           jnp.asarray(scores_generated),
+                           num_angles=int(num_angles), beta=float(beta))
 
 
 @_results.result
@@ -311,7 +311,7 @@ def classifier_pr_curve(real: jax.Array, generated: jax.Array, *,
       num_steps=int(num_steps),
       batch_size=None if batch_size is None else int(batch_size))
   curve = curve_from_scores(lr, lg, num_angles=int(num_angles),
-                             beta=float(beta))
+                            beta=float(beta))
   return ClassifierPRCurve(
       precision=curve.precision, recall=curve.recall, slopes=curve.slopes,
       f_beta=curve.f_beta, f_inv_beta=curve.f_inv_beta, logits_real=lr,

@@ -123,7 +123,7 @@ Gaussian = _register(Gaussian, ["bandwidth"])
 InverseMultiquadric = _register(InverseMultiquadric, ["bandwidth", "exponent"])
 Laplace = _register(Laplace, ["bandwidth"])
 Polynomial = _register(Polynomial, ["gamma", "coef0"], ["degree",
-                                                         "drop_constant"])
+                                                        "drop_constant"])
 
 KERNELS = {
     "gaussian": Gaussian,

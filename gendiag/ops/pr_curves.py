@@ -21,26 +21,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gendiag import _checks
 from gendiag import _results
 from gendiag.ops import fdiv
 
-
-
-def check_distributions(p, q):
-  """Raises ValueError unless p, q are probability vectors of one shape."""
-  if np.ndim(p) != 1 or np.shape(p) != np.shape(q):
-    raise ValueError(
-        "`p` and `q` must be 1-D probability vectors of the same length; got "
-        f"shapes {np.shape(p)} and {np.shape(q)}.")
-  for name, v in (("p", p), ("q", q)):
-    if isinstance(v, jax.core.Tracer):
-      continue
-    v = np.asarray(v, np.float64)
-    if not np.all(np.isfinite(v)) or np.any(v < 0):
-      raise ValueError(f"`{name}` must be finite and non-negative.")
-    if abs(v.sum() - 1.0) > 1e-4:
-      raise ValueError(f"`{name}` sums to {v.sum():.6g}, not 1; normalise it "
-                       "(e.g. counts / counts.sum()).")
 
 
 def angle_slopes(num_angles: int, epsilon: float = 1e-10) -> np.ndarray:
@@ -139,7 +123,7 @@ def pr_curve(p: jax.Array, q: jax.Array, *, num_angles: int = 1001,
     Sajjadi, Bachem, Lucic, Bousquet, Gelly. Assessing Generative Models via
     Precision and Recall. NeurIPS 2018 (`compute_prd`, epsilon = 1e-10).
   """
-  check_distributions(p, q)
+  _checks.check_probability_vectors(p, q)
   p, q = jnp.asarray(p), jnp.asarray(q)
   return _pr_curve(p, q, num_angles=int(num_angles), beta=float(beta))
 
@@ -170,7 +154,7 @@ def pr_divergence(p: jax.Array, q: jax.Array, *, lam) -> jax.Array:
     Optimization for Generative Modeling with GANs and Normalizing Flows.
     NeurIPS 2023.
   """
-  check_distributions(p, q)
+  _checks.check_probability_vectors(p, q)
   if fdiv.concrete_nonpositive(lam):
     raise ValueError(f"`lam` must be > 0; got {lam}.")
   return pr_divergence_unchecked(jnp.asarray(p), jnp.asarray(q), jnp.asarray(lam))
@@ -203,7 +187,7 @@ def f_divergence(p: jax.Array, q: jax.Array, div: fdiv.FDivergence) -> jax.Array
   Returns:
     A scalar.
   """
-  check_distributions(p, q)
+  _checks.check_probability_vectors(p, q)
   p, q = jnp.asarray(p), jnp.asarray(q)
   pos = q > 0
   terms = jnp.where(pos, q * div.f(p / jnp.where(pos, q, 1.0)), 0.0)
@@ -258,7 +242,7 @@ def f_divergence_from_pr(p: jax.Array, q: jax.Array, div: fdiv.FDivergence,
   Returns:
     A scalar.
   """
-  check_distributions(p, q)
+  _checks.check_probability_vectors(p, q)
   p, q = jnp.asarray(p), jnp.asarray(q)
   return mixture_integral(lambda lam: pr_divergence_unchecked(p, q, lam), div,
                           **quadrature)

@@ -121,7 +121,7 @@ def prd_bootstrap(key, real_histograms, generated_histograms, *,
     curves = jax.vmap(lambda a, b: pr_curves.pr_curve(
         a, b, num_angles=num_angles, beta=beta))(p, q)
     curve = pr_curves.curve_from_precision(jnp.mean(curves.precision, axis=0),
-                                      curves.slopes[0], beta=beta)
+                                           curves.slopes[0], beta=beta)
     return jnp.stack(pr_curves.max_f_beta(
         curve.precision, jnp.mean(curves.recall, axis=0), beta=beta))
 

@@ -325,7 +325,7 @@ def fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
 
 # The static options of `fit_jit`.
 FIT_STATIC = ("init", "max_epochs", "batch_size", "block_size",
-               "max_cache_bytes")
+              "max_cache_bytes")
 
 
 def check_fit_options(init, max_epochs, batch_size, block_size):
@@ -382,10 +382,10 @@ def fit_bandwidths(x: jax.Array, centres: jax.Array, *, key: jax.Array,
   _checks.check_pair(centres, x, names=("centres", "x"))
   check_fit_options(init, max_epochs, batch_size, block_size)
   result, _ = fit_jit(jnp.asarray(x, jnp.float32),
-                       jnp.asarray(centres, jnp.float32), key,
-                       jnp.float32(np.shape(x)[1]), init=init, lr=float(lr),
-                       max_epochs=int(max_epochs),
-                       batch_size=int(batch_size), tol=float(tol),
-                       block_size=int(block_size),
-                       max_cache_bytes=int(max_cache_bytes))
+                      jnp.asarray(centres, jnp.float32), key,
+                      jnp.float32(np.shape(x)[1]), init=init, lr=float(lr),
+                      max_epochs=int(max_epochs),
+                      batch_size=int(batch_size), tol=float(tol),
+                      block_size=int(block_size),
+                      max_cache_bytes=int(max_cache_bytes))
   return result

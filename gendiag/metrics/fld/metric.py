@@ -140,7 +140,7 @@ def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   rest, centres, index = intervals.permuted_split(key_split, train_s, size)
   fit, _ = fit_lib.fit_jit(rest, centres, key_fit, dim, **options)
   nll = _mean(mixture.nll_jit(test_s, centres, fit.log_variances, dim,
-                       options["block_size"], mesh))
+                              options["block_size"], mesh))
   return BaselineResult(nll=nll, centre_index=index,
                         num_iterations=fit.num_iterations,
                         converged=fit.converged)

@@ -87,7 +87,7 @@ def nll_per_dim(x, centres, log_var, dim, block_size, mesh=None):
                                  log_var, dim)
     return sharding.unshard_rows(out, x.shape[0], mesh)
   fn = lambda xb, _: -mixture_lls(row_exact_sq_distances(xb, centres),
-                                   log_var, dim) / dim
+                                  log_var, dim) / dim
   return distances.map_row_blocks(fn, x, block_size=block_size)
 
 

@@ -12,7 +12,6 @@
 
 from gendiag.metrics.frontiers.classifier import classifier_frontier
 from gendiag.metrics.frontiers.classifier import ClassifierFrontierResult
-from gendiag.metrics.frontiers.histograms import check_histograms
 from gendiag.metrics.frontiers.histograms import divergence_frontier_from_histograms
 from gendiag.metrics.frontiers.histograms import Frontier
 from gendiag.metrics.frontiers.histograms import frontier_from_histograms
@@ -37,7 +36,6 @@ from gendiag.metrics.frontiers.scores import FrontierResult
 __all__ = (
     "classifier_frontier",
     "ClassifierFrontierResult",
-    "check_histograms",
     "divergence_frontier_from_histograms",
     "Frontier",
     "frontier_from_histograms",

@@ -72,23 +72,6 @@ def mixture_weights(num_weights: int = NUM_WEIGHTS) -> np.ndarray:
   return np.linspace(WEIGHT_EPS, 1.0 - WEIGHT_EPS, int(num_weights))
 
 
-def check_histograms(p, q):
-  """Raises ValueError unless p, q are probability vectors of one shape."""
-  if np.ndim(p) != 1 or np.shape(p) != np.shape(q) or np.size(p) == 0:
-    raise ValueError(
-        "`p` and `q` must be non-empty 1-D probability vectors of the same "
-        f"length; got shapes {np.shape(p)} and {np.shape(q)}.")
-  for name, v in (("p", p), ("q", q)):
-    if not _checks.is_concrete(v):
-      continue
-    v = np.asarray(v, np.float64)
-    if not np.all(np.isfinite(v)) or np.any(v < 0):
-      raise ValueError(f"`{name}` must be finite and non-negative.")
-    if abs(v.sum() - 1.0) > 1e-4:
-      raise ValueError(f"`{name}` sums to {v.sum():.6g}, not 1; normalise it "
-                       "(e.g. counts / counts.sum()).")
-
-
 def _g(x):
   """g(x) = 1 - (1 - x^2) artanh(x) / x on [-1, 1]; g(0) = 0, g(+-1) = 1.
 
@@ -187,7 +170,7 @@ def divergence_frontier_from_histograms(
   References:
     Pillutla et al. 2021 (mauve-text 0.4.0 `compute_mauve`).
   """
-  check_histograms(p, q)
+  _checks.check_probability_vectors(p, q)
   _checks.check_positive_int(num_weights, "num_weights", minimum=2)
   p, q = jnp.asarray(p), jnp.asarray(q)
   dtype = jnp.result_type(p, q, float)
@@ -232,7 +215,7 @@ def frontier_integral_from_histograms(p: jax.Array,
   References:
     Liu et al. 2021 (closed form per atom; mauve-text `get_fronter_integral`).
   """
-  check_histograms(p, q)
+  _checks.check_probability_vectors(p, q)
   p, q = jnp.asarray(p), jnp.asarray(q)
   dtype = jnp.result_type(p, q, float)
   return _fi_jit(p.astype(dtype), q.astype(dtype))

@@ -93,10 +93,10 @@ def scores_jit(counts_real, counts_gen, scaling_factor, *, smoothing,
                num_weights):
   """(p, q, Frontier at `smoothing`, Frontier of the KT histograms: the *)."""
   p, q, front = scores(counts_real, counts_gen, scaling_factor,
-                        smoothing=smoothing, num_weights=num_weights)
+                       smoothing=smoothing, num_weights=num_weights)
   _, _, star = scores(counts_real, counts_gen, scaling_factor,
-                       smoothing="krichevsky_trofimov",
-                       num_weights=num_weights)
+                      smoothing="krichevsky_trofimov",
+                      num_weights=num_weights)
   return p, q, front, star
 
 
@@ -115,7 +115,7 @@ def bootstrap_scores(key, labels_real, labels_gen, scaling_factor, *,
     cr = jax.ops.segment_sum(wr, labels_real, num_segments=num_clusters)
     cg = jax.ops.segment_sum(wg, labels_gen, num_segments=num_clusters)
     _, _, front = scores(cr, cg, scaling_factor, smoothing=smoothing,
-                          num_weights=num_weights)
+                         num_weights=num_weights)
     return front.mauve, front.frontier_integral
 
   return jax.vmap(one)(w_real, w_gen)

@@ -134,7 +134,7 @@ def _implicit_bwd(objective, ridge, cap, residuals, lam_bar):
     v = s * jnp.matmul(p, lam, precision=HIGHEST)
     _, w, _, _ = objectives.terms(objective, v, rows, count)
     return objectives.gradient(objective, jnp.matmul(p.T, s * w, precision=HIGHEST), v,
-                     rows, count)
+                               rows, count)
 
   # (The penalty's gradient does not depend on phi: only H changes.)
   hess, _ = objectives.hessian(objective, lam, phi, signs, rows, count, ridge, cap)

@@ -153,7 +153,7 @@ def hessian(objective, lam, phi, signs, mask, count, ridge, cap=None):
   v = signs * jnp.matmul(phi, lam, precision=HIGHEST)
   _, w, h, rank_one = terms(objective, v, mask, count)
   g = gradient(objective, jnp.matmul(phi.T, signs * w, precision=HIGHEST), v,
-                mask, count)
+               mask, count)
   hess = jnp.matmul(phi.T, phi * h[:, None], precision=HIGHEST)
   if rank_one:
     hess = hess - jnp.outer(g, g)

@@ -129,7 +129,7 @@ def fit_one_sample(phi_real, phi_gen, objective, max_iterations, tol):
 
 
 def fit_two_sample(phi_real, phi_gen, objective, max_iterations, tol,
-                problem=None):
+                   problem=None):
   n = phi_real.shape[0]
   z, signs, rank, diag = problem or gm.stacked(phi_real, phi_gen)
   sol = gm.solve(z, objective, max_iterations, tol, signs=signs, diag=diag)
@@ -144,7 +144,7 @@ def fit_two_sample(phi_real, phi_gen, objective, max_iterations, tol,
 
 # The static arguments of every jitted GEL core.
 STATIC_ARGNAMES = ("objective", "moments", "kernel", "max_iterations", "tol",
-           "block_size")
+                   "block_size")
 
 
 def features(real, generated, witnesses, kernel_obj, scale, moments, kernel,
@@ -160,7 +160,7 @@ def features(real, generated, witnesses, kernel_obj, scale, moments, kernel,
 def _gel(real, generated, witnesses, kernel_obj, scale, *, two_sample,
          objective, moments, kernel, max_iterations, tol, block_size):
   phi_real, phi_gen = features(real, generated, witnesses, kernel_obj, scale,
-                                moments, kernel, block_size)
+                               moments, kernel, block_size)
   core = fit_two_sample if two_sample else fit_one_sample
   return core(phi_real, phi_gen, objective, max_iterations, tol)
 

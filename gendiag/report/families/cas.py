@@ -176,7 +176,7 @@ def cas_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
           "(0% in every seed)")
     gap_ci = entries["cas_gap"]["ci"]
     if float(res.gap) > cfg["gap_threshold"] and (gap_ci is None
-                                                   or gap_ci[0] > 0):
+                                                  or gap_ci[0] > 0):
       findings.append(f"its samples teach a classifier less than real data "
                       f"(CAS {float(res.cas):.3f} vs {float(res.real_cas):.3f})")
     if findings:

@@ -28,11 +28,11 @@ from gendiag.report import render
 from gendiag.report import sampling
 
 DESCRIPTION = (
-        "Frechet distance between Gaussian fits (lower is better; 95% "
-        "intervals from the delta method's standard error, or a bootstrap's "
-        "where a set has no more rows than features). One number for "
-        "everything: it cannot say whether a model drops modes, blurs or "
-        "copies.")
+    "Frechet distance between Gaussian fits (lower is better; 95% "
+    "intervals from the delta method's standard error, or a bootstrap's "
+    "where a set has no more rows than features). One number for "
+    "everything: it cannot say whether a model drops modes, blurs or "
+    "copies.")
 
 
 def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
@@ -52,7 +52,7 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     features = jnp.asarray(features, jnp.float32)
     full_rank = min(real_x.shape[0], features.shape[0]) > features.shape[1]
     delta = cfg["interval"] == "delta" or (cfg["interval"] == "auto"
-                                            and full_rank)
+                                           and full_rank)
     if delta:  # fid_standard_error computes the FID too: use its values
       se = res = frechet_delta.fid_standard_error(real_x, features)
       estimates = [res.fid, res.mean_term, res.trace_term]
@@ -67,7 +67,7 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
       res = frechet.fid_from_stats(real_st, frechet.frechet_stats(features))
       estimates = [res.fid, res.mean_term, res.trace_term]
       reps = frechet.fid_term_replicates(real_x, features, key_boot,
-                                 num_resamples=int(cfg["num_resamples"]))
+                                         num_resamples=int(cfg["num_resamples"]))
       fid_ci = ci_lib.normal_intervals(estimates[:1], reps[:, :1],
                                        level=cfg["level"],
                                        bounds=(-np.inf, np.inf))[0]

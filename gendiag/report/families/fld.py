@@ -292,7 +292,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
         seed_ct = [float(ct.c_t)]
         for s in range(1, num_seeds):
           again, _ = data_copying(train, test, gen,
-                                   jax.random.fold_in(k_ct, s), cfg)
+                                  jax.random.fold_in(k_ct, s), cfg)
           if again is not None:
             seed_ct.append(float(again.c_t))
         metrics["c_t"] = registry.entry(ct.c_t, ci=ci_lib.seed_interval(
@@ -346,7 +346,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     out.sections.append("\n".join(header + [""] + sections))
   else:
     out.sections.append("\n".join(header + ["", "No model has samples "
-                                             "flagged as copies."]))
+                                            "flagged as copies."]))
   models = list(inputs.generated)
   out.figures["fld.png"] = _bars_figure(models, fld_values, gap_values)
   if pairs and "train" in inputs.images and all(

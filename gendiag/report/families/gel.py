@@ -240,7 +240,7 @@ def _reference(inputs, key, cfg, size, num_classes):
       inputs, "reference", cap, sets.heldout, sets.heldout_labels)
   ref_key = jax.random.fold_in(key, 0x7EF + size)
   num_witnesses = max(2, min(cfg["num_witnesses"], min(len(real),
-                                                        len(held)) // 8))
+                                                       len(held)) // 8))
   pooled = np.concatenate([np.asarray(real), np.asarray(held)])
   witnesses = jnp.asarray(pooled[np.asarray(jax.random.choice(
       ref_key, len(pooled), (num_witnesses,), replace=False))])

@@ -26,9 +26,9 @@ from gendiag.report import render
 from gendiag.report import sampling
 
 DESCRIPTION = (
-        "Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial "
-        "kernel, averaged over random subsets (lower is better; about 0 for a "
-        "perfect model, and can be slightly negative).")
+    "Kernel Inception Distance: unbiased MMD^2 with the cubic polynomial "
+    "kernel, averaged over random subsets (lower is better; about 0 for a "
+    "perfect model, and can be slightly negative).")
 
 
 def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:

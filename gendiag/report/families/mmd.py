@@ -24,11 +24,11 @@ from gendiag.report import render
 from gendiag.report import sampling
 
 DESCRIPTION = (
-        "MMD^2 (unbiased) with a Gaussian kernel whose bandwidth is the "
-        "median distance within the real set, its 95% bootstrap interval, and "
-        "a permutation test of P = Q. Verdict rule: p < alpha (default 0.05, "
-        "not corrected for the number of models) reports that the model's "
-        "samples differ detectably from the real ones.")
+    "MMD^2 (unbiased) with a Gaussian kernel whose bandwidth is the "
+    "median distance within the real set, its 95% bootstrap interval, and "
+    "a permutation test of P = Q. Verdict rule: p < alpha (default 0.05, "
+    "not corrected for the number of models) reports that the model's "
+    "samples differ detectably from the real ones.")
 
 
 def mmd_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
