@@ -123,8 +123,9 @@ def _quantize(real, generated, key, *, num_clusters, normalize,
 @functools.partial(jax.jit, static_argnames=("n", "k"))
 def _split_counts(labels, n, k):
   """(labels[:n], labels[n:], and their (k,) float32 cluster counts)."""
-  counts = lambda a: jnp.bincount(a, length=k).astype(jnp.float32)  # noqa: E731
-  return labels[:n], labels[n:], counts(labels[:n]), counts(labels[n:])
+  real, generated = labels[:n], labels[n:]
+  return (real, generated, jnp.bincount(real, length=k).astype(jnp.float32),
+          jnp.bincount(generated, length=k).astype(jnp.float32))
 
 
 def _check_settings(smoothing, cluster_rule, num_clusters, explained_variance,
