@@ -83,8 +83,17 @@ def num_clusters_for(num_samples: int, rule: str = "n/10") -> int:
 # Features -> cluster labels.
 
 
-@jax.jit
-def _l2_normalise(x):
+@functools.partial(jax.jit, static_argnames="normalize")
+def _union(real, generated, normalize):
+  """[real; generated] in float32, rows L2-normalised if `normalize`.
+
+  One program (the concatenation and the normalisation would otherwise
+  compile separately on a first call).
+  """
+  x = jnp.concatenate([jnp.asarray(real, jnp.float32),
+                       jnp.asarray(generated, jnp.float32)], axis=0)
+  if not normalize:
+    return x
   norm = jnp.linalg.norm(x, axis=1, keepdims=True)
   return x / jnp.where(norm > 0, norm, 1.0)   # zero rows stay zero (sklearn)
 
@@ -92,24 +101,31 @@ def _l2_normalise(x):
 def _quantize(real, generated, key, *, num_clusters, normalize,
               explained_variance, num_restarts, max_iters, tol, init,
               block_size):
-  """Cluster labels of each set's rows after normalisation and PCA."""
-  union = jnp.concatenate([jnp.asarray(real, jnp.float32),
-                           jnp.asarray(generated, jnp.float32)], axis=0)
-  if normalize:
-    union = _l2_normalise(union)
+  """Cluster labels and counts of each set's rows after normalisation, PCA.
+
+  Returns:
+    (labels_real, labels_gen, counts_real, counts_gen, the k-means fit, the
+    dimension clustered).
+  """
+  union = _union(real, generated, normalize)
   if explained_variance is not None:
     pca = quantize.pca_fit(union, explained_variance=explained_variance)
     union = quantize.pca_transform(pca, union)
   fit = quantize.kmeans(union, key=key, num_clusters=num_clusters,
                         num_restarts=num_restarts, max_iters=max_iters,
                         tol=tol, init=init, block_size=block_size)
-  n = np.shape(real)[0]
-  return fit.labels[:n], fit.labels[n:], fit, int(union.shape[1])
+  labels_real, labels_gen, counts_real, counts_gen = _split_counts(
+      fit.labels, np.shape(real)[0], num_clusters)
+  return (labels_real, labels_gen, counts_real, counts_gen, fit,
+          int(union.shape[1]))
 
 
-@functools.partial(jax.jit, static_argnames="k")
-def _counts(labels, k):
-  return jnp.bincount(labels, length=k).astype(jnp.float32)
+@functools.partial(jax.jit, static_argnames=("n", "k"))
+def _split_counts(labels, n, k):
+  """(labels[:n], labels[n:], and their (k,) float32 cluster counts)."""
+  real, generated = labels[:n], labels[n:]
+  return (real, generated, jnp.bincount(real, length=k).astype(jnp.float32),
+          jnp.bincount(generated, length=k).astype(jnp.float32))
 
 
 def _check_settings(smoothing, cluster_rule, num_clusters, explained_variance,
@@ -160,11 +176,11 @@ def _null_fields(real, key_null, num_clusters, cluster_rule, c, settings, *,
     raise ValueError(
         f"null_baseline: num_clusters={k_null} exceeds the {n} real "
         "points; pass more samples or a smaller num_clusters.")
-  la, lb, _, _ = _quantize(half_a, half_b, jax.random.fold_in(key_null, 1),
-                           num_clusters=k_null, **settings)
+  _, _, counts_a, counts_b, _, _ = _quantize(
+      half_a, half_b, jax.random.fold_in(key_null, 1), num_clusters=k_null,
+      **settings)
   _, _, null_front, _ = scores_lib.scores_jit(
-      _counts(la, k_null), _counts(lb, k_null), c, smoothing=smoothing,
-      num_weights=num_weights)
+      counts_a, counts_b, c, smoothing=smoothing, num_weights=num_weights)
   return dict(null_mauve=null_front.mauve,
               null_frontier_integral=null_front.frontier_integral)
 
@@ -268,10 +284,10 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
                   num_restarts=num_restarts, max_iters=max_iters, tol=tol,
                   init=init, block_size=block_size)
   key_kmeans, key_boot, key_null = jax.random.split(key, 3)
-  labels_real, labels_gen, fit, dim = _quantize(
+  labels_real, labels_gen, counts_real, counts_gen, fit, dim = _quantize(
       real, generated, key_kmeans, num_clusters=k, **settings)
-  counts_real, counts_gen = _counts(labels_real, k), _counts(labels_gen, k)
-  c = jnp.asarray(scaling_factor, jnp.float32)
+  # A host scalar: a jnp conversion would compile a program of its own.
+  c = np.float32(scaling_factor)
   p, q, front, star = scores_lib.scores_jit(counts_real, counts_gen, c,
                                             smoothing=smoothing,
                                             num_weights=int(num_weights))
