@@ -223,6 +223,10 @@ def divergence_frontier(real: jax.Array, generated: jax.Array, *,
   outside [2^-32, 2^32] (e.g. 1e20 or 1e-20) are rescaled internally by
   a power of two (exact).
 
+  Not a loss: the scores depend on the features only through k-means
+  cluster assignments, which are piecewise constant, so their gradient is
+  zero almost everywhere.
+
   Args:
     real: (n, d) real (reference) features, P.
     generated: (m, d) model features, Q.
@@ -324,6 +328,10 @@ def mauve(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   k = n/10, so read scores relative to `null_baseline=True`'s floor or use
   cluster_rule='cube_root'.
 
+  Not a loss: the scores depend on the features only through k-means
+  cluster assignments, which are piecewise constant, so their gradient is
+  zero almost everywhere.
+
   Args:
     real: (n, d) real features.
     generated: (m, d) model features.
@@ -353,6 +361,10 @@ def frontier_integral(real: jax.Array, generated: jax.Array, *,
   processing); small samples raise it. Liu et al. recommend k ~ n^(1/3)
   (cluster_rule='cube_root') and smoothed histograms (e.g.
   smoothing='krichevsky_trofimov', also always in `.frontier_integral_star`).
+
+  Not a loss: the scores depend on the features only through k-means
+  cluster assignments, which are piecewise constant, so their gradient is
+  zero almost everywhere.
 
   Args:
     real: (n, d) real features.
