@@ -33,6 +33,34 @@ def is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
+def check_class_labels(labels, name: str, num_rows: int,
+                       num_classes: Optional[int] = None) -> np.ndarray:
+  """(num_rows,) integer class labels in [0, num_classes) as int32 numpy.
+
+  Raises ValueError naming the fix for a wrong shape, a non-integer dtype,
+  negative labels, or (when `num_classes` is given) labels >= num_classes.
+  """
+  labels = np.asarray(labels)
+  if labels.shape != (num_rows,):
+    raise ValueError(f"`{name}` must have shape ({num_rows},), one label per "
+                     f"row; got {labels.shape}.")
+  if not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"`{name}` must hold integer class labels; got dtype "
+                     f"{labels.dtype} (cast with .astype(int)).")
+  labels = labels.astype(np.int64)
+  if num_classes is None:
+    if labels.size and labels.min() < 0:
+      raise ValueError(f"`{name}` has negative labels; use 0..C-1.")
+  else:
+    bad = (labels < 0) | (labels >= num_classes)
+    if bad.any():
+      raise ValueError(
+          f"`{name}` has {bad.sum()} labels outside [0, {num_classes}) (e.g. "
+          f"{labels[bad][:3].tolist()}); pass num_classes= covering every "
+          "class or fix the labels.")
+  return labels.astype(np.int32)
+
+
 def check_probability_vectors(p, q) -> None:
   """Raises ValueError unless p, q are probability vectors of one shape.
 

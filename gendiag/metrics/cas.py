@@ -134,24 +134,6 @@ def match_labels(rng: np.random.Generator, wanted: np.ndarray,
   return np.concatenate(out) if out else np.zeros((0,), int)
 
 
-def _check_labels(labels, n, name, num_classes):
-  labels = np.asarray(labels)
-  if labels.shape != (n,):
-    raise ValueError(f"`{name}` must have shape ({n},), one label per row; "
-                     f"got {labels.shape}.")
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"`{name}` must hold integer class labels; got dtype "
-                     f"{labels.dtype} (cast with .astype(int)).")
-  labels = labels.astype(np.int64)
-  bad = (labels < 0) | (labels >= num_classes)
-  if bad.any():
-    raise ValueError(
-        f"`{name}` has {bad.sum()} labels outside [0, {num_classes}) (e.g. "
-        f"{labels[bad][:3].tolist()}); pass num_classes= covering every class "
-        "or fix the labels.")
-  return labels.astype(np.int32)
-
-
 def _check_inputs(x, name, shape, recipe):
   x_shape = np.shape(x)
   if len(x_shape) < 2:
@@ -192,12 +174,12 @@ def _validate(real, generated, test, real_labels, generated_labels,
                                             np.max(test_labels))) + 1
   if num_classes < 2:
     raise ValueError(f"`num_classes` must be at least 2; got {num_classes}.")
-  real_labels = _check_labels(real_labels, len(real), "real_labels",
-                              num_classes)
-  generated_labels = _check_labels(generated_labels, len(generated),
-                                   "generated_labels", num_classes)
-  test_labels = _check_labels(test_labels, len(test), "test_labels",
-                              num_classes)
+  real_labels = _checks.check_class_labels(
+      real_labels, "real_labels", len(real), num_classes)
+  generated_labels = _checks.check_class_labels(
+      generated_labels, "generated_labels", len(generated), num_classes)
+  test_labels = _checks.check_class_labels(
+      test_labels, "test_labels", len(test), num_classes)
   for name, labels in (("real_labels", real_labels),
                        ("test_labels", test_labels)):
     empty = np.flatnonzero(np.bincount(labels, minlength=num_classes) == 0)

@@ -212,22 +212,6 @@ def modes_core(real, generated, real_labels, gen_labels, witnesses, kernel_obj,
       num_classes=num_classes, labels_source="given")
 
 
-def _check_labels(labels, name, num_rows, num_classes=None):
-  labels = np.asarray(labels)
-  if labels.shape != (num_rows,):
-    raise ValueError(f"`{name}` must have shape ({num_rows},), one label per "
-                     f"row; got {labels.shape}.")
-  if not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"`{name}` must hold integer class labels; got dtype "
-                     f"{labels.dtype}.")
-  if labels.size and labels.min() < 0:
-    raise ValueError(f"`{name}` has negative labels; use 0..C-1.")
-  if num_classes is not None and labels.size and labels.max() >= num_classes:
-    raise ValueError(f"`{name}` has label {labels.max()} >= num_classes="
-                     f"{num_classes}; pass a larger num_classes.")
-  return labels.astype(np.int32)
-
-
 def gel_mode_probabilities(
     real: jax.Array, generated: jax.Array, *, real_labels,
     generated_labels=None, key: Optional[jax.Array] = None,
@@ -284,11 +268,12 @@ def gel_mode_probabilities(
                                                moments, kernel, max_iterations)
   _checks.check_positive_int(class_moments, "class_moments")
   _checks.check_positive_int(knn_k, "knn_k")
-  real_labels = _check_labels(real_labels, "real_labels", np.shape(real)[0],
-                              num_classes)
+  real_labels = _checks.check_class_labels(
+      real_labels, "real_labels", np.shape(real)[0], num_classes)
   if generated_labels is not None:
-    generated_labels = _check_labels(generated_labels, "generated_labels",
-                                     np.shape(generated)[0], num_classes)
+    generated_labels = _checks.check_class_labels(
+        generated_labels, "generated_labels", np.shape(generated)[0],
+        num_classes)
   if num_classes is None:
     top = [real_labels.max()] + (
         [] if generated_labels is None else [generated_labels.max()])
