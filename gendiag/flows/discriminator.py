@@ -43,7 +43,6 @@ import jax.numpy as jnp
 from gendiag.ops import fdiv
 
 
-
 class CriticNet(nn.Module):
   """[sin(W x + b)], Dense-GELU layers, then one real output v(x) per row."""
   hidden_sizes: Tuple[int, ...]

@@ -102,8 +102,6 @@ class CASResult:
   nas_fractions: Tuple[float, ...]
 
 
-
-
 def match_labels(rng: np.random.Generator, wanted: np.ndarray,
                  available: np.ndarray) -> np.ndarray:
   """For each wanted label, a row of `available` with that label.
@@ -151,7 +149,6 @@ def _check_inputs(x, name, shape, recipe):
   flat = _checks.check_features(
       np.reshape(_checks.as_float(x, name), (x_shape[0], -1)), name)
   _checks.check_range(flat, name)
-
 
 
 def _validate(real, generated, test, real_labels, generated_labels,

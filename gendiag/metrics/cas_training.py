@@ -89,7 +89,6 @@ def classifier(recipe: Recipe, num_classes: int) -> nn.Module:
   return cls(tuple(recipe.hidden), num_classes)
 
 
-
 def scores(logits: jax.Array, labels: jax.Array, *, top_k: int,
            num_classes: int):
   """Top-1, top-k and per-class accuracy of (n, C) logits.

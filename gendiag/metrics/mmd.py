@@ -136,7 +136,6 @@ def mmd(real: jax.Array, generated: jax.Array, *,
   return value
 
 
-
 @functools.partial(jax.jit, static_argnames=("block_size", "mesh"))
 def _witness(real, generated, points, kernel, block_size, mesh=None):
   mean_real = distances.kernel_row_sums(

@@ -78,7 +78,6 @@ def _unscale_radii(fields, s):
   return fields
 
 
-
 def _single(k) -> bool:
   """Whether `k` was a single int (results then drop the K axis)."""
   return isinstance(k, int) or not hasattr(k, "__len__")

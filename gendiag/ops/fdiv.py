@@ -42,7 +42,6 @@ import jax.numpy as jnp
 import numpy as np
 
 
-
 def _register(cls, data=()):
   cls = dataclasses.dataclass(frozen=True)(cls)
   return jax.tree_util.register_dataclass(cls, data_fields=list(data),

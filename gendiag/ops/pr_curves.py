@@ -26,7 +26,6 @@ from gendiag import _results
 from gendiag.ops import fdiv
 
 
-
 def angle_slopes(num_angles: int, epsilon: float = 1e-10) -> np.ndarray:
   """The trade-offs lam = tan(theta), theta evenly spaced in (0, pi/2).
 

@@ -58,7 +58,6 @@ class MixtureFit:
   nearest_index: jax.Array
 
 
-
 def fit_block(d2, origin_d2, valid, w, c, w0, c0, dim):
   """Sums over one row block of the fit objective and its gradient.
 

@@ -95,7 +95,6 @@ class BaselineResult:
   converged: jax.Array
 
 
-
 # --------------------------------------------------------------------------
 # The baseline and FLD.
 

@@ -78,7 +78,6 @@ def num_clusters_for(num_samples: int, rule: str = "n/10") -> int:
                    f"{rule!r}. Or pass num_clusters=k.")
 
 
-
 # --------------------------------------------------------------------------
 # Features -> cluster labels.
 

@@ -74,7 +74,6 @@ class FrontierResult:
   smoothing: str = "empirical"
 
 
-
 def _smooth(counts, method):
   return smoothing_lib.estimate(counts, method)
 

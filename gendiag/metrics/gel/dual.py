@@ -111,8 +111,6 @@ class DualSolution:
     return self.status == SOLVED
 
 
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1, 2))
 def _implicit(objective, ridge, cap, lam, phi, signs, mask):
   """lambda* itself, with implicit gradients: g(lambda*, phi) = 0 gives

@@ -62,8 +62,6 @@ from gendiag.ops import distances
 HIGHEST = lax.Precision.HIGHEST
 
 
-
-
 @_results.result(static=("objective", "two_sample"))
 class GELResult:
   """GEL weights of both sets and the divergence they cost.

@@ -50,7 +50,6 @@ DESCRIPTION = (
     "mostly to class imbalance.")
 
 
-
 def _recipe(cfg) -> cas_training.Recipe:
   return cas_training.Recipe(
       architecture=cfg["architecture"], hidden=tuple(cfg["hidden"]),
