@@ -45,6 +45,9 @@ def get_config(arg: str = ""):
       "main_job_10k_cached": dict(big, train=10_000, test=10_000),
       "main_job_50k": dict(n=50_000, m=50_000, d=2048, train=10_000,
                            test=10_000),
+      # The flax FID Inception against torch's TorchScript; weights: a file
+      # (empty: $GENDIAG_FID_WHEEL or .ci/cache/; skipped without one).
+      "inception_fid": dict(n=64, batch_size=32, weights=""),
   })
   if arg == "smoke":
     for name in config.sizes:
@@ -52,6 +55,7 @@ def get_config(arg: str = ""):
         if key in config.sizes[name]:
           config.sizes[name][key] = 600
       config.sizes[name].d = 64
+    config.sizes.inception_fid.update(n=4, batch_size=2)
     config.sizes.kid.subset_size = 100
     config.sizes.kid.num_subsets = 5
     for name in config.sizes:

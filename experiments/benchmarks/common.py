@@ -29,6 +29,11 @@ import numpy as np
 CASES: Dict[str, Callable] = {}
 
 
+class SkipCase(Exception):
+  """Raised by a case that cannot run here (e.g. weights the user lacks);
+  the runner records the reason instead of a measurement."""
+
+
 @dataclasses.dataclass
 class Bench:
   """What a case returns.

