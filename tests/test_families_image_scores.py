@@ -101,6 +101,8 @@ def test_references_notes_and_figures(family_output):
                              is_lib.inception_score(real).mean, rtol=1e-6)
   assert any("VIRTUAL_small.npz" in n and "test pool3 (6)" in n
              for n in out.notes)
+  assert any("inception_score" in n and "7 classes" in n for n in out.notes)
+  assert any("sfid" in n and "(12 per image)" in n for n in out.notes)
   assert set(out.figures) == {"sfid.png", "inception_score.png"}
 
 

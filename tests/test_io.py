@@ -218,7 +218,7 @@ def test_load_reference_reads_fid_statistics_without_spatial(tmp_path, rng):
   assert ref.spatial is None and int(ref.features.n) == 40
 
 
-@pytest.mark.slow  # ~2 min on 2 cores: d x d SVDs at d = 2048 and 2023
+@pytest.mark.slow  # 2-3 min on 2 cores: d x d SVDs at d = 2048 and 2023
 def test_adm_reference_round_trip_at_the_evaluator_dimensions(tmp_path, rng):
   """n = 2200 > d: full-rank covariances, as in ADM's 50k-sample batches.
 

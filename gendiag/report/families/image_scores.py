@@ -212,8 +212,10 @@ def image_scores_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                      "sfid_vs_reference_stats can use the models' ones.")
   if inputs.has("logits"):
     _inception_scores(inputs, cfg, out)
+    classes = {np.shape(v)[1] for v in inputs.generated_logits.values()}
     out.notes.append(
-        "inception_score: torch-fidelity's convention (unbiased logits, "
+        "inception_score: torch-fidelity's convention (unbiased logits of "
+        f"{'/'.join(str(c) for c in sorted(classes))} classes, "
         f"{int(cfg['is_splits'])} splits of a RandomState(2020) shuffle); "
         "interval: Student-t interval of the mean of the split scores; `adm` "
         "is the ADM evaluator's (consecutive chunks of 5000, mean only) and "
