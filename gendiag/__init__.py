@@ -40,6 +40,8 @@ from gendiag.metrics.gel import gel_test
 from gendiag.metrics.gel import GELModeResult
 from gendiag.metrics.gel import GELResult
 from gendiag.metrics.gel import GELTestResult
+from gendiag.metrics.inception_score import inception_score
+from gendiag.metrics.inception_score import InceptionScoreResult
 from gendiag.metrics.kid import kid
 from gendiag.metrics.kid import KIDResult
 from gendiag.metrics.memorization import auth_pct
@@ -106,6 +108,8 @@ __all__ = (
     "GELModeResult",
     "GELResult",
     "GELTestResult",
+    "inception_score",
+    "InceptionScoreResult",
     "kid",
     "KIDResult",
     "auth_pct",

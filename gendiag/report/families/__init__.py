@@ -10,13 +10,15 @@ from gendiag.report.families import fid
 from gendiag.report.families import fld
 from gendiag.report.families import frontiers
 from gendiag.report.families import gel
+from gendiag.report.families import image_scores
 from gendiag.report.families import kid
 from gendiag.report.families import mmd
 from gendiag.report.families import precision_recall
 from gendiag.report.registry import by_name
 
-FAMILIES = (fid.FAMILY, kid.FAMILY, mmd.FAMILY, fld.FAMILY, gel.FAMILY,
-            precision_recall.FAMILY, cas.FAMILY, frontiers.FAMILY)
+FAMILIES = (fid.FAMILY, image_scores.FAMILY, kid.FAMILY, mmd.FAMILY,
+            fld.FAMILY, gel.FAMILY, precision_recall.FAMILY, cas.FAMILY,
+            frontiers.FAMILY)
 
 # name -> Family, in the order of FAMILIES (`select`'s and `run_families`'s
 # `registry`).
