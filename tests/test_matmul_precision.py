@@ -41,6 +41,7 @@ import pytest
 import gendiag
 from gendiag import report
 from gendiag.data.inputs import EvalInputs
+from gendiag.data.inputs import FrechetReference
 from gendiag.metrics.gel import moments as gel_moments
 
 _PACKAGE = os.path.dirname(os.path.abspath(gendiag.__file__))
@@ -200,6 +201,9 @@ CASES = {
     "data_copying_test": lambda: gendiag.data_copying_test(
         TRAIN, TEST, Y, key=KEY, num_cells=2, num_restarts=1,
         min_cell_samples=2),
+    "inception_score": lambda: [gendiag.inception_score(X, convention=c)
+                                for c in ("torch_fidelity", "improved_gan",
+                                          "adm")],
     "kid": lambda: gendiag.kid(X, Y, key=KEY, num_subsets=2, subset_size=10),
     "mmd": lambda: [gendiag.mmd(X, Y, estimator=e)
                     for e in ("biased", "unbiased", "linear")],
@@ -243,6 +247,7 @@ def test_public_function_products_are_highest(name, products):
 def _family_inputs():
   config = {
       "fid": {"num_resamples": 2},
+      "image_scores": {"num_resamples": 2},
       "kid": {"num_subsets": 2, "subset_size": 10, "num_resamples": 2},
       "mmd": {"num_permutations": 3, "num_resamples": 2},
       "precision_recall": {"prd_clusters": 3, "prd_runs": 2,
@@ -261,7 +266,11 @@ def _family_inputs():
   return EvalInputs(
       real=X, generated={"a": Y, "b": np.float32(Y * 0.5)},
       real_labels=LABELS, generated_labels={"a": LABELS, "b": LABELS},
-      train=TRAIN, test=TEST, config=config)
+      train=TRAIN, test=TEST, config=config,
+      real_spatial=X, generated_spatial={"a": Y, "b": np.float32(Y * 0.5)},
+      real_logits=X, generated_logits={"a": Y, "b": np.float32(Y * 0.5)},
+      reference=FrechetReference(features=gendiag.frechet_stats(TEST),
+                                 spatial=gendiag.frechet_stats(TEST)))
 
 
 @pytest.mark.parametrize("family", sorted(report.REGISTRY))
