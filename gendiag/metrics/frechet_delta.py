@@ -144,3 +144,38 @@ def fid_standard_error(real: jax.Array, generated: jax.Array
                                jnp.asarray(generated, jnp.float32))
   _checks.check_finite_result(result, "FID's standard error")
   return result
+
+
+@jax.jit
+def _fid_standard_error_from_stats(ref_mean, ref_cov, generated):
+  mean, cov = linalg.mean_and_covariance(generated)
+  centred = generated - mean
+  quad = _transport_quadratic(centred, cov, ref_cov)
+  psi = (-2 * jnp.matmul(centred, ref_mean - mean, precision=_HIGHEST)
+         + jnp.sum(centred * centred, axis=1) - quad)
+  return _se(psi, generated.shape[0])
+
+
+def fid_standard_error_from_stats(reference: frechet.FrechetStats,
+                                  generated: jax.Array) -> jax.Array:
+  """Standard error of FID(reference statistics, generated rows).
+
+  The reference (e.g. an ADM `VIRTUAL_*.npz`, whose statistics cover a
+  whole training set) is held fixed; only the generated rows vary: psi_j =
+  -2 (mu_ref - mu) . c_j + c_j^T (I - T) c_j with c_j the centred rows and
+  T the map N(0, S) -> N(0, S_ref); se = sqrt(Var(psi) / m).
+
+  Args:
+    reference: the reference's `FrechetStats` (mean and covariance).
+    generated: (m, d) generated features, m > d for the formula to hold on
+      the whole space (bootstrap otherwise).
+
+  Returns:
+    The standard error, a scalar.
+  """
+  generated = _checks.check_features(generated, "generated", min_rows=3,
+                                     dim=reference.mean.shape[-1])
+  return _fid_standard_error_from_stats(
+      jnp.asarray(reference.mean, jnp.float32),
+      jnp.asarray(reference.cov, jnp.float32),
+      jnp.asarray(generated, jnp.float32))

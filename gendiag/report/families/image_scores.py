@@ -44,7 +44,6 @@ from gendiag.metrics import frechet
 from gendiag.metrics import frechet_delta
 from gendiag.metrics import inception_score as is_lib
 from gendiag.ops import intervals as ci_lib
-from gendiag.ops import linalg
 from gendiag.report import registry
 from gendiag.report import render
 from gendiag.report import sampling
@@ -55,22 +54,6 @@ DESCRIPTION = (
     "Score (higher is better; it ignores the real data), and FID / sFID "
     "against precomputed reference statistics such as the ADM evaluator's "
     "(the numbers diffusion papers report).")
-
-
-@jax.jit
-def _stats_side_se(ref_mean, ref_cov, generated):
-  """Delta-method standard error of FID(reference stats, generated rows).
-
-  The generated rows' influence (`frechet_delta`), with the reference held
-  fixed: psi_j = -2 (mu_ref - mu) . c_j + c_j^T (I - T) c_j, T the map
-  N(0, S) -> N(0, S_ref); se = sqrt(Var(psi) / m).
-  """
-  mean, cov = linalg.mean_and_covariance(generated)
-  centred = generated - mean
-  quad = frechet_delta._transport_quadratic(centred, cov, ref_cov)  # pylint: disable=protected-access
-  psi = (-2 * jnp.matmul(centred, ref_mean - mean, precision=linalg.HIGHEST)
-         + jnp.sum(centred * centred, axis=1) - quad)
-  return jnp.sqrt(jnp.var(psi, ddof=1) / generated.shape[0])
 
 
 @functools.partial(jax.jit, static_argnames=("num_resamples",))
@@ -111,7 +94,7 @@ def _vs_stats_entry(cfg, methods, ref_stats, features, key):
   features = jnp.asarray(features, jnp.float32)
   res = frechet.fid_from_stats(ref_stats, frechet.frechet_stats(features))
   if _use_delta(cfg, features.shape[0], features.shape[1]):
-    se = _stats_side_se(ref_stats.mean, ref_stats.cov, features)
+    se = frechet_delta.fid_standard_error_from_stats(ref_stats, features)
     ci = ci_lib.standard_error_intervals([res.fid], [se], level=cfg["level"],
                                          bounds=(-np.inf, np.inf))[0]
     methods.add("delta method of the generated rows")
