@@ -17,7 +17,6 @@ rounded up to a multiple of that axis.
 """
 
 import dataclasses
-import functools
 import math
 import os
 from typing import Any, Dict, Optional, Union
@@ -54,9 +53,9 @@ class Embedding:
   metadata: Dict[str, Any]
 
 
-@functools.partial(jax.jit, static_argnames=("preprocessing",))
-def _embed_batch(params, pixels, preprocessing):
-  return inception.forward(params, resize.preprocess(pixels, preprocessing))
+# Compiled apart from the network, so each image size and preprocessing
+# compiles only its resize, and the network compiles once per batch shape.
+_preprocess = jax.jit(resize.preprocess, static_argnames=("preprocessing",))
 
 
 def _weights_digest(weights) -> str:
@@ -137,7 +136,7 @@ def embed_images(source, *, weights: Union[str, os.PathLike,
                                   progress=progress):
     pixels = batch.pixels if sharding is None else jax.device_put(
         batch.pixels, sharding)
-    out = _embed_batch(params, pixels, spec)
+    out = inception.forward(params, _preprocess(pixels, preprocessing=spec))
     rows = batch.rows[batch.mask]
     for k, v in out.items():
       if k not in features:
