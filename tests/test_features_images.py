@@ -191,6 +191,20 @@ def test_corrupt_npz_is_an_error_naming_the_file(tmp_path, stack):
     im.open_images(str(bad))
 
 
+def test_short_compressed_member_and_strided_reads_are_errors(tmp_path, stack):
+  path = str(tmp_path / "c.npz")
+  np.savez_compressed(path, stack)
+  good = npz_stream.open_npz_array(path)
+  np.testing.assert_array_equal(good[9:11], stack[9:11])
+  np.testing.assert_array_equal(good[2:4], stack[2:4])  # backward: the member starts over
+  claims_more = npz_stream.ZipMemberRows(path, "arr_0.npy", (20,) + stack.shape[1:], np.uint8,
+                                         good._data_start)
+  with pytest.raises(ValueError, match="truncated"):
+    claims_more[9:14]
+  with pytest.raises(ValueError, match="contiguous"):
+    good[::2]
+
+
 def test_npy_is_memory_mapped(tmp_path, stack):
   path = str(tmp_path / "x.npy")
   np.save(path, stack)

@@ -206,7 +206,7 @@ def test_tf1_bilinear_equals_nvidia_grid_sample_form(torch, photos, small):
     ramp = np.stack([cols, rows], axis=-1)[None].astype(np.float64)
     got = np.asarray(rs.resize(ramp.astype(np.float32), 299, mode="tf1_bilinear"))
     want = _nvidia_resize(torch, ramp, (299, 299))
-    assert _max_err(got, want) < 1e-4
+    assert _max_err(got, want) < 2e-4  # float32 coordinates: 1 ulp at 640 is 6e-5
   # On photos the float32 source index of TF (|ds| <= 4e-5 px at 640 px)
   # times gradients up to 255 per pixel moves values by at most ~0.01.
   for images in (photos, small):

@@ -17,6 +17,7 @@ The ADM evaluator reads `arr_0` the same way, in batches from the npy header
 """
 
 import os
+import threading
 import zipfile
 import zlib
 
@@ -38,6 +39,7 @@ class ZipMemberRows:
     self._path, self._member, self._data_start = path, member, data_start
     self._row_bytes = int(np.prod(self.shape[1:], dtype=np.int64)) * self.dtype.itemsize
     self._zip = self._file = None
+    self._lock = threading.Lock()  # one reader at a time (batches reads in a background thread)
 
   def __len__(self) -> int:
     return self.shape[0]
@@ -48,17 +50,17 @@ class ZipMemberRows:
     start, stop, _ = index.indices(self.shape[0])
     stop = max(start, stop)
     size = (stop - start) * self._row_bytes
-    try:
-      if self._file is None:
-        self._zip = zipfile.ZipFile(self._path)
-        self._file = self._zip.open(self._member)
-      self._file.seek(self._data_start + start * self._row_bytes)  # forward: reads through
-      data = self._file.read(size)
-    except ZIP_ERRORS as e:
-      self.close()
-      raise ValueError(f"cannot read {self._path}:{self._member}: {e}") from e
+    with self._lock:
+      try:
+        if self._file is None:
+          self._zip = zipfile.ZipFile(self._path)
+          self._file = self._zip.open(self._member)
+        self._file.seek(self._data_start + start * self._row_bytes)  # forward: reads through
+        data = self._file.read(size)
+      except ZIP_ERRORS as e:
+        self.close()
+        raise ValueError(f"cannot read {self._path}:{self._member}: {e}") from e
     if len(data) != size:
-      self.close()
       raise ValueError(f"{self._path}:{self._member} is truncated: rows {start}..{stop - 1} "
                        "are missing.")
     return np.frombuffer(data, self.dtype).reshape((stop - start,) + self.shape[1:])

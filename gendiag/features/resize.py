@@ -28,12 +28,14 @@ front-end. `PREPROCESSING` names each one:
 
 Every resize here is separable and linear: for each axis an (out, in)
 interpolation matrix is built in numpy float64 from the peer's own index and
-weight rule (`interpolation_matrix`) and applied with `jnp.einsum` at
-precision HIGHEST, width first, then height, as Pillow and torch do. That is
-exact up to float32 rounding (about 1e-4 on the 0..255 scale against each
-peer; tests/test_features_resize.py), needs no gather, and runs under `jit`
-on any device. A same-size resize is the identity in every mode, as it is in
-every peer.
+weight rule (`interpolation_matrix`; where the peer computes its source
+coordinates in float32, so does the matrix, which then equals the peer's own
+weights to 1e-7) and applied width first, then height, as Pillow and torch
+do, in float32. Each row has a few non-zeros (2 for bilinear), so the product
+is taken as a sum over each row's taps rather than a dense matmul: the same
+terms, 3-20x faster on a CPU. Results equal each peer's to about 1e-4 on the
+0..255 scale (tests/test_features_resize.py), and run under `jit` on any
+device. A same-size resize is the identity in every mode, as in every peer.
 """
 
 import dataclasses
@@ -44,7 +46,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-HIGHEST = jax.lax.Precision.HIGHEST
 INCEPTION_SIZE = (299, 299)
 
 
@@ -192,13 +193,45 @@ def _size_pair(size) -> Tuple[int, int]:
   return int(size[0]), int(size[1])
 
 
-def _apply(matrix: np.ndarray, images: jax.Array, axis: str) -> jax.Array:
-  if matrix.shape[0] == matrix.shape[1] and np.array_equal(
-      matrix, np.eye(matrix.shape[0])):
+@functools.lru_cache(maxsize=64)
+def _taps(in_size: int, out_size: int, mode: str) -> Tuple[np.ndarray, np.ndarray]:
+  """The matrix as taps: (index, weight), each (k, out_size), k the widest row's support.
+
+  Output j = sum_t weight[t, j] * input[index[t, j]]: row j of the matrix restricted to the
+  columns from its first to its last non-zero (shifted inside [0, in) and padded with exact
+  zeros to k taps). The same terms as the dense product without its zeros.
+  """
+  matrix = _cached_matrix(in_size, out_size, mode)
+  nonzero = matrix != 0.0
+  first = nonzero.argmax(axis=1)
+  last = in_size - 1 - nonzero[:, ::-1].argmax(axis=1)
+  k = int((last - first).max()) + 1
+  index = np.minimum(first, in_size - k)[None, :] + np.arange(k)[:, None]
+  weight = np.take_along_axis(matrix, index.T, axis=1).T
+  return index, weight
+
+
+def _apply(in_size: int, out_size: int, mode: str, images: jax.Array, axis: int) -> jax.Array:
+  """The resize of one axis of the images: out = A @ x along `axis`, in float32.
+
+  Applied as a sum over the k taps of each row (`_taps`: 2 for bilinear, about 2 * support *
+  in / out for the antialiased modes), a gather-multiply-add that XLA fuses, exact like the
+  dense product (the same float32 terms without the zeros). On a 2-core CPU, 427 x 640 -> 299
+  took 3-4 ms per image for bilinear and 20-30 ms for bicubic (XLA fuses the two passes and so
+  recomputes the width taps per height tap), against 70 ms for the dense einsum (0.7 GFLOP).
+  """
+  matrix = _cached_matrix(in_size, out_size, mode)
+  if in_size == out_size and np.array_equal(matrix, np.eye(in_size)):
     return images  # a same-size resize is the identity in every peer
-  m = jnp.asarray(matrix, jnp.float32)
-  spec = "wW,nhWc->nhwc" if axis == "width" else "hH,nHwc->nhwc"
-  return jnp.einsum(spec, m, images, precision=HIGHEST)
+  index, weight = _taps(in_size, out_size, mode)
+  shape = [1] * images.ndim
+  shape[axis] = out_size
+  out = None
+  for t in range(index.shape[0]):
+    term = (jnp.take(images, jnp.asarray(index[t]), axis=axis)
+            * jnp.asarray(weight[t], jnp.float32).reshape(shape))
+    out = term if out is None else out + term
+  return out
 
 
 def _check_images(images, name: str = "images") -> jax.Array:
@@ -218,8 +251,8 @@ def resize(images, size, *, mode: str) -> jax.Array:
   """Resizes a batch with one peer's resize: (n, H, W, C) -> (n, h, w, C).
 
   out[n, :, :, c] = A_h @ images[n, :, :, c] @ A_w^T with the matrices of
-  `interpolation_matrix` (width first, then height), in float32 at
-  precision HIGHEST. No clipping and no rounding: bicubic can overshoot
+  `interpolation_matrix` (width first, then height), in float32 (as sums
+  over each row's non-zero taps; no reduced-precision matmul). No clipping and no rounding: bicubic can overshoot
   [0, 255] (clean-fid clips afterwards; see `preprocess`). Traceable under
   `jit` (the shapes, `size` and `mode` are static).
 
@@ -234,8 +267,8 @@ def resize(images, size, *, mode: str) -> jax.Array:
   _check_mode(mode)
   h, w = _size_pair(size)
   x = _check_images(images)
-  x = _apply(interpolation_matrix(x.shape[2], w, mode), x, "width")
-  return _apply(interpolation_matrix(x.shape[1], h, mode), x, "height")
+  x = _apply(x.shape[2], w, mode, x, axis=2)
+  return _apply(x.shape[1], h, mode, x, axis=1)
 
 
 SCALINGS: Dict[str, Callable[[jax.Array], jax.Array]] = {
