@@ -17,6 +17,9 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.9,<4",
     "scikit-learn>=1.5,<2",
     "markdown>=3.5,<4",
+    "Pillow>=10.0,<14",
+    "tqdm>=4.66,<5",
+    "safetensors>=0.4,<1",
 ]
 
 TEST_REQUIRES = [
@@ -27,6 +30,11 @@ TEST_REQUIRES = [
     "prdc==0.2",
     "mauve-text==0.4.0",
     "faiss-cpu>=1.8,<2",
+    # Independent references for the extractors (tests only; gendiag never
+    # imports them). 2.13.0 is the CPU build on the machine's disk: any other
+    # torch pulls a multi-GB CUDA build.
+    "torch==2.13.0",
+    "transformers==5.24.0",
     "ruff>=0.6,<1",
     # tests/test_notebooks.py executes colabs/*.ipynb.
     "nbclient>=0.10,<0.12",

@@ -53,8 +53,13 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   def kid_entry(real_x, real_c, features, features_c, key_i, reference=None,
                 rows_used=None):
     key_kid, key_boot = jax.random.split(key_i)
+    # A reference on split real rows can have fewer rows than the models.
+    size = min(subset_size, real_x.shape[0], features.shape[0])
+    if size < subset_size:
+      out.notes.append(f"the reference's KID uses subsets of {size} rows "
+                       "(its split real sets are smaller than the models').")
     res = kid_lib.kid(real_x, features, key=key_kid,
-                      num_subsets=cfg["num_subsets"], subset_size=subset_size)
+                      num_subsets=cfg["num_subsets"], subset_size=size)
     boot = mmd_lib.mmd_bootstrap(real_c, features_c,
                                  key=key_boot, kernel=kernels.Polynomial(),
                                  num_resamples=cfg["num_resamples"])
