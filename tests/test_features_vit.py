@@ -90,6 +90,8 @@ def test_bad_images_name_the_fix():
     vit.forward(params, TINY_DINO, np.zeros((2, 3, 84, 84), np.float32))
   with pytest.raises(ValueError, match="multiple of 14"):
     vit.forward(params, TINY_DINO, np.zeros((2, 80, 84, 3), np.float32))
+  with pytest.raises(ValueError, match="whole number"):
+    vit.forward(params, TINY_DINO, np.zeros((2, 0, 0, 3), np.float32))
 
 
 def test_bad_configs_name_the_field():

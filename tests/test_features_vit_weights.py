@@ -97,8 +97,10 @@ def clip(tmp_path_factory):
 
 
 def _images(size, n=2, seed=0):
-  """(NCHW torch, NHWC numpy) of the same preprocessed-like images."""
-  x = np.random.default_rng(seed).normal(size=(n, 3, size, size))
+  """(NCHW torch, NHWC numpy) of the same preprocessed-like images; size
+  is a side or (height, width)."""
+  height, width = (size, size) if isinstance(size, int) else size
+  x = np.random.default_rng(seed).normal(size=(n, 3, height, width))
   x = x.astype(np.float32)
   return torch.from_numpy(x), x.transpose(0, 2, 3, 1)
 
@@ -163,10 +165,12 @@ def test_dinov2_at_518_equals_transformers(dino):
   assert _rel(_ours(weights, x), _theirs(model, xt)) <= TOL
 
 
-def test_dinov2_at_224_follows_the_hub_not_transformers(dino, monkeypatch):
+@pytest.mark.parametrize("size", [224, (224, 280)])
+def test_dinov2_at_224_follows_the_hub_not_transformers(dino, monkeypatch,
+                                                        size):
   model, folder = dino
   weights = vit_weights.load_vit(folder)
-  xt, x = _images(224)
+  xt, x = _images(size)
   ours = _ours(weights, x)
   hf_own = _theirs(model, xt)
   _hub_interpolation(model, monkeypatch)

@@ -329,7 +329,7 @@ def forward(params, config: ViTConfig, images: jax.Array) -> dict:
                      f"{images.shape}.")
   height, width = images.shape[1:3]
   p = config.patch_size
-  if height % p or width % p or not height or not width:
+  if height % p or width % p or min(height, width) < p:
     raise ValueError(f"images of {height}x{width} are not a whole number of "
                      f"{p}x{p} patches: resize or crop them to a multiple of "
                      f"{p} ({config.image_size} is the model's own size).")
