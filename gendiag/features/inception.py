@@ -36,6 +36,7 @@ defaults of GPUs and TPUs would move pool3 by ~1e-3.
 import functools
 from typing import Sequence, Tuple
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 from jax import lax
@@ -281,7 +282,7 @@ def random_params(seed: int = 0, *, logits: bool = True) -> dict:
   means N(0, 0.1^2), variances U(0.5, 2). Drawn by numpy (no compilation).
   """
   rng = np.random.default_rng(seed)
-  params = {}
+  flat = {}
   for path, shape in parameter_shapes(logits=logits).items():
     leaf = path[-1]
     if leaf in ("weight", "output"):
@@ -291,11 +292,8 @@ def random_params(seed: int = 0, *, logits: bool = True) -> dict:
       value = rng.uniform(0.5, 2.0, shape)
     else:
       value = rng.normal(0.0, 0.1, shape)
-    node = params
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[leaf] = value.astype(np.float32)
-  return params
+    flat[path] = value.astype(np.float32)
+  return traverse_util.unflatten_dict(flat)
 
 
 @functools.lru_cache(maxsize=2)
@@ -307,7 +305,4 @@ def parameter_shapes(*, logits: bool = True) -> dict:
   flat = jax.tree_util.tree_flatten_with_path(shapes)[0]
   return {tuple(k.key for k in path): leaf.shape for path, leaf in flat}
 
-
-def param_count(params) -> int:
-  return sum(x.size for x in jax.tree_util.tree_leaves(params))
 

@@ -24,6 +24,7 @@ import warnings
 import zipfile
 from typing import Dict, Optional, Tuple
 
+from flax import traverse_util
 import numpy as np
 
 from gendiag.features import inception
@@ -170,7 +171,7 @@ def _to_params(scoped: Dict[str, np.ndarray], what: str) -> dict:
   """Builds and checks the flax tree: every conv tensor, right shapes."""
   has_logits = "output.weight" in scoped
   expected = inception.parameter_shapes(logits=has_logits)
-  params, seen = {}, set()
+  flat, seen = {}, set()
   for path, shape in expected.items():
     if path == ("output",):
       key, transform = "output.weight", np.transpose
@@ -188,15 +189,12 @@ def _to_params(scoped: Dict[str, np.ndarray], what: str) -> dict:
       raise ValueError(f"{what}: {key!r} has shape {value.shape}, the FID "
                        f"graph needs {shape}.")
     seen.add(key)
-    node = params
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[path[-1]] = value
+    flat[path] = value
   extra = sorted(set(scoped) - seen)
   if extra:
     raise ValueError(f"{what} holds tensors the FID graph does not have "
                      f"({extra[:4]}...): not the FID Inception weights.")
-  return params
+  return traverse_util.unflatten_dict(flat)
 
 
 def _check_digest(path: str, sha256: str) -> None:

@@ -44,6 +44,7 @@ import dataclasses
 import functools
 import math
 
+from flax import traverse_util
 import flax.linen as nn
 import jax
 from jax import lax
@@ -361,7 +362,7 @@ def random_params(config: ViTConfig, seed: int = 0) -> dict:
   tokens and positions N(0, 0.5^2). Drawn by numpy (no compilation).
   """
   rng = np.random.default_rng(seed)
-  params = {}
+  flat = {}
   for path, shape in parameter_shapes(config).items():
     leaf = path[-1]
     if leaf in ("kernel", "proj"):
@@ -375,12 +376,6 @@ def random_params(config: ViTConfig, seed: int = 0) -> dict:
       value = rng.normal(0.0, 0.1, shape)
     else:
       value = rng.normal(0.0, 0.5, shape)
-    node = params
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[leaf] = value.astype(np.float32)
-  return params
+    flat[path] = value.astype(np.float32)
+  return traverse_util.unflatten_dict(flat)
 
-
-def param_count(params) -> int:
-  return sum(x.size for x in jax.tree_util.tree_leaves(params))

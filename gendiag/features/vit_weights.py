@@ -31,6 +31,7 @@ import os
 import re
 from typing import Dict, NamedTuple, Optional
 
+from flax import traverse_util
 import numpy as np
 import safetensors
 
@@ -226,7 +227,7 @@ def _to_flax(key: str, value: np.ndarray) -> np.ndarray:
 
 def _to_params(t: Tensors, config: vit.ViTConfig, what: str) -> dict:
   """The flax tree: every parameter filled, right shapes, nothing left."""
-  params, used = {}, set(_UNUSED)
+  flat, used = {}, set(_UNUSED)
   for path, shape in vit.parameter_shapes(config).items():
     if path[0] == "blocks":
       keys = [f"blocks.{i}.{_FLAX[path[1:]]}" for i in range(config.depth)]
@@ -244,15 +245,12 @@ def _to_params(t: Tensors, config: vit.ViTConfig, what: str) -> dict:
                          f"does not fit the tower's {leaf_shape}.")
       leaves.append(leaf)
       used.add(key)
-    node = params
-    for part in path[:-1]:
-      node = node.setdefault(part, {})
-    node[path[-1]] = np.stack(leaves) if path[0] == "blocks" else leaves[0]
+    flat[path] = np.stack(leaves) if path[0] == "blocks" else leaves[0]
   extra = sorted(set(t) - used)
   if extra:
     raise ValueError(f"{what} holds tensors this tower does not use "
                      f"({extra[:4]}): an unsupported variant.")
-  return params
+  return traverse_util.unflatten_dict(flat)
 
 
 def _describe(config: vit.ViTConfig, source: str) -> str:
