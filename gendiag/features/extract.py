@@ -17,6 +17,7 @@ rounded up to a multiple of that axis.
 """
 
 import dataclasses
+import functools
 import math
 import os
 from typing import Any, Dict, Optional, Union
@@ -58,16 +59,39 @@ class Embedding:
 _preprocess = jax.jit(resize.preprocess, static_argnames=("preprocessing",))
 
 
+def _file_identity(path) -> tuple:
+  """(path, size, mtime): a rewritten file is a new identity."""
+  path = os.path.abspath(os.fspath(path))
+  if not os.path.isfile(path):
+    return (path, -1, -1)  # load_inception raises the clear error
+  stat = os.stat(path)
+  return (path, stat.st_size, stat.st_mtime_ns)
+
+
+# Memoised by the file's identity, so the main job embedding real, every
+# model, train and test reads and hashes the weight file once, not per set.
+@functools.lru_cache(maxsize=4)
+def _file_digest(identity: tuple) -> str:
+  if identity[1] < 0:
+    return inception_weights.load_inception(identity[0]).sha256
+  return torch_files.file_sha256(identity[0])
+
+
+@functools.lru_cache(maxsize=1)
+def _file_weights(identity: tuple) -> inception_weights.InceptionWeights:
+  return inception_weights.load_inception(identity[0])
+
+
 def _weights_digest(weights) -> str:
   if isinstance(weights, inception_weights.InceptionWeights):
     return weights.sha256
-  return torch_files.file_sha256(os.fspath(weights))
+  return _file_digest(_file_identity(weights))
 
 
 def _load_weights(weights) -> inception_weights.InceptionWeights:
   if isinstance(weights, inception_weights.InceptionWeights):
     return weights
-  return inception_weights.load_inception(os.fspath(weights))
+  return _file_weights(_file_identity(weights))
 
 
 def _mesh_size(mesh) -> int:
