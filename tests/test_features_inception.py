@@ -18,6 +18,7 @@ from sklearn.datasets import load_sample_images
 
 from gendiag.features import inception
 from gendiag.features import inception_weights
+from gendiag.features import resize
 from gendiag.metrics import frechet
 
 # sha256 of the decoded uint8 arrays (Pillow): a different JPEG decoder
@@ -39,6 +40,25 @@ REGRESSION = {
     ("E", "flower"): ([0.147737, 0.050574, 0.380299, 0.231098, 0.036013],
                       0.3929732, 25.44455, 2.93029, 0.1365197, 18.59587),
 }
+# The same TorchScript on the full 427x640 photos through each peer's own
+# resize: "B" TF1 legacy bilinear then (x-128)/128 (ADM, torch-fidelity),
+# "C" pytorch-fid (x/255, torch bilinear, 2x-1), "D" clean-fid (float PIL
+# bicubic per channel, clip, (x-128)/128).
+RESIZED = {
+    ("B", "china"): ([0.114124, 0.131430, 0.070252, 0.048205, 0.252506],
+                     0.2527336, 17.11063, 1.93160, 0.1843134, 20.95107),
+    ("B", "flower"): ([0.241570, 0.099330, 0.364057, 0.583922, 0.043616],
+                      0.3033303, 19.62625, 2.15726, 0.1675698, 21.86446),
+    ("C", "china"): ([0.082092, 0.127898, 0.084105, 0.080084, 0.210175],
+                     0.2559767, 16.79292, 1.80985, 0.1793159, 20.46811),
+    ("C", "flower"): ([0.260047, 0.108916, 0.308288, 0.558418, 0.047078],
+                      0.2995440, 19.26207, 2.21541, 0.1678426, 22.28425),
+    ("D", "china"): ([0.099180, 0.117157, 0.084956, 0.062997, 0.214789],
+                     0.2543808, 17.13852, 2.13176, 0.1971680, 22.22228),
+    ("D", "flower"): ([0.239971, 0.092702, 0.298090, 0.514973, 0.041125],
+                      0.3068743, 19.75707, 2.11405, 0.1725431, 22.69205),
+}
+RESIZED_PREPROCESSING = {"B": "adm", "C": "pytorch_fid", "D": "clean_fid"}
 SPATIAL_HEAD = {"china": [3.018493, 0, 0, 0, 0.031711],
                 "flower": [0, 0, 0.782298, 0, 0]}
 
@@ -117,6 +137,25 @@ def test_regression_numbers_of_the_torchscript(fid_inception, scaling):
       # 1e-5: a post-ReLU value near 0 moves ~5e-6 with XLA's fusions.
       np.testing.assert_allclose(spatial[i, :5], SPATIAL_HEAD[name],
                                  atol=1e-5)
+
+
+@pytest.mark.parametrize("variant", ["B", "C", "D"])
+def test_regression_numbers_through_each_peers_resize(fid_inception, variant):
+  """Full photos -> gendiag's resize of each peer -> pool3: the TorchScript's
+  numbers on the peer's own resize (1e-4: the resizers agree with their
+  peers to ~1e-4 on the 0..255 scale)."""
+  photos = _photos()
+  images = np.stack([photos[n] for n in ("china", "flower")])
+  x = resize.preprocess(images, RESIZED_PREPROCESSING[variant])
+  out = inception.forward(fid_inception.params, x)
+  pool3, spatial = np.asarray(out["pool3"]), np.asarray(out["spatial"])
+  for i, name in enumerate(("china", "flower")):
+    head, mean, norm, peak, sp_mean, sp_norm = RESIZED[(variant, name)]
+    np.testing.assert_allclose(pool3[i, :5], head, atol=1e-4)
+    np.testing.assert_allclose(
+        [pool3[i].mean(), np.linalg.norm(pool3[i]), pool3[i].max(),
+         spatial[i].mean(), np.linalg.norm(spatial[i])],
+        [mean, norm, peak, sp_mean, sp_norm], rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
