@@ -184,3 +184,19 @@ def test_references_are_shown_beside_the_values(tmp_path):
   html = open(tmp_path / "index.html").read()
   assert report.REFERENCE_ROW in html and "real vs real: 2" in html
   assert "rows used (real / model)" in html
+
+
+def test_precision_recall_family_runs_on_sets_smaller_than_prd_clusters():
+  """12 generated rows < prd_clusters = 20: PRD uses 12 clusters, says so."""
+  rng = np.random.default_rng(0)
+  inputs = EvalInputs(
+      real=rng.normal(size=(40, 4)).astype(np.float32),
+      generated={"tiny": rng.normal(size=(12, 4)).astype(np.float32)},
+      config={"precision_recall": {"classifier_runs": 1,
+                                   "classifier_steps": 20,
+                                   "num_resamples": 20}})
+  out = report.run_families(inputs, jax.random.key(0), "precision_recall",
+                            registry=report.REGISTRY)["precision_recall"]
+  f8 = out.metrics["tiny"]["prd_f8"]
+  assert f8["value"] is not None and 0.0 <= f8["value"] <= 1.0
+  assert any("uses 12 clusters" in n for n in out.notes), out.notes

@@ -154,6 +154,12 @@ def _class_coverage(real_covered, real_labels):
           for c in classes}
 
 
+def prd_clusters(cfg, num_rows: int) -> int:
+  """PRD's cluster count: `prd_clusters`, lowered to the pair's row count
+  (k-means needs a row per cluster; the family notes when it is lowered)."""
+  return min(int(cfg["prd_clusters"]), int(num_rows))
+
+
 def _knn_and_prd(real, generated, cfg, keys):
   """Improved P/R, prdc, PRD and their bootstrap intervals for one pair.
 
@@ -172,7 +178,7 @@ def _knn_and_prd(real, generated, cfg, keys):
   dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
   sub_real, sub_gen = _balanced_pair(key_sub, real, generated)
   prd_res = prd_lib.prd(sub_real, sub_gen, key=key_prd,
-                        num_clusters=cfg["prd_clusters"],
+                        num_clusters=prd_clusters(cfg, len(sub_real)),
                         num_runs=cfg["prd_runs"])
   gen_ci = ci_lib.percentile_intervals(ci_lib.bootstrap_means(
       key_gen_b, jnp.stack([ipr.generated_in_real_manifold,
@@ -296,6 +302,13 @@ def precision_recall_family(inputs: EvalInputs,
       out.findings[name] = findings
 
   out.notes.append(NOTE)
+  smallest = min([len(real)] + [len(g) for g in inputs.generated.values()])
+  if prd_clusters(cfg, smallest) < int(cfg["prd_clusters"]):
+    out.notes.append(
+        f"PRD: a set has only {smallest} rows, fewer than prd_clusters = "
+        f"{cfg['prd_clusters']}: its PRD uses {smallest} clusters (one per "
+        "row: a coarse histogram; PRD F8 / F1/8 of such small sets are "
+        "rough).")
   if unbalanced:
     out.notes.append("PRD needs equal sizes: the larger of each real/model "
                      "pair was subsampled (seeded) to the smaller's size.")
