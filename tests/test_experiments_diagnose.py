@@ -37,6 +37,7 @@ def test_writes_schema_and_files(smoke_run):
       assert os.path.getsize(os.path.join(workdir, fig)) > 1000
   text = open(os.path.join(workdir, "report.md")).read()
   assert "| good |" in text and "kid.png" in text and "## Verdicts" in text
+  assert "Feature space: digits_net features of scikit-learn's" in text
   html = open(os.path.join(workdir, "index.html")).read()
   assert "<table>" in html and 'src="kid.png"' in html
   assert set(metrics["verdicts"]) == set(metrics["models"])

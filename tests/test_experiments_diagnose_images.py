@@ -78,7 +78,7 @@ def test_two_image_folders_give_fid_sfid_and_every_family(fid_wheel,
       "value"]
   with open(os.path.join(workdir, "report.md")) as f:
     text = f.read()
-  assert "sfid" in text and "FID Inception pool3" in text
+  assert "sfid" in text and "Feature space: FID Inception pool3" in text
   with open(os.path.join(workdir, "metrics.json")) as f:
     assert json.load(f)["families"]["image_scores"]["metrics"]
 

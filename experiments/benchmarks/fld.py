@@ -12,7 +12,8 @@ matmuls: 2 d (n m + n m) for the model's fit and test pass, plus
 2 d ((n - k) k + n k) for the baseline (k = min(m, n // 2)); each fit epoch
 adds ~10 flops per cached distance, not counted. The reference package
 (marcojira/fld, torch) does not install from PyPI; on this 2-core CPU one
-FLD call at n = m = 10,000, d = 2048 took about 105 s (notes/fld.md).
+FLD call at n = m = 10,000, d = 2048 took about 105 s (measured once by
+the project, recorded here because the reference cannot be installed).
 """
 
 import jax
@@ -22,7 +23,7 @@ from benchmarks import common
 from gendiag.metrics import fld as fld_lib
 
 REFERENCE_NOTE = ("reference marcojira/fld: ~105 s per FLD call at n = m = "
-                  "10k, d = 2048 on this CPU (notes/fld.md; not on PyPI)")
+                  "10k, d = 2048 on this CPU (measured once; not on PyPI)")
 
 
 def _sets(sizes):

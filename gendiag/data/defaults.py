@@ -63,7 +63,9 @@ def digits_default(config, key) -> EvalInputs:
       generated_labels={m.name: np.asarray(m.labels) for m in models},
       train=embed(images["train"], "train digits"),
       test=embed(images["test"], "test digits"), images=images,
-      failures={m.name: m.failure for m in models}, config=config)
+      failures={m.name: m.failure for m in models}, config=config,
+      feature_space=f"{cfg.get('extractor', 'digits_net')} features of "
+      "scikit-learn's 8x8 digits")
 
 
 def mixture_default(config, key) -> EvalInputs:
@@ -89,4 +91,5 @@ def mixture_default(config, key) -> EvalInputs:
       generated={m.name: np.asarray(m.features) for m in models},
       generated_labels={m.name: np.asarray(m.labels) for m in models},
       train=np.asarray(train), failures={m.name: m.failure for m in models},
-      config=config)
+      config=config, feature_space=f"the {cfg.dim}-d coordinates of a "
+      "simulated Gaussian mixture")

@@ -73,7 +73,8 @@ class EvalInputs:
   images: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
   failures: Dict[str, str] = dataclasses.field(default_factory=dict)
   config: Any = dataclasses.field(default_factory=dict)
-  feature_space: str = "features"
+  feature_space: str = ("the features passed in (their extractor is not "
+                        "known to gendiag)")
   real_spatial: Optional[np.ndarray] = None
   generated_spatial: Dict[str, np.ndarray] = dataclasses.field(
       default_factory=dict)

@@ -20,8 +20,8 @@ and every metric is oriented so that larger = worse:
   mmd2, kid, fid
 
 The Spearman and Pearson correlations of each metric with the degree, over
-the grid, are the result (the paper's statistic could not be checked: see
-notes/gel.md section 3). GEL moments are Gaussian-kernel features at
+the grid, are the result (the paper does not say which correlation
+statistic its table reports, so both are given). GEL moments are Gaussian-kernel features at
 held-out real witness rows, as in the paper's demos.
 """
 

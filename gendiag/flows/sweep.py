@@ -5,7 +5,7 @@ minimise the PR-divergence D_lam (`ops.fdiv.PR`) moves it along the
 precision-recall trade-off, precision rising and recall falling as lam
 grows, while maximum likelihood (forward KL, mixture weight 1/lam^2 over
 the D_lam) sits on the recall side and reverse KL (weight 1/lam) nearer
-precision (notes/precision_recall.md, the mixture theorem).
+precision (Verine et al., the PR-divergence paper's mixture theorem).
 
 `pr_tradeoff_sweep(train, test, key=...)` runs one sweep on one dataset:
 

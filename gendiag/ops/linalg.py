@@ -4,7 +4,8 @@ tr((S1 S2)^(1/2)) is computed as the nuclear norm |F1^T F2|_* for factors
 with S_i = F_i F_i^T: the squared singular values of F1^T F2 are the
 eigenvalues of F1^T S2 F1, whose non-zero spectrum is that of S1 S2. This
 avoids `sqrtm` (CPU-only in JAX) and non-symmetric `eig` (CPU-only), and is
-the most accurate float32 route (see notes/fid_kid.md, section 3.4):
+the most accurate float32 route (tests/test_linalg.py checks it against
+float64 scipy):
 
   n <= d  F = centred features / sqrt(n - 1)    (d, n); rel. error ~1e-9
   n >  d  F = cholesky(S), eigh fallback        (d, d); rel. error ~1e-5

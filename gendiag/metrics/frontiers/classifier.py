@@ -186,7 +186,7 @@ def classifier_frontier(real: jax.Array, generated: jax.Array, *,
 
   References:
     Pillutla et al. JMLR 2023 (classifier-based estimation of divergence
-    frontiers); the ratio formulas are in ../notes/frontiers.md section 1.1.
+    frontiers, where the likelihood-ratio formulas are derived).
     mauve-text implements no such estimator.
   """
   _checks.check_addressable("classifier_frontier", real=real,

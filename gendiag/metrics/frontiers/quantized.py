@@ -8,7 +8,7 @@ with `gendiag.metrics.frontiers.histograms` (via `scores`). The
 classifier estimator, without quantization, is
 `gendiag.metrics.frontiers.classifier`.
 
-Bias of the quantized estimate (measured in ../notes/frontiers.md): with
+Bias of the quantized estimate (measured by gendiag's tests): with
 mauve-text's k = n/10 clusters, about 10 points of each set fall in a cluster
 at every n, so the plug-in error never shrinks: MAUVE(P, P) ~ 0.96 and
 FI(P, P) ~ 0.035 at every n from 500 to 8000 (d = 64), and PCA, normalisation

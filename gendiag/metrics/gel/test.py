@@ -213,7 +213,8 @@ def gel_test(real: jax.Array, generated: jax.Array, *, key: jax.Array,
 
   References:
     Ravuri et al., CVPR 2023 (the statistic; the reference code has no
-    p-value). Permutation calibration: gendiag's choice (notes/gel.md 1.5).
+    p-value). Permutation calibration: gendiag's choice (the
+    chi^2_J limit fails when J is large against n; see above).
   """
   real, generated = statistic_lib.check_inputs(
       real, generated, objective, moments, kernel, max_iterations)
