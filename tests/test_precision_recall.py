@@ -338,3 +338,13 @@ def test_manifold_radii_bad_inputs_raise(rng):
   y[3, 0] = np.inf
   with pytest.raises(ValueError, match="NaN or inf"):
     manifold.manifold_radii(y, k=3)
+
+
+def test_density_is_the_exact_count_sum():
+  """Density from integer sums: exactly sum(counts) / (k M) rounded once,
+  whatever the reduction order (counts above 2^8 exercise the split)."""
+  rng = np.random.default_rng(3)
+  counts = rng.integers(0, 5000, size=(2, 3001)).astype(np.int32)
+  got = np.asarray(pr._density(jnp.asarray(counts), (3, 5)))  # pylint: disable=protected-access
+  want = counts.sum(axis=1) / (np.array([3, 5]) * counts.shape[1])
+  np.testing.assert_allclose(got, want, rtol=2e-7)
