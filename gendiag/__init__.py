@@ -44,6 +44,8 @@ from gendiag.metrics.inception_score import inception_score
 from gendiag.metrics.inception_score import InceptionScoreResult
 from gendiag.metrics.kid import kid
 from gendiag.metrics.kid import KIDResult
+from gendiag.metrics.manifold import manifold_radii
+from gendiag.metrics.manifold import ManifoldRadii
 from gendiag.metrics.memorization import auth_pct
 from gendiag.metrics.memorization import AuthPctResult
 from gendiag.metrics.memorization import copy_flags
@@ -58,6 +60,7 @@ from gendiag.metrics.prd import classifier_pr_curve
 from gendiag.metrics.prd import ClassifierPRCurve
 from gendiag.metrics.prd import prd
 from gendiag.metrics.prd import PRDResult
+from gendiag.metrics.precision_recall import improved_pr_and_prdc
 from gendiag.metrics.precision_recall import improved_precision_recall
 from gendiag.metrics.precision_recall import ImprovedPRResult
 from gendiag.metrics.precision_recall import prdc
@@ -112,6 +115,8 @@ __all__ = (
     "InceptionScoreResult",
     "kid",
     "KIDResult",
+    "manifold_radii",
+    "ManifoldRadii",
     "auth_pct",
     "AuthPctResult",
     "copy_flags",
@@ -126,6 +131,7 @@ __all__ = (
     "ClassifierPRCurve",
     "prd",
     "PRDResult",
+    "improved_pr_and_prdc",
     "improved_precision_recall",
     "ImprovedPRResult",
     "prdc",

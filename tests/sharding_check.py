@@ -9,6 +9,7 @@ import numpy as np
 
 from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import kid as kid_lib
+from gendiag.metrics import manifold
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.metrics import precision_recall
 from gendiag.ops import distances
@@ -83,6 +84,18 @@ def check_precision_recall(mesh):
     assert_trees_close(
         precision_recall.prdc(real, generated, k=5, block_size=8, mesh=mesh),
         precision_recall.prdc(real, generated, k=5, block_size=8), rtol=1e-5)
+    # The fused pass, with the real radii from a sharded radius pass.
+    radii = manifold.manifold_radii(real, k=(3, 5), block_size=8, mesh=mesh)
+    assert_trees_close(radii, manifold.manifold_radii(real, k=(3, 5),
+                                                      block_size=8),
+                       rtol=1e-5)
+    want = (precision_recall.improved_precision_recall(
+        real, generated, k=3, block_size=8),
+            precision_recall.prdc(real, generated, k=5, block_size=8))
+    for real_radii in (None, radii):
+      assert_trees_close(precision_recall.improved_pr_and_prdc(
+          real, generated, real_radii=real_radii, block_size=8, mesh=mesh),
+                         want, rtol=1e-5)
 
 
 def check_kmeans(mesh):

@@ -87,6 +87,12 @@ CASES = {
         _scalars("precision", "recall", "realism")),
     "prdc": (lambda x, y: gendiag.prdc(x, y), True,
              _scalars("precision", "recall", "density", "coverage")),
+    "improved_pr_and_prdc": (
+        lambda x, y: gendiag.improved_pr_and_prdc(x, y), True,
+        lambda r: {"ipr_precision": r[0].precision, "ipr_recall": r[0].recall,
+                   "density": r[1].density, "coverage": r[1].coverage}),
+    "manifold_radii": (lambda x, y: gendiag.manifold_radii(x), True,
+                       lambda r: {"value": r.radii}),
     "prd": (lambda x, y: gendiag.prd(x, y, key=KEY, num_clusters=4,
                                      num_runs=2, num_angles=11), True,
             _scalars("precision", "recall")),
@@ -125,7 +131,7 @@ CASES = {
 # Functions that accept a one-row `real` (witness: f at the points).
 ONE_ROW_OK = {"witness", "median_heuristic", "mauve"}
 # Functions of one feature set (or of train and test): `y` is not passed.
-ONE_SET = {"frechet_stats", "fld_baseline"}
+ONE_SET = {"frechet_stats", "fld_baseline", "manifold_radii"}
 LABELLED = {"gel_mode_probabilities", "classification_accuracy_score"}
 
 
@@ -171,7 +177,7 @@ def test_bad_inputs(name, input_class):
     c = BIG if input_class == "big" else TINY
     if invariant:
       got = summary(call(x * np.float32(c), y * np.float32(c)))
-      if name == "median_heuristic":  # equivariant: a distance
+      if name in ("median_heuristic", "manifold_radii"):  # distances
         got = {"value": got["value"] / c}
       # Realism's 1e-5 guard is relative to max|x| on rescaled inputs.
       _assert_same(_leaves(got), _reference(name, x, y),

@@ -85,6 +85,24 @@ def test_prd_bootstrap_contains_estimate_and_shrinks():
   assert widths[1] < 0.4 * widths[0]
 
 
+def test_resampled_histograms_are_multinomial():
+  """Counts are integers summing to n with the Multinomial(n, p) moments:
+  mean p, variance p (1 - p) / n; an empty cluster stays empty."""
+  p = np.array([[0.5, 0.3, 0.2, 0.0], [0.1, 0.1, 0.1, 0.7]], np.float32)
+  n, draws = 50, 4000
+  reps = np.asarray(jax.vmap(
+      lambda k: bootstrap._resample_histograms(k, p, n))(  # pylint: disable=protected-access
+          jax.random.split(KEY, draws)))
+  counts = reps * n
+  np.testing.assert_allclose(counts, np.round(counts), atol=1e-4)
+  np.testing.assert_allclose(counts.sum(-1), n, atol=1e-3)
+  assert np.all(reps[:, 0, 3] == 0)
+  var = p * (1 - p) / n
+  assert np.all(np.abs(reps.mean(0) - p) <= 5 * np.sqrt(var / draws) + 1e-7)
+  mask = p > 0
+  np.testing.assert_allclose(reps.var(0)[mask], var[mask], rtol=0.12)
+
+
 def test_classifier_bootstrap_contains_estimate_and_shrinks():
   from gendiag.metrics import prd  # pylint: disable=g-import-not-at-top
   rng = np.random.default_rng(1)

@@ -224,6 +224,10 @@ CASES = {
     "improved_precision_recall": lambda: gendiag.improved_precision_recall(
         X, Y, k=(2, 3)),
     "prdc": lambda: gendiag.prdc(X, Y, k=(2, 3)),
+    "manifold_radii": lambda: gendiag.manifold_radii(X, k=(2, 3)),
+    "improved_pr_and_prdc": lambda: gendiag.improved_pr_and_prdc(
+        X, Y, ipr_k=2, prdc_k=3,
+        real_radii=gendiag.manifold_radii(X, k=(2, 3))),
     "median_heuristic": lambda: gendiag.median_heuristic(X, Y, max_points=50),
     "pr_curve": lambda: gendiag.pr_curve(P, Q, num_angles=5),
     "pr_divergence": lambda: gendiag.pr_divergence(P, Q, lam=0.5),

@@ -9,6 +9,7 @@ import numpy as np
 import prdc as prdc_package
 import pytest
 
+from gendiag.metrics import manifold
 from gendiag.metrics import precision_recall as pr
 from tests.conftest import np_sq_distances
 
@@ -219,3 +220,131 @@ def test_bad_inputs_raise(fn, rng):
     fn(x, y, k=3)
   with pytest.raises(ValueError, match="2-D"):
     fn(x[:, 0], x, k=3)
+
+
+# --------------------------------------------------------------------------
+# One fused pass, and real radii computed once (`manifold_radii`).
+
+
+def _assert_same(got, want, *, radii_rtol=1e-6):
+  """Counts and flags exact, real-valued fields to 1e-6."""
+  assert got.k == want.k
+  for name in want.__dataclass_fields__:
+    if name == "k":
+      continue
+    a, b = np.asarray(getattr(got, name)), np.asarray(getattr(want, name))
+    assert a.shape == b.shape, name
+    if a.dtype.kind in "biu":
+      np.testing.assert_array_equal(a, b, err_msg=name)
+    else:
+      np.testing.assert_allclose(a, b, rtol=radii_rtol, atol=0, err_msg=name)
+
+
+@pytest.fixture(scope="module")
+def fused_sets():
+  """Sizes that are not multiples of the block size; N != M and N == M."""
+  rng = np.random.default_rng(5)
+  real = rng.normal(size=(75, 12)).astype(np.float32)
+  fake = (rng.normal(size=(61, 12)) * 1.1 + 0.2).astype(np.float32)
+  same_size = (rng.normal(size=(75, 12)) * 0.9).astype(np.float32)
+  return real, fake, same_size
+
+
+@pytest.mark.parametrize("ipr_k, prdc_k", [(3, 5), ((2, 3), (3, 5, 1))])
+def test_fused_equals_separate_calls(fused_sets, ipr_k, prdc_k):
+  real, fake, same_size = fused_sets
+  radii = manifold.manifold_radii(real, k=(1, 2, 3, 5), block_size=16)
+  for generated in (fake, same_size):
+    want_ipr = pr.improved_precision_recall(real, generated, k=ipr_k,
+                                            block_size=16)
+    want_dc = pr.prdc(real, generated, k=prdc_k, block_size=16)
+    for real_radii in (None, radii):
+      ipr, dc = pr.improved_pr_and_prdc(real, generated, ipr_k=ipr_k,
+                                        prdc_k=prdc_k, real_radii=real_radii,
+                                        block_size=16)
+      _assert_same(ipr, want_ipr)
+      _assert_same(dc, want_dc)
+    # The separate calls take the shared radii too.
+    _assert_same(pr.improved_precision_recall(
+        real, generated, k=ipr_k, real_radii=radii, block_size=16), want_ipr)
+    _assert_same(pr.prdc(real, generated, k=prdc_k, real_radii=radii,
+                         block_size=16), want_dc)
+
+
+def test_fused_matches_the_oracles(fused_sets):
+  real, fake, _ = fused_sets
+  ipr, dc = pr.improved_pr_and_prdc(real, fake, block_size=16)
+  in_real, in_fake, realism = _np_improved(real, fake, 3)
+  np.testing.assert_array_equal(ipr.generated_in_real_manifold, in_real)
+  np.testing.assert_array_equal(ipr.real_in_generated_manifold, in_fake)
+  np.testing.assert_allclose(ipr.realism, realism, rtol=1e-4)
+  want = _oracle(real, fake, 5)
+  for name in ("precision", "recall", "density", "coverage"):
+    assert float(getattr(dc, name)) == pytest.approx(want[name], abs=1e-6)
+
+
+def test_manifold_radii_equal_the_computed_ones(fused_sets):
+  real, fake, _ = fused_sets
+  radii = manifold.manifold_radii(real, k=(5, 3), block_size=16)
+  assert radii.k == (5, 3) and radii.radii.shape == (len(real), 2)
+  d = np.sqrt(np_sq_distances(real, real))
+  np.fill_diagonal(d, np.inf)
+  np.testing.assert_allclose(radii.radii, np.sort(d, axis=1)[:, [4, 2]],
+                             rtol=1e-5)
+  ipr = pr.improved_precision_recall(real, fake, k=3, block_size=16)
+  np.testing.assert_allclose(radii.radii[:, 1], ipr.real_radii, rtol=1e-6)
+  # Scale handling: radii of a rescaled set come back in its units.
+  big = manifold.manifold_radii(real * np.float32(2.0 ** 40), k=3, block_size=16)
+  np.testing.assert_allclose(big.radii[:, 0] / 2.0 ** 40, radii.radii[:, 1],
+                             rtol=1e-6)
+  got = pr.prdc(real * np.float32(2.0 ** 40), fake * np.float32(2.0 ** 40),
+                k=3, real_radii=big, block_size=16)
+  want = pr.prdc(real, fake, k=3, block_size=16)
+  np.testing.assert_array_equal(got.real_covered, want.real_covered)
+  np.testing.assert_array_equal(got.generated_neighbor_counts,
+                                want.generated_neighbor_counts)
+
+
+def test_bad_real_radii_raise(fused_sets):
+  real, fake, same_size = fused_sets
+  radii = manifold.manifold_radii(real, k=(3, 5), block_size=16)
+  with pytest.raises(ValueError, match=r"k=\[2\] is needed"):
+    pr.improved_precision_recall(real, fake, k=2, real_radii=radii)
+  with pytest.raises(ValueError, match=r"k=\[1\] is needed"):
+    pr.improved_pr_and_prdc(real, fake, prdc_k=(1, 5), real_radii=radii)
+  with pytest.raises(ValueError, match="ManifoldRadii"):
+    pr.prdc(real, fake, real_radii=np.asarray(radii.radii))
+  with pytest.raises(ValueError, match="75 rows"):  # radii of another set
+    pr.prdc(real, fake, real_radii=manifold.manifold_radii(fake, k=5))
+  wrong_shape = manifold.ManifoldRadii(radii.radii[:, :1], k=(3, 5))
+  with pytest.raises(ValueError, match="shape"):
+    pr.prdc(real, fake, real_radii=wrong_shape)
+  with pytest.raises(ValueError, match="not the k-NN radii of `real`"):
+    pr.prdc(real, fake, real_radii=manifold.manifold_radii(same_size, k=5))
+  with pytest.raises(ValueError, match="not the k-NN radii of `real`"):
+    pr.prdc(real, fake, real_radii=manifold.ManifoldRadii(radii.radii * 2, k=(3, 5)))
+
+
+def test_manifold_radii_bad_inputs_raise(rng):
+  x = rng.normal(size=(10, 4)).astype(np.float32)
+  with pytest.raises(ValueError, match="at least 11"):
+    manifold.manifold_radii(x, k=9)
+  for bad_k in (0, 2.5, ()):
+    with pytest.raises(ValueError, match="`k`"):
+      manifold.manifold_radii(x, k=bad_k)
+  with pytest.raises(ValueError, match="2-D"):
+    manifold.manifold_radii(x[:, 0], k=3)
+  y = x.copy()
+  y[3, 0] = np.inf
+  with pytest.raises(ValueError, match="NaN or inf"):
+    manifold.manifold_radii(y, k=3)
+
+
+def test_density_is_the_exact_count_sum():
+  """Density from integer sums: exactly sum(counts) / (k M) rounded once,
+  whatever the reduction order (counts above 2^8 exercise the split)."""
+  rng = np.random.default_rng(3)
+  counts = rng.integers(0, 5000, size=(2, 3001)).astype(np.int32)
+  got = np.asarray(pr._density(jnp.asarray(counts), (3, 5)))  # pylint: disable=protected-access
+  want = counts.sum(axis=1) / (np.array([3, 5]) * counts.shape[1])
+  np.testing.assert_allclose(got, want, rtol=2e-7)

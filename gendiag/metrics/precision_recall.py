@@ -22,6 +22,11 @@ and, carried across blocks, per real row (nearest generated distance,
 membership in the generated balls). Asking for several k (e.g. k=(3, 5))
 costs the same three passes as one k.
 
+Sharing work: `improved_pr_and_prdc` gives both metrics (k=3 `<=` and k=5
+`<`) from one set of passes, each distance compared both ways; and
+`real_radii=manifold_radii(real, k=...)` skips the real radius pass, so
+several models scored against one real set pay for its radii once.
+
 Sharding (`mesh=`): the radius passes are `knn.knn_radii` rings, and
 the membership pass a `sharding.ring_pair_reduce`: generated rows stay on
 their device, the real shards (with their radii and per-row accumulators)
@@ -29,29 +34,18 @@ travel the ring, so every distance is computed once, on one device.
 """
 
 import functools
-from typing import Optional, Sequence, Tuple, Union
+from typing import Optional, Tuple, Union
 
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
-import numpy as np
 
 from gendiag import _checks
 from gendiag import _results
 from gendiag.metrics import manifold
 from gendiag.ops import distances
 
-Ks = Union[int, Sequence[int]]
-
-
-def _normalise_ks(k: Ks) -> Tuple[int, ...]:
-  ks = (k,) if isinstance(k, int) or not hasattr(k, "__len__") else tuple(k)
-  if not ks:
-    raise ValueError("`k` must be a positive integer or a non-empty sequence "
-                     "of them.")
-  for value in ks:
-    _checks.check_positive_int(value, "k")
-  return tuple(int(v) for v in ks)
+Ks = manifold.Ks
 
 
 def _check_inputs(real, generated, ks):
@@ -60,13 +54,9 @@ def _check_inputs(real, generated, ks):
   The k-NN memberships are invariant to a common scale, so inputs outside
   [2^-32, 2^32] are brought into float32's safe range exactly.
   """
-  need = max(ks) + 2
   for name, x in (("real", real), ("generated", generated)):
-    if np.ndim(x) == 2 and np.shape(x)[0] < need:
-      raise ValueError(
-          f"`{name}` has {np.shape(x)[0]} samples but k={max(ks)} needs at "
-          f"least {need} (k + 2); pass a smaller k or more samples.")
-  real, generated = _checks.check_pair(real, generated, min_rows=need)
+    manifold.check_rows(name, x, ks)
+  real, generated = _checks.check_pair(real, generated, min_rows=max(ks) + 2)
   (real, generated), s = _checks.rescale(real, generated)
   return real, generated, s
 
@@ -83,40 +73,91 @@ def _single(k) -> bool:
   return isinstance(k, int) or not hasattr(k, "__len__")
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "block_size", "mesh",
-                                             "single"))
-def _improved_fields(real, generated, *, ks, block_size, mesh, single):
-  """`improved_precision_recall`'s fields, summaries included, in one program."""
-  out = manifold.manifold_pass(real, generated, ks=ks, strict=False,
-                               realism=True, block_size=block_size, mesh=mesh)
-  fields = dict(
+def _improved(out):
+  """`improved_precision_recall`'s fields from the pass's outputs."""
+  return dict(
       precision=jnp.mean(out["generated_in_real"], axis=1),
       recall=jnp.mean(out["real_in_generated"], axis=1),
       realism=out["realism"],
       generated_in_real_manifold=out["generated_in_real"],
       real_in_generated_manifold=out["real_in_generated"],
       real_radii=out["real_radii"], generated_radii=out["generated_radii"])
-  return jax.tree.map(lambda a: a[0], fields) if single else fields
 
 
-@functools.partial(jax.jit, static_argnames=("ks", "block_size", "mesh",
-                                             "single"))
-def _prdc_fields(real, generated, *, ks, block_size, mesh, single):
-  """`prdc`'s fields, summaries included, in one program."""
-  out = manifold.manifold_pass(real, generated, ks=ks, strict=True,
-                               realism=False, block_size=block_size,
-                               mesh=mesh)
-  k_col = jnp.asarray(ks, jnp.float32)[:, None]
-  fields = dict(
+def _density(counts, ks):
+  """sum_j counts[:, j] / (k M) for (K, M) int32 counts, from integer sums.
+
+  Integer sums are exact in any order, so the value does not depend on how
+  XLA orders the reduction (a float mean differs in its last bits between
+  the fused and the separate programs). The counts are split at 2^8 so
+  both sums fit int32 (M < 2^23 and N M < 2^39).
+  """
+  hi = jnp.sum(counts >> 8, axis=1)
+  lo = jnp.sum(counts & 255, axis=1)
+  total = hi.astype(jnp.float32) * 256.0 + lo.astype(jnp.float32)
+  return total / (jnp.asarray(ks, jnp.float32) * counts.shape[1])
+
+
+def _prdc(out, ks):
+  """`prdc`'s fields from the pass's outputs."""
+  return dict(
       precision=jnp.mean(out["generated_in_real"], axis=1),
       recall=jnp.mean(out["real_in_generated"], axis=1),
-      density=jnp.mean(out["counts"] / k_col, axis=1),
+      density=_density(out["counts"], ks),
       coverage=jnp.mean(out["covered"], axis=1),
       generated_in_real_manifold=out["generated_in_real"],
       real_in_generated_manifold=out["real_in_generated"],
       generated_neighbor_counts=out["counts"], real_covered=out["covered"],
       real_radii=out["real_radii"], generated_radii=out["generated_radii"])
-  return jax.tree.map(lambda a: a[0], fields) if single else fields
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "ipr_ks", "prdc_ks", "block_size", "mesh", "single"))
+def _fields(real, generated, real_radii, *, ipr_ks, prdc_ks, block_size,
+            mesh, single):
+  """(improved P/R's fields, prdc's fields), summaries included, in one program.
+
+  One `manifold_pass` over ks = ipr_ks + prdc_ks: its columns for ipr_ks
+  compare with `<=` (and get realism), those for prdc_ks with `<`. An empty
+  tuple gives None for that metric. `single` = (drop improved P/R's K axis,
+  drop prdc's).
+  """
+  ks = ipr_ks + prdc_ks
+  num_ipr = len(ipr_ks)
+  out = manifold.manifold_pass(
+      real, generated, ks=ks, strict=(False,) * num_ipr + (True,) * len(
+          prdc_ks), realism=(True,) * num_ipr + (False,) * len(prdc_ks),
+      block_size=block_size, mesh=mesh, real_radii=real_radii)
+  del out["nearest_generated"]
+
+  def take(cols):
+    return {name: None if v is None else v[cols] for name, v in out.items()}
+
+  ipr = _improved(take(slice(0, num_ipr))) if ipr_ks else None
+  dc = _prdc(take(slice(num_ipr, None)), prdc_ks) if prdc_ks else None
+  first = lambda f: None if f is None else jax.tree.map(  # noqa: E731
+      lambda a: a[0], f)
+  return (first(ipr) if single[0] else ipr, first(dc) if single[1] else dc)
+
+
+def _run(real, generated, ipr_k, prdc_k, real_radii, block_size, mesh,
+         what):
+  """Validates, runs `_fields`, returns (ImprovedPRResult, PRDCResult)."""
+  ipr_ks = () if ipr_k is None else manifold.normalise_ks(ipr_k)
+  prdc_ks = () if prdc_k is None else manifold.normalise_ks(prdc_k)
+  ks = ipr_ks + prdc_ks
+  _checks.check_mesh(what, mesh, real=real, generated=generated)
+  real, generated, s = _check_inputs(real, generated, ks)
+  real = jnp.asarray(real)
+  if real_radii is not None:
+    real_radii = manifold.check_radii(real_radii, real, ks, s)
+  ipr, dc = _fields(real, jnp.asarray(generated), real_radii, ipr_ks=ipr_ks,
+                    prdc_ks=prdc_ks, block_size=block_size, mesh=mesh,
+                    single=(_single(ipr_k), _single(prdc_k)))
+  return (None if ipr is None else ImprovedPRResult(
+      **_unscale_radii(ipr, s), k=_static_k(ipr_k, ipr_ks)),
+          None if dc is None else PRDCResult(
+              **_unscale_radii(dc, s), k=_static_k(prdc_k, prdc_ks)))
 
 
 @_results.result(static=("k",))
@@ -190,6 +231,7 @@ class PRDCResult:
 
 def improved_precision_recall(
     real: jax.Array, generated: jax.Array, *, k: Ks = 3,
+    real_radii: Optional[manifold.ManifoldRadii] = None,
     block_size: int = distances.DEFAULT_BLOCK_SIZE,
     mesh: Optional[Mesh] = None) -> ImprovedPRResult:
   """Improved precision and recall with k-NN hyperspheres.
@@ -216,6 +258,8 @@ def improved_precision_recall(
     generated: (M, D) generated features, M >= k + 2.
     k: neighbourhood size, or a sequence of sizes computed in one pass
       (the outputs then get a leading axis).
+    real_radii: `manifold_radii(real, k=...)` of this real set (holding
+      every k asked for), to skip the real radius pass; None computes it.
     block_size: rows per distance block (memory ~ block_size x max(N, M)
       floats).
     mesh: shard both sets by rows over this mesh's devices: the radius
@@ -233,16 +277,12 @@ def improved_precision_recall(
     Euclidean distances; the code's is its square (same ranking, same
     threshold 1).
   """
-  ks = _normalise_ks(k)
-  _checks.check_mesh("improved_precision_recall", mesh, real=real, generated=generated)
-  real, generated, s = _check_inputs(real, generated, ks)
-  fields = _improved_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
-                            block_size=block_size, mesh=mesh,
-                            single=_single(k))
-  return ImprovedPRResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
+  return _run(real, generated, k, None, real_radii, block_size, mesh,
+              "improved_precision_recall")[0]
 
 
 def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
+         real_radii: Optional[manifold.ManifoldRadii] = None,
          block_size: int = distances.DEFAULT_BLOCK_SIZE,
          mesh: Optional[Mesh] = None) -> PRDCResult:
   """Precision, recall, density and coverage with k-NN balls.
@@ -270,6 +310,8 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
     generated: (M, D) generated features, M >= k + 2.
     k: neighbourhood size, or a sequence of sizes computed in one pass
       (the outputs then get a leading axis).
+    real_radii: `manifold_radii(real, k=...)` of this real set (holding
+      every k asked for), to skip the real radius pass; None computes it.
     block_size: rows per distance block (memory ~ block_size x max(N, M)
       floats).
     mesh: shard both sets by rows over this mesh's devices: the radius
@@ -285,13 +327,47 @@ def prdc(real: jax.Array, generated: jax.Array, *, k: Ks = 5,
     nearest_k)` (strict `<`, radius = (k+1)-th smallest distance including
     self) up to float32 near-ties; k = 5 as in the paper.
   """
-  ks = _normalise_ks(k)
-  _checks.check_mesh("prdc", mesh, real=real, generated=generated)
-  real, generated, s = _check_inputs(real, generated, ks)
-  fields = _prdc_fields(jnp.asarray(real), jnp.asarray(generated), ks=ks,
-                        block_size=block_size, mesh=mesh, single=_single(k))
-  return PRDCResult(**_unscale_radii(fields, s), k=_static_k(k, ks))
+  return _run(real, generated, None, k, real_radii, block_size, mesh,
+              "prdc")[1]
 
 
 def _static_k(k, ks):
   return ks[0] if _single(k) else ks
+
+
+def improved_pr_and_prdc(
+    real: jax.Array, generated: jax.Array, *, ipr_k: Ks = 3, prdc_k: Ks = 5,
+    real_radii: Optional[manifold.ManifoldRadii] = None,
+    block_size: int = distances.DEFAULT_BLOCK_SIZE,
+    mesh: Optional[Mesh] = None) -> Tuple[ImprovedPRResult, PRDCResult]:
+  """Improved P/R (k = ipr_k, `<=`) and prdc (k = prdc_k, `<`) in one pass.
+
+  The same numbers as `improved_precision_recall(real, generated,
+  k=ipr_k)` and `prdc(real, generated, k=prdc_k)` (formulas there) at
+  about half their distance FLOPs: the radii of each set come from one
+  top-k pass for all k of both, and each real x generated distance block
+  is computed once and compared both ways (`<=` against the ipr_k radii,
+  `<` against the prdc_k radii). With `real_radii` the real radius pass is
+  skipped too (3/8 of the two calls' FLOPs when N = M).
+
+  Args:
+    real: (N, D) real features, N >= max(k) + 2.
+    generated: (M, D) generated features, M >= max(k) + 2.
+    ipr_k: improved P/R's neighbourhood size(s) (Kynkaanniemi et al.: 3).
+    prdc_k: prdc's neighbourhood size(s) (Naeem et al.: 5).
+    real_radii: `manifold_radii(real, k=...)` of this real set, holding
+      every k of ipr_k and prdc_k (e.g. k=(3, 5)); None computes them.
+    block_size: rows per distance block (memory ~ block_size x max(N, M)
+      floats).
+    mesh: shard both sets by rows over this mesh's devices (rings, as in
+      `prdc`).
+
+  Returns:
+    (ImprovedPRResult, PRDCResult), as the two functions return them.
+
+  References:
+    Kynkaanniemi et al., NeurIPS 2019; Naeem et al., ICML 2020 (see
+    `improved_precision_recall` and `prdc`).
+  """
+  return _run(real, generated, ipr_k, prdc_k, real_radii, block_size, mesh,
+              "improved_pr_and_prdc")

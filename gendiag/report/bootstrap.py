@@ -81,11 +81,14 @@ def mode_bootstrap(key, real, generated, real_labels, generated_labels,
 
 
 def _resample_histograms(key, hist, count):
-  """Multinomial(count, hist[r]) / count for each row r of (runs, C)."""
-  draws = jax.random.categorical(key, jnp.log(hist), axis=-1,
-                                 shape=(count, hist.shape[0]))
-  return jnp.mean(jax.nn.one_hot(draws, hist.shape[1], dtype=hist.dtype),
-                  axis=0)
+  """Multinomial(count, hist[r]) / count for each row r of (runs, C).
+
+  Drawn as C conditional binomials per row (`jax.random.multinomial`), so
+  the cost does not grow with `count`; drawing the `count` rows one by one
+  (categorical) took 30 s per 200 replicates at 10,000 rows, 10 runs x 20
+  clusters.
+  """
+  return jax.random.multinomial(key, count, hist, dtype=hist.dtype) / count
 
 
 @functools.partial(jax.jit, static_argnames=(

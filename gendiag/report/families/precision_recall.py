@@ -31,6 +31,11 @@ of the model's samples (`sampling.reference_sets`, the model's size), once per
 distinct model size, through the model's compiled programs (same shapes).
 The classifier F scores have none (a probe ensemble to train again).
 
+The k-NN scores of a pair come from one fused pass (`improved_pr_and_prdc`:
+k=3 `<=` and k=5 `<` on the same distance blocks), and the real set's
+radii are computed once per run (`manifold_radii`) and shared by every
+model and by the reference (when its real side is the real set).
+
 Verdict rules (thresholds in the config section `precision_recall`):
   coverage < coverage_ratio x (coverage expected if P = Q)
       -> "misses part of the real distribution"
@@ -51,6 +56,7 @@ from matplotlib.figure import Figure
 import numpy as np
 
 from gendiag.data.inputs import EvalInputs
+from gendiag.metrics import manifold
 from gendiag.metrics import prd as prd_lib
 from gendiag.metrics import precision_recall as pr_lib
 from gendiag.ops import intervals as ci_lib
@@ -160,13 +166,15 @@ def prd_clusters(cfg, num_rows: int) -> int:
   return min(int(cfg["prd_clusters"]), int(num_rows))
 
 
-def _knn_and_prd(real, generated, cfg, keys):
+def _knn_and_prd(real, generated, cfg, keys, real_radii=None):
   """Improved P/R, prdc, PRD and their bootstrap intervals for one pair.
 
   Args:
     real, generated: float32 feature arrays.
     cfg: the family's config.
     keys: (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b).
+    real_radii: `manifold_radii(real, k=(ipr_k, prdc_k))`, shared by every
+      pair with this real set, or None to compute them.
 
   Returns:
     (ipr, dc, prd_res, {score: (value, ci)}) for precision, recall,
@@ -174,8 +182,9 @@ def _knn_and_prd(real, generated, cfg, keys):
   """
   key_prd, key_sub, key_gen_b, key_real_b, key_prd_b = keys
   num_b, level = int(cfg["num_resamples"]), float(cfg["level"])
-  ipr = pr_lib.improved_precision_recall(real, generated, k=cfg["ipr_k"])
-  dc = pr_lib.prdc(real, generated, k=cfg["prdc_k"])
+  ipr, dc = pr_lib.improved_pr_and_prdc(
+      real, generated, ipr_k=cfg["ipr_k"], prdc_k=cfg["prdc_k"],
+      real_radii=real_radii)
   sub_real, sub_gen = _balanced_pair(key_sub, real, generated)
   prd_res = prd_lib.prd(sub_real, sub_gen, key=key_prd,
                         num_clusters=prd_clusters(cfg, len(sub_real)),
@@ -205,12 +214,17 @@ def _knn_and_prd(real, generated, cfg, keys):
   return ipr, dc, prd_res, scores
 
 
-def _reference(inputs, key, cfg, size):
-  """(reference entries of the k-NN and PRD scores, note) at `size` rows."""
+def _reference(inputs, key, cfg, size, real_radii):
+  """(reference entries of the k-NN and PRD scores, note) at `size` rows.
+
+  `real_radii` (the real set's) serve when the reference's real side is the
+  real set itself.
+  """
   sets = sampling.reference_sets(inputs, size)
   real = np.asarray(sets.real, np.float32)
   held = np.asarray(sets.heldout, np.float32)
-  *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5))
+  *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5),
+                            real_radii if sets.same_real else None)
   entries = {name: registry.entry(value, ci=ci)
              for name, (value, ci) in scores.items()}
   return entries, f"reference (n = {size}): {sets.source}."
@@ -222,6 +236,8 @@ def precision_recall_family(inputs: EvalInputs,
   cfg = registry.family_config(inputs, "precision_recall", **DEFAULTS)
   out = registry.FamilyOutput()
   real = np.asarray(inputs.real, np.float32)
+  # The real set's k-NN radii, once for every model and the reference.
+  real_radii = manifold.manifold_radii(real, k=(cfg["ipr_k"], cfg["prdc_k"]))
   curves, class_rows, refs = {}, [], {}
   unbalanced = False
   for i, (name, generated) in enumerate(inputs.generated.items()):
@@ -229,7 +245,7 @@ def precision_recall_family(inputs: EvalInputs,
     if len(generated) not in refs:
       refs[len(generated)] = _reference(
           inputs, jax.random.fold_in(key, 0x7EF + len(generated)), cfg,
-          len(generated))
+          len(generated), real_radii)
       out.notes.append(refs[len(generated)][1])
     ref = refs[len(generated)][0]
     model_key = jax.random.fold_in(key, i)
@@ -239,7 +255,7 @@ def precision_recall_family(inputs: EvalInputs,
         jax.random.fold_in(model_key, 0x1B007), 4)
     ipr, dc, prd_res, scores = _knn_and_prd(
         real, generated, cfg,
-        (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b))
+        (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b), real_radii)
     expected = expected_coverage(len(real), len(generated), cfg["prdc_k"])
     unbalanced |= len(real) != len(generated)
     clf = prd_lib.classifier_pr_curve(
