@@ -21,6 +21,73 @@ from gendiag.data.inputs import EvalInputs
 from gendiag.data.inputs import NEEDS
 
 
+SIDES = ("generated", "real")
+
+
+@dataclasses.dataclass(frozen=True)
+class ColumnInfo:
+  """What one per-sample column means (`FamilyOutput.per_sample`).
+
+  Attributes:
+    name: the column's name, unique across families (e.g. 'realism').
+    family: the family that computed it.
+    side: 'generated' (one value per row of the model's samples) or 'real'
+      (one per real row).
+    higher_is_suspicious: True when a higher value is more suspicious,
+      False when a lower one is; None for a column that is not a suspicion
+      score (e.g. the index of the nearest training row), which the
+      combined rank leaves out.
+    description: one sentence, shown in the report and samples.json.
+    threshold: the value at which the family flags a row, if it has one.
+  """
+  name: str
+  family: str
+  side: str
+  higher_is_suspicious: Optional[bool]
+  description: str
+  threshold: Optional[float] = None
+
+  def __post_init__(self):
+    if self.side not in SIDES:
+      raise ValueError(f"side must be one of {SIDES}; got {self.side!r}.")
+
+  @property
+  def direction(self) -> str:
+    """'higher = more suspicious', 'lower = more suspicious' or 'info'."""
+    if self.higher_is_suspicious is None:
+      return "info"
+    return ("higher" if self.higher_is_suspicious else "lower") + (
+        " = more suspicious")
+
+
+@dataclasses.dataclass(frozen=True)
+class SampleColumn:
+  """One per-sample column of one model: values over the rows it scored.
+
+  Attributes:
+    info: the column's `ColumnInfo`.
+    values: (r,) float64 values, one per scored row.
+    rows: (r,) int64 indices into the side's rows (the model's samples or
+      the real set) of the scored rows; all rows in order when the family
+      scored every row. A family that capped a set scores only its
+      subsample's rows, and the column covers only those.
+  """
+  info: ColumnInfo
+  values: np.ndarray
+  rows: np.ndarray
+
+
+def sample_column(info: ColumnInfo, values, rows=None) -> SampleColumn:
+  """A `SampleColumn`; `rows` None = every row, in order."""
+  values = np.asarray(values, np.float64).reshape(-1)
+  rows = (np.arange(len(values)) if rows is None
+          else np.asarray(rows, np.int64).reshape(-1))
+  if len(rows) != len(values):
+    raise ValueError(f"column {info.name!r}: {len(values)} values for "
+                     f"{len(rows)} rows; pass one row index per value.")
+  return SampleColumn(info, values, rows)
+
+
 @dataclasses.dataclass
 class FamilyOutput:
   """What a family returns: per-model metric entries, figures, notes.
@@ -31,6 +98,9 @@ class FamilyOutput:
     notes: sentences shown under the family's table.
     sections: markdown blocks shown after the table (e.g. ranked lists).
     findings: model -> short plain-language findings for its verdict.
+    per_sample: model -> {'generated': {column: SampleColumn}, 'real':
+      {column: SampleColumn}}: what the family already computed per row
+      (`add_column`); `gendiag.report.per_sample` joins them.
   """
   metrics: Dict[str, Dict[str, dict]] = dataclasses.field(default_factory=dict)
   figures: Dict[str, Figure] = dataclasses.field(default_factory=dict)
@@ -38,6 +108,13 @@ class FamilyOutput:
   sections: List[str] = dataclasses.field(default_factory=list)
   findings: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
   seconds: Optional[float] = None
+  per_sample: Dict[str, Dict[str, Dict[str, SampleColumn]]] = (
+      dataclasses.field(default_factory=dict))
+
+  def add_column(self, model: str, info: ColumnInfo, values, rows=None):
+    """Stores one per-sample column of `model` (see `sample_column`)."""
+    sides = self.per_sample.setdefault(model, {s: {} for s in SIDES})
+    sides[info.side][info.name] = sample_column(info, values, rows)
 
 
 @dataclasses.dataclass(frozen=True)

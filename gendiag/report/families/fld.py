@@ -213,6 +213,38 @@ def _bars_figure(models, fld_values, gap_values) -> Figure:
   return fig
 
 
+def _columns(cfg):
+  """The family's per-sample columns (ColumnInfo), by name."""
+  col = lambda name, higher, text, threshold=None: registry.ColumnInfo(
+      name, "fld", "generated", higher, text, threshold)
+  return {
+      "memorization_score": col(
+          "memorization_score", True,
+          "FLD's memorisation score O_j = max over training rows of "
+          "log N(x; g_j, v_j I) / d (Jiralerspong et al. 2023): high when "
+          "the sample's Gaussian sits on one training row"),
+      "nn_ratio": col(
+          "nn_ratio", False,
+          "nearest / second-nearest training distance; below the threshold "
+          "the sample is flagged as a copy of its nearest training row",
+          float(cfg["copy_threshold"])),
+      "nearest_train": col(
+          "nearest_train", None, "index of the nearest training row"),
+      "nearest_train_distance": col(
+          "nearest_train_distance", None,
+          "distance to the nearest training row"),
+  }
+
+
+def _add_columns(out, name, cfg, res, flags):
+  cols = _columns(cfg)
+  out.add_column(name, cols["memorization_score"], res.memorization_scores,
+                 res.generated_index)
+  out.add_column(name, cols["nn_ratio"], flags.ratio)
+  out.add_column(name, cols["nearest_train"], flags.train_index)
+  out.add_column(name, cols["nearest_train_distance"], flags.distance)
+
+
 def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   cfg = registry.family_config(inputs, "fld", **DEFAULTS)
   out = registry.FamilyOutput()
@@ -250,6 +282,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                       max_epochs=cfg["max_epochs"])
     flags = memorization.copy_flags(train, gen,
                                     threshold=cfg["copy_threshold"])
+    _add_columns(out, name, cfg, res, flags)
     auth = memorization.auth_pct(train, gen, key=k_auth,
                                  max_samples=cfg["auth_max_samples"])
     n_used = len(np.asarray(res.generated_index))

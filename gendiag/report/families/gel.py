@@ -264,6 +264,27 @@ def _reference(inputs, key, cfg, size, num_classes):
   }
 
 
+REAL_WEIGHT = registry.ColumnInfo(
+    "gel_real_weight", "gel", "real", False, "n x the real row's one-sample "
+    "GEL weight (1 = uniform; ~0: the model cannot account for it)")
+GENERATED_WEIGHT = registry.ColumnInfo(
+    "gel_generated_weight", "gel", "generated", False, "m x the sample's "
+    "two-sample GEL weight (the test's fit; < 1: over-represented)")
+
+
+def _add_columns(out, inputs, name, cap, modes, test):
+  """GEL's weights of the (capped) rows it used, from SOLVED fits only."""
+  for info, fit, w, set_name, n in (
+      (REAL_WEIGHT, modes.one_sample_status, modes.real_weights, "real",
+       len(inputs.real)),
+      (GENERATED_WEIGHT, test.status, test.generated_weights, name,
+       len(inputs.generated[name]))):
+    if int(fit) == gel_dual.SOLVED:
+      w = np.asarray(w, np.float64)
+      out.add_column(name, info, len(w) * w,
+                     sampling.subsample_index(inputs, set_name, n, cap))
+
+
 def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   """GEL statistic, p-value and class masses per model."""
   cfg = registry.family_config(inputs, "gel", **DEFAULTS)
@@ -302,6 +323,7 @@ def gel_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
         num_classes=num_classes, class_moments=cfg["class_moments"],
         drop_threshold=cfg["drop_threshold"], **common)
     dropped = [int(c) for c in np.flatnonzero(np.asarray(modes.dropped))]
+    _add_columns(out, inputs, name, cap, modes, test)
     divs = np.asarray(modes.class_divergence)
     level = float(cfg["level"])
     reps = np.asarray(bootstrap.mode_bootstrap(

@@ -108,6 +108,47 @@ NOTE = (
     "std, clipped to [0, 1].")
 
 
+def _columns(cfg):
+  """The family's per-sample columns (ColumnInfo), by name."""
+  col = lambda name, side, higher, text, threshold=None: registry.ColumnInfo(
+      name, "precision_recall", side, higher, text, threshold)
+  k_ipr, k_dc = cfg["ipr_k"], cfg["prdc_k"]
+  return {
+      "realism": col(
+          "realism", "generated", False,
+          f"realism score (Kynkaanniemi et al. 2019, k={k_ipr}): max over "
+          "real balls of radius at most the median of NND_k(x_i) / "
+          "|y - x_i|; below 1 = outside the pruned real manifold", 1.0),
+      "off_real_manifold": col(
+          "off_real_manifold", "generated", True,
+          f"1 when the sample lies in no real k-NN ball (k={k_ipr}, <=): it "
+          "does not count towards precision", 0.5),
+      "real_balls": col(
+          "real_balls", "generated", False,
+          f"number of real k-NN balls (k={k_dc}, <) holding the sample: the "
+          "density's numerator; 0 = off the real data"),
+      "uncovered": col(
+          "uncovered", "real", True,
+          f"1 when the real row's k-NN ball (k={k_dc}, <) holds no generated "
+          "sample: a real region the model misses (coverage)", 0.5),
+      "outside_generated_manifold": col(
+          "outside_generated_manifold", "real", True,
+          f"1 when the real row lies in no generated k-NN ball (k={k_ipr}, "
+          "<=): it does not count towards recall", 0.5),
+  }
+
+
+def _add_columns(out, name, cfg, ipr, dc):
+  cols = _columns(cfg)
+  out.add_column(name, cols["realism"], ipr.realism)
+  out.add_column(name, cols["off_real_manifold"],
+                 ~np.asarray(ipr.generated_in_real_manifold))
+  out.add_column(name, cols["real_balls"], dc.generated_neighbor_counts)
+  out.add_column(name, cols["uncovered"], ~np.asarray(dc.real_covered))
+  out.add_column(name, cols["outside_generated_manifold"],
+                 ~np.asarray(ipr.real_in_generated_manifold))
+
+
 def expected_coverage(num_real: int, num_generated: int, k: int) -> float:
   """E[coverage] when P = Q: 1 - prod_{i<k} (N-1-i) / (N-1+M-i) (Naeem)."""
   prod = 1.0
@@ -256,6 +297,7 @@ def precision_recall_family(inputs: EvalInputs,
     ipr, dc, prd_res, scores = _knn_and_prd(
         real, generated, cfg,
         (key_prd, key_sub, key_gen_b, key_real_b, key_prd_b), real_radii)
+    _add_columns(out, name, cfg, ipr, dc)
     expected = expected_coverage(len(real), len(generated), cfg["prdc_k"])
     unbalanced |= len(real) != len(generated)
     clf = prd_lib.classifier_pr_curve(
