@@ -153,6 +153,10 @@ CASES = {
     "fld": lambda: gendiag.fld(TRAIN, TEST, Y, key=KEY, max_epochs=2),
     "fld_baseline": lambda: gendiag.fld_baseline(TRAIN, TEST, key=KEY, size=20,
                                                  max_epochs=2),
+    "cmmd": lambda: [gendiag.cmmd(X, Y, estimator=e)
+                     for e in ("biased", "unbiased")],
+    "cmmd_test": lambda: gendiag.cmmd_test(X, Y, key=KEY, num_permutations=3,
+                                           num_resamples=2),
     "fid": lambda: gendiag.fid(X, Y),
     "fid_from_stats": lambda: gendiag.fid_from_stats(
         gendiag.frechet_stats(X), gendiag.frechet_stats(Y[:2])),
