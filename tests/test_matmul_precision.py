@@ -254,6 +254,7 @@ def _family_inputs():
       "image_scores": {"num_resamples": 2},
       "kid": {"num_subsets": 2, "subset_size": 10, "num_resamples": 2},
       "mmd": {"num_permutations": 3, "num_resamples": 2},
+      "cmmd": {"num_permutations": 3, "num_resamples": 2},
       "precision_recall": {"prd_clusters": 3, "prd_runs": 2,
                            "classifier_runs": 2, "classifier_steps": 2,
                            "num_resamples": 2},
@@ -273,6 +274,7 @@ def _family_inputs():
       train=TRAIN, test=TEST, config=config,
       real_spatial=X, generated_spatial={"a": Y, "b": np.float32(Y * 0.5)},
       real_logits=X, generated_logits={"a": Y, "b": np.float32(Y * 0.5)},
+      feature_family="clip",  # cmmd runs only on CLIP embeddings
       reference=FrechetReference(features=gendiag.frechet_stats(TEST),
                                  spatial=gendiag.frechet_stats(TEST)))
 

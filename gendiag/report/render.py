@@ -102,7 +102,10 @@ def render_markdown(inputs: EvalInputs, outputs: Dict[str, FamilyOutput],
   lines = ["# gendiag report", "",
            f"Real set: {inputs.real.shape[0]} samples x "
            f"{inputs.real.shape[1]} features. Models: {', '.join(models)}.",
-           "", "## Verdicts", ""]
+           ""]
+  if inputs.feature_space != "features":
+    lines += [f"Feature space: {inputs.feature_space}.", ""]
+  lines += ["## Verdicts", ""]
   simulated = any(inputs.failures.get(m) for m in models)
   head = ["model"] + (["simulated failure"] if simulated else []) + ["verdict"]
   lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
