@@ -48,6 +48,8 @@ def get_config(arg: str = ""):
       # The flax FID Inception against torch's TorchScript; weights: a file
       # (empty: $GENDIAG_FID_WHEEL or .ci/cache/; skipped without one).
       "inception_fid": dict(n=64, batch_size=32, weights=""),
+      # The flax DINOv2 ViT-S/14 against transformers' torch Dinov2Model.
+      "vit_dinov2_s14": dict(n=32, batch_size=16),
   })
   if arg == "smoke":
     for name in config.sizes:
@@ -56,6 +58,7 @@ def get_config(arg: str = ""):
           config.sizes[name][key] = 600
       config.sizes[name].d = 64
     config.sizes.inception_fid.update(n=4, batch_size=2)
+    config.sizes.vit_dinov2_s14.update(n=8, batch_size=4)
     config.sizes.kid.subset_size = 100
     config.sizes.kid.num_subsets = 5
     for name in config.sizes:

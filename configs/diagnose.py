@@ -27,6 +27,21 @@ Score (weights with the classifier) and, with --config.reference=
 VIRTUAL_*.npz (the ADM evaluator's reference batches), FID and sFID against
 the reference statistics.
 
+Images in DINOv2 space (every family on the CLS feature; fid is FD_DINOv2,
+dgm-eval's with ViT-L/14 and the default dgm_eval_dinov2 preprocessing),
+from a Hugging Face folder (facebook/dinov2-large) or the hub's
+dinov2_vitl14_pretrain.pth:
+
+  python experiments/diagnose.py --workdir=/tmp/gendiag \
+      --config.real=real_images/ --config.generated=modelA=samples/ \
+      --config.extractor=dinov2_vitl14 --config.weights=dinov2-large/
+
+In CLIP space (adds the cmmd family; CMMD's own setting is ViT-L/14@336px,
+openai/clip-vit-large-patch14-336 or OpenAI's ViT-L-14-336px.pt, with the
+default cmmd preprocessing): --config.extractor=clip_vit_l14_336
+--config.weights=clip-vit-large-patch14-336/. "dinov2" / "clip" take a
+checkpoint of any size.
+
 Smoke variant (seconds): --config=configs/diagnose.py:smoke
 """
 
@@ -43,9 +58,12 @@ def get_config(arg: str = ""):
   config.test = ""                # optional: held-out real features
   config.reference = ""           # optional: reference statistics (.npz)
   # Images in (paths above name images): the extractor and its weights.
-  config.extractor = ""           # "" (features) or "inception_fid"
-  config.weights = ""             # a weight file you have
-  config.preprocessing = "adm"    # adm, pytorch_fid, clean_fid, ...
+  config.extractor = ""           # "" (features), inception_fid, dinov2,
+  #                                 clip, dinov2_vitl14, clip_vit_l14_336...
+  config.weights = ""             # a weight file or folder you have
+  config.preprocessing = ""       # "": the extractor's (adm for Inception,
+  #   dgm_eval_dinov2, cmmd / openai_clip); or pytorch_fid, clean_fid,
+  #   torch_fidelity_dinov2, ... (gendiag.features.resize / vit_preprocess)
   config.batch_size = 50
   config.value_range = ""         # float images: 0,1 or -1,1 or 0,255
   config.cache_dir = "default"    # embeddings cache: default, DIR or off
@@ -70,6 +88,8 @@ def get_config(arg: str = ""):
       num_subsets=100, subset_size=1000, num_resamples=100, max_samples=5000))
   config.mmd = ml_collections.ConfigDict(dict(
       num_permutations=200, num_resamples=200, max_samples=2000, alpha=0.05))
+  config.cmmd = ml_collections.ConfigDict(dict(
+      num_permutations=200, num_resamples=100, max_samples=2000, alpha=0.05))
   config.precision_recall = ml_collections.ConfigDict(dict(
       ipr_k=3, prdc_k=5, prd_clusters=20, prd_runs=10, classifier_runs=3,
       classifier_steps=500, classifier_hidden=(),
@@ -107,6 +127,7 @@ def get_config(arg: str = ""):
     config.kid.update(num_subsets=10, subset_size=200, num_resamples=20)
     config.fld.update(top_k=3, num_seeds=2)
     config.mmd.update(num_permutations=50, num_resamples=20)
+    config.cmmd.update(num_permutations=50, num_resamples=20)
     config.gel.update(num_witnesses=32, num_permutations=20, num_resamples=8)
     config.frontiers.update(num_restarts=2, max_iters=100, num_resamples=30,
                             classifier_steps=200)

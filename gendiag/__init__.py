@@ -9,6 +9,9 @@ with its result type.
 from gendiag.metrics.cas import CASResult
 from gendiag.metrics.cas import classification_accuracy_score
 from gendiag.metrics.cas_training import Recipe as CASRecipe
+from gendiag.metrics.cmmd import cmmd
+from gendiag.metrics.cmmd import cmmd_test
+from gendiag.metrics.cmmd import CMMDResult
 from gendiag.metrics.data_copying import data_copying_test
 from gendiag.metrics.data_copying import DataCopyingResult
 from gendiag.metrics.fld import BaselineResult
@@ -80,6 +83,9 @@ __all__ = (
     "CASResult",
     "classification_accuracy_score",
     "CASRecipe",
+    "cmmd",
+    "cmmd_test",
+    "CMMDResult",
     "data_copying_test",
     "DataCopyingResult",
     "BaselineResult",

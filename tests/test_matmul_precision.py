@@ -153,6 +153,10 @@ CASES = {
     "fld": lambda: gendiag.fld(TRAIN, TEST, Y, key=KEY, max_epochs=2),
     "fld_baseline": lambda: gendiag.fld_baseline(TRAIN, TEST, key=KEY, size=20,
                                                  max_epochs=2),
+    "cmmd": lambda: [gendiag.cmmd(X, Y, estimator=e)
+                     for e in ("biased", "unbiased")],
+    "cmmd_test": lambda: gendiag.cmmd_test(X, Y, key=KEY, num_permutations=3,
+                                           num_resamples=2),
     "fid": lambda: gendiag.fid(X, Y),
     "fid_from_stats": lambda: gendiag.fid_from_stats(
         gendiag.frechet_stats(X), gendiag.frechet_stats(Y[:2])),
@@ -254,6 +258,7 @@ def _family_inputs():
       "image_scores": {"num_resamples": 2},
       "kid": {"num_subsets": 2, "subset_size": 10, "num_resamples": 2},
       "mmd": {"num_permutations": 3, "num_resamples": 2},
+      "cmmd": {"num_permutations": 3, "num_resamples": 2},
       "precision_recall": {"prd_clusters": 3, "prd_runs": 2,
                            "classifier_runs": 2, "classifier_steps": 2,
                            "num_resamples": 2},
@@ -273,6 +278,7 @@ def _family_inputs():
       train=TRAIN, test=TEST, config=config,
       real_spatial=X, generated_spatial={"a": Y, "b": np.float32(Y * 0.5)},
       real_logits=X, generated_logits={"a": Y, "b": np.float32(Y * 0.5)},
+      feature_family="clip",  # cmmd runs only on CLIP embeddings
       reference=FrechetReference(features=gendiag.frechet_stats(TEST),
                                  spatial=gendiag.frechet_stats(TEST)))
 

@@ -3,7 +3,7 @@
 import importlib
 
 MODULES = ("distances", "precision_recall", "frontiers", "gel", "fld",
-           "flows", "main_job", "inception")
+           "flows", "main_job", "inception", "vit")
 
 
 def load_all():

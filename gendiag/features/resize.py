@@ -193,15 +193,14 @@ def _size_pair(size) -> Tuple[int, int]:
   return int(size[0]), int(size[1])
 
 
-@functools.lru_cache(maxsize=64)
-def _taps(in_size: int, out_size: int, mode: str) -> Tuple[np.ndarray, np.ndarray]:
-  """The matrix as taps: (index, weight), each (k, out_size), k the widest row's support.
+def matrix_taps(matrix: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+  """A resize matrix as taps: (index, weight), each (k, out), k the widest row's support.
 
   Output j = sum_t weight[t, j] * input[index[t, j]]: row j of the matrix restricted to the
   columns from its first to its last non-zero (shifted inside [0, in) and padded with exact
   zeros to k taps). The same terms as the dense product without its zeros.
   """
-  matrix = _cached_matrix(in_size, out_size, mode)
+  in_size = matrix.shape[1]
   nonzero = matrix != 0.0
   first = nonzero.argmax(axis=1)
   last = in_size - 1 - nonzero[:, ::-1].argmax(axis=1)
@@ -209,6 +208,24 @@ def _taps(in_size: int, out_size: int, mode: str) -> Tuple[np.ndarray, np.ndarra
   index = np.minimum(first, in_size - k)[None, :] + np.arange(k)[:, None]
   weight = np.take_along_axis(matrix, index.T, axis=1).T
   return index, weight
+
+
+@functools.lru_cache(maxsize=64)
+def _taps(in_size: int, out_size: int, mode: str) -> Tuple[np.ndarray, np.ndarray]:
+  return matrix_taps(_cached_matrix(in_size, out_size, mode))
+
+
+def apply_taps(images: jax.Array, taps: Tuple[np.ndarray, np.ndarray], axis: int) -> jax.Array:
+  """out = A @ x along `axis` for A given as `matrix_taps(A)`, in float32 (no matmul)."""
+  index, weight = taps
+  shape = [1] * images.ndim
+  shape[axis] = index.shape[1]
+  out = None
+  for t in range(index.shape[0]):
+    term = (jnp.take(images, jnp.asarray(index[t]), axis=axis)
+            * jnp.asarray(weight[t], jnp.float32).reshape(shape))
+    out = term if out is None else out + term
+  return out
 
 
 def _apply(in_size: int, out_size: int, mode: str, images: jax.Array, axis: int) -> jax.Array:
@@ -223,18 +240,11 @@ def _apply(in_size: int, out_size: int, mode: str, images: jax.Array, axis: int)
   matrix = _cached_matrix(in_size, out_size, mode)
   if in_size == out_size and np.array_equal(matrix, np.eye(in_size)):
     return images  # a same-size resize is the identity in every peer
-  index, weight = _taps(in_size, out_size, mode)
-  shape = [1] * images.ndim
-  shape[axis] = out_size
-  out = None
-  for t in range(index.shape[0]):
-    term = (jnp.take(images, jnp.asarray(index[t]), axis=axis)
-            * jnp.asarray(weight[t], jnp.float32).reshape(shape))
-    out = term if out is None else out + term
-  return out
+  return apply_taps(images, _taps(in_size, out_size, mode), axis)
 
 
-def _check_images(images, name: str = "images") -> jax.Array:
+def check_images(images, name: str = "images") -> jax.Array:
+  """(n, H, W, C) uint8 or float images on the 0..255 scale, as float32; else ValueError."""
   if images.ndim != 4:
     raise ValueError(f"`{name}` must be (n, H, W, C) images; got shape "
                      f"{tuple(images.shape)} (a single image needs a leading "
@@ -266,7 +276,7 @@ def resize(images, size, *, mode: str) -> jax.Array:
   """
   _check_mode(mode)
   h, w = _size_pair(size)
-  x = _check_images(images)
+  x = check_images(images)
   x = _apply(x.shape[2], w, mode, x, axis=2)
   return _apply(x.shape[1], h, mode, x, axis=1)
 
@@ -378,5 +388,5 @@ def preprocess(images, preprocessing: Union[str, Preprocessing], *,
 
 
 __all__ = ("INCEPTION_SIZE", "PREPROCESSING", "Preprocessing", "RESIZE_MODES",
-           "SCALINGS", "get_preprocessing", "interpolation_matrix",
-           "preprocess", "resize")
+           "SCALINGS", "apply_taps", "check_images", "get_preprocessing",
+           "interpolation_matrix", "matrix_taps", "preprocess", "resize")

@@ -6,6 +6,7 @@ its `FAMILY` in `FAMILIES`; nothing registers itself on import.
 """
 
 from gendiag.report.families import cas
+from gendiag.report.families import cmmd
 from gendiag.report.families import fid
 from gendiag.report.families import fld
 from gendiag.report.families import frontiers
@@ -16,7 +17,7 @@ from gendiag.report.families import mmd
 from gendiag.report.families import precision_recall
 from gendiag.report.registry import by_name
 
-FAMILIES = (fid.FAMILY, image_scores.FAMILY, kid.FAMILY, mmd.FAMILY,
+FAMILIES = (fid.FAMILY, image_scores.FAMILY, kid.FAMILY, mmd.FAMILY, cmmd.FAMILY,
             fld.FAMILY, gel.FAMILY, precision_recall.FAMILY, cas.FAMILY,
             frontiers.FAMILY)
 

@@ -13,6 +13,11 @@ interval included, on held-out real rows in place of the model's samples
 (`sampling.reference_sets`, subsampled to the model's size), once per
 distinct model size; with the real set itself as the real side the shapes
 are the model's, so every program is reused.
+
+In DINOv2 space (images embedded by a DINOv2 tower) the same numbers are
+FD_DINOv2 (Stein et al. 2023, dgm-eval; torch-fidelity's FID with its
+dinov2 extractors), and the entries are named fd_dinov2,
+fd_dinov2_mean_term and fd_dinov2_trace_term.
 """
 
 import jax
@@ -103,8 +108,18 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     errors.append(float(fid_ci[1]) - fid)
   out.notes.append("FID intervals: estimate -+ z * standard error, from "
                    + " and ".join(sorted(methods)) + ".")
+  title = "FID"
+  if inputs.feature_family == "dinov2":
+    title = "FD_DINOv2"
+    out.metrics = {m: {k.replace("fid", "fd_dinov2", 1): v
+                       for k, v in entries.items()}
+                   for m, entries in out.metrics.items()}
+    out.notes.append(
+        "In DINOv2 space this Frechet distance is FD_DINOv2 (Stein et al. "
+        "2023): dgm-eval's number with ViT-L/14 and the dgm_eval_dinov2 "
+        "preprocessing, torch-fidelity's with torch_fidelity_dinov2.")
   out.figures["fid.png"] = render.bar_chart(
-      "FID (95% interval)", list(inputs.generated), values, errors)
+      f"{title} (95% interval)", list(inputs.generated), values, errors)
   return out
 
 
