@@ -11,6 +11,7 @@ setting reaches subprocesses and notebook kernels through the environment.
 import os
 
 import numpy as np
+from PIL import Image
 import pytest
 
 _OPT_FLAG = "--xla_backend_optimization_level"
@@ -88,3 +89,22 @@ def fid_inception(fid_wheel):
   """Real FID-Inception weights, read once per session."""
   from gendiag.features import inception_weights  # pylint: disable=g-import-not-at-top
   return inception_weights.load_inception(fid_wheel)
+
+
+def random_crops(image, n, seed, size):
+  """n random size x size crops of one image (seeded), for image folders."""
+  rng = np.random.default_rng(seed)
+  h, w = image.shape[:2]
+  out = []
+  for _ in range(n):
+    top, left = rng.integers(0, h - size), rng.integers(0, w - size)
+    out.append(image[top:top + size, left:left + size])
+  return out
+
+
+def image_folder(root, images):
+  """Writes `images` as numbered PNGs into a new folder `root`; returns it."""
+  os.makedirs(root)
+  for i, image in enumerate(images):
+    Image.fromarray(image).save(os.path.join(root, f"{i:03d}.png"))
+  return root

@@ -4,31 +4,22 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
 from sklearn.datasets import load_sample_images
 
 from configs import diagnose as diagnose_config
 from gendiag import io
 from gendiag.experiments import diagnose
+from tests.conftest import image_folder
+from tests.conftest import random_crops
 
 CROP = 96  # up-sampled to 299 by the TF1 resize
 
 
 def _crops(image, n, seed):
-  rng = np.random.default_rng(seed)
-  h, w = image.shape[:2]
-  out = []
-  for _ in range(n):
-    top, left = rng.integers(0, h - CROP), rng.integers(0, w - CROP)
-    out.append(image[top:top + CROP, left:left + CROP])
-  return out
+  return random_crops(image, n, seed, CROP)
 
 
-def _folder(root, images):
-  os.makedirs(root)
-  for i, image in enumerate(images):
-    Image.fromarray(image).save(os.path.join(root, f"{i:03d}.png"))
-  return root
+_folder = image_folder
 
 
 def test_two_image_folders_give_fid_sfid_and_every_family(fid_wheel,

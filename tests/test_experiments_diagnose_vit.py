@@ -8,13 +8,14 @@ import json
 import os
 
 import numpy as np
-from PIL import Image
 import pytest
 from sklearn.datasets import load_sample_images
 
 from configs import diagnose as diagnose_config
 from gendiag.experiments import diagnose
 from gendiag.features import extract
+from tests.conftest import image_folder
+from tests.conftest import random_crops
 
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
@@ -23,20 +24,10 @@ CROP = 64
 
 
 def _crops(image, n, seed):
-  rng = np.random.default_rng(seed)
-  h, w = image.shape[:2]
-  out = []
-  for _ in range(n):
-    top, left = rng.integers(0, h - CROP), rng.integers(0, w - CROP)
-    out.append(image[top:top + CROP, left:left + CROP])
-  return out
+  return random_crops(image, n, seed, CROP)
 
 
-def _folder(root, images):
-  os.makedirs(root)
-  for i, image in enumerate(images):
-    Image.fromarray(image).save(os.path.join(root, f"{i:03d}.png"))
-  return root
+_folder = image_folder
 
 
 def _save(model, folder):

@@ -102,8 +102,7 @@ def render_markdown(inputs: EvalInputs, outputs: Dict[str, FamilyOutput],
   lines = ["# gendiag report", "",
            f"Real set: {inputs.real.shape[0]} samples x "
            f"{inputs.real.shape[1]} features. Models: {', '.join(models)}.",
-           "", f"Feature space: {inputs.feature_space}: every score below "
-           "lives in it.",
+           "", f"Feature space: {inputs.feature_space}.",
            "", "## Verdicts", ""]
   simulated = any(inputs.failures.get(m) for m in models)
   head = ["model"] + (["simulated failure"] if simulated else []) + ["verdict"]
