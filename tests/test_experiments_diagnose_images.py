@@ -71,6 +71,13 @@ def test_two_image_folders_give_fid_sfid_and_every_family(fid_wheel,
   with open(os.path.join(workdir, "report.md")) as f:
     text = f.read()
   assert "sfid" in text and "Feature space: FID Inception pool3" in text
+  # The sample grids show the user's own images, read row by row.
+  for model in ("same", "other"):
+    grid = [f for f in os.listdir(workdir)
+            if f.startswith("samples_") and f.endswith(f"_{model}_least_real.png")]
+    assert len(grid) == 1 and grid[0] in text, model
+    assert os.path.getsize(os.path.join(workdir, grid[0])) > 2000
+  assert "No images of same" not in text
   with open(os.path.join(workdir, "metrics.json")) as f:
     assert json.load(f)["families"]["image_scores"]["metrics"]
 

@@ -112,6 +112,10 @@ def test_clip_folder_gives_cmmd(folders, tmp_path):
     for metric in ("cmmd", "cmmd_unbiased", "cmmd_p_value", "fid"):
       assert np.isfinite(entry[metric]["value"]), (name, metric)
     assert entry["cmmd"]["value"] >= 0.0
+    # google-research's number as that peer reports it (no interval); its
+    # unbiased twin carries the interval.
+    lo, hi = entry["cmmd_unbiased"]["ci"]
+    assert lo <= entry["cmmd_unbiased"]["value"] <= hi, name
   cached = [json.loads(str(np.load(p)["__metadata__"]))
             for p in (tmp_path / "cache").glob("*.npz")]
   assert {c["extractor"] for c in cached} == {"clip"}

@@ -302,3 +302,13 @@ def test_fingerprints_change_exactly_when_the_images_may_have(folder, tmp_path, 
   floats = stack.astype(np.float32)
   assert (im.open_images(floats, value_range=(0, 255)).fingerprint()
           != im.open_images(floats / 255, value_range=(0, 1)).fingerprint())
+
+
+def test_image_rows_read_one_image_each_as_uint8():
+  rng = np.random.default_rng(0)
+  pixels = rng.uniform(0, 1, (5, 6, 7, 3)).astype(np.float32)
+  rows = im.ImageRows(im.open_images(pixels, value_range=(0, 1)))
+  assert len(rows) == 5
+  third = rows[np.int64(2)]
+  assert third.dtype == np.uint8 and third.shape == (6, 7, 3)
+  np.testing.assert_array_equal(third, np.round(pixels[2] * 255.0))

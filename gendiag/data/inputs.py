@@ -48,6 +48,9 @@ class EvalInputs:
     test: held-out real features never seen by the generator (FLD).
     images: optional name -> image arrays ('real', 'train' or a model name)
       for families that need pixels (CAS, image grids).
+    image_rows: name -> row-indexable images for the report's sample grids
+      only (`rows[i]` is image i, read on demand: the image front-end's
+      `features.images.ImageRows`); used where `images` lacks the set.
     failures: model name -> the known failure of a simulated model.
     config: family hyperparameters (an ml_collections ConfigDict or dict).
     feature_space: the space `real` and `generated` live in, stated in the
@@ -75,6 +78,7 @@ class EvalInputs:
   train: Optional[np.ndarray] = None
   test: Optional[np.ndarray] = None
   images: Dict[str, np.ndarray] = dataclasses.field(default_factory=dict)
+  image_rows: Dict[str, Any] = dataclasses.field(default_factory=dict)
   failures: Dict[str, str] = dataclasses.field(default_factory=dict)
   config: Any = dataclasses.field(default_factory=dict)
   feature_space: str = ("the features passed in (their extractor is not "

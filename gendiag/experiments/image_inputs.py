@@ -21,6 +21,7 @@ import numpy as np
 
 from gendiag import io
 from gendiag.data.inputs import EvalInputs
+from gendiag.features import images
 from gendiag.experiments import extract_features
 
 
@@ -30,6 +31,7 @@ class EmbeddedSets:
   sets: Dict[str, Dict[str, np.ndarray]]
   models: Dict[str, str]   # model name -> its key in `sets`
   metadata: dict
+  sources: Dict[str, object] = dataclasses.field(default_factory=dict)
 
   def main(self, name: str) -> np.ndarray:
     """The set's main feature (pool3, DINOv2's CLS, CLIP's embedding)."""
@@ -47,12 +49,15 @@ def embed_sets(config) -> EmbeddedSets:
   for field in ("train", "test"):
     if config.get(field, ""):
       paths[field] = config[field]
-  sets, metadata = {}, {}
+  sets, metadata, sources = {}, {}, {}
   for name, path in paths.items():
-    embedding = extract_features.embed(config, path, name)
+    sources[name] = images.open_images(
+        path, value_range=extract_features.value_range(config.value_range),
+        name=name)
+    embedding = extract_features.embed(config, sources[name], name)
     sets[name] = embedding.features
     metadata = embedding.metadata
-  return EmbeddedSets(sets, models, metadata)
+  return EmbeddedSets(sets, models, metadata, sources)
 
 
 def feature_space(metadata: dict) -> str:
@@ -63,11 +68,18 @@ def feature_space(metadata: dict) -> str:
 
 
 def add_image_outputs(inputs: EvalInputs, embedded: EmbeddedSets) -> None:
-  """Adds spatial features, unbiased logits and the feature space."""
+  """Adds spatial features, unbiased logits, the feature space and the
+  sets' images for the report's grids (read row by row on demand)."""
   real = embedded.sets["real"]
   generated = {m: embedded.sets[k] for m, k in embedded.models.items()}
   inputs.feature_space = feature_space(embedded.metadata)
   inputs.feature_family = embedded.metadata["family"]
+  # The report's grids read the few rows they show, never whole sets.
+  rows = {m: embedded.sources[k] for m, k in embedded.models.items()
+          if k in embedded.sources}
+  rows.update({k: embedded.sources[k] for k in ("real", "train")
+               if k in embedded.sources})
+  inputs.image_rows = {k: images.ImageRows(v) for k, v in rows.items()}
   if "spatial" in real:
     inputs.real_spatial = real["spatial"]
     inputs.generated_spatial = {m: v["spatial"] for m, v in generated.items()}

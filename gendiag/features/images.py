@@ -98,6 +98,26 @@ class ImageSource:
     return rows
 
 
+
+class ImageRows:
+  """Row i of an `ImageSource` as one (H, W, 3) uint8 image, read on demand.
+
+  For pictures of a few chosen rows (the report's sample grids) without
+  holding a set's pixels in memory: `rows[i]` reads image i only.
+  """
+
+  def __init__(self, source: ImageSource):
+    self.source = source
+
+  def __len__(self) -> int:
+    return len(self.source)
+
+  def __getitem__(self, i) -> np.ndarray:
+    image = np.asarray(self.source.read_rows([int(i)])[0])
+    if image.dtype != np.uint8:   # float on the 0..255 scale
+      image = np.clip(np.round(image), 0, 255).astype(np.uint8)
+    return image
+
 def _layout(shape, label: str) -> str:
   """'nhw', 'nhwc' or 'nchw' by the module docstring's rule."""
   if len(shape) in (3, 4) and min(shape) >= 1:

@@ -254,7 +254,7 @@ def sample_figures(inputs: EvalInputs,
   except ValueError as e:
     projection = None
     lines += [f"- 2-D map skipped: {e}", ""]
-  images = inputs.images
+  images = {**inputs.image_rows, **inputs.images}
   for i, (model, sides) in enumerate(tables.items()):
     g, r = sides["generated"], sides.get("real")
     lines += [f"### {model}" + (f" ({inputs.failures[model]})"

@@ -66,6 +66,9 @@ def cmmd_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
           f"differs detectably from the real images in CLIP space (CMMD "
           f"test p = {float(test.p_value):.2g})"]
     values.append(float(value))
+  out.notes.append("cmmd is google-research/cmmd's number as that peer "
+                   "reports it, without an interval; cmmd_unbiased carries "
+                   "the interval (bootstrap) and cmmd_p_value its test.")
   out.figures["cmmd.png"] = render.bar_chart(
       "CMMD (biased, x1000)", list(inputs.generated), values,
       None)
