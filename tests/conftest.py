@@ -20,6 +20,23 @@ if _OPT_FLAG not in os.environ.get("XLA_FLAGS", ""):
       os.environ.get("XLA_FLAGS", "") + f" {_OPT_FLAG}=0").strip()
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _free_compiled_programs():
+  """Drops JAX's compiled programs after each test file.
+
+  Every executable XLA:CPU keeps alive holds three memory mappings (code,
+  constants, data). A worker that runs ~700 tests compiles over 20,000
+  programs, and past the kernel's vm.max_map_count (65,530 by default) the
+  next compilation segfaults. Clearing JAX's caches between files keeps a
+  worker's mappings bounded by one file's programs.
+  """
+  yield
+  import gc  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.clear_caches()
+  gc.collect()
+
+
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory):
   """(workdir, metrics.json) of the main job's smoke config, run once.
