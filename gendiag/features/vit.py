@@ -217,18 +217,25 @@ def _layer_norm(config, name):
 
 class Attention(nn.Module):
   """Multi-head self-attention, fused qkv (columns [q | k | v], heads
-  contiguous), softmax(q k^T / sqrt(d_head)) v, then the output Dense."""
+  contiguous), softmax(q k^T / sqrt(d_head)) v, then the output Dense.
+
+  Takes and returns tokens flattened to (n t, d). q, k and v are moved to
+  heads-major (n, h, t, c) before the two batched matmuls: XLA:CPU runs
+  them about twice as fast there as on the (n, t, h, c) layout.
+  """
   heads: int
+  tokens: int
 
   @nn.compact
   def __call__(self, x):
-    n, t, d = x.shape
-    qkv = _dense(3 * d, "qkv")(x).reshape(n, t, 3, self.heads, d // self.heads)
-    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
-    logits = jnp.einsum("nqhc,nkhc->nhqk", q, k, precision=HIGHEST)
-    weights = jax.nn.softmax(logits / math.sqrt(d // self.heads), axis=-1)
-    out = jnp.einsum("nhqk,nkhc->nqhc", weights, v, precision=HIGHEST)
-    return _dense(d, "out")(out.reshape(n, t, d))
+    d = x.shape[-1]
+    n, t, h = x.shape[0] // self.tokens, self.tokens, self.heads
+    qkv = _dense(3 * d, "qkv")(x).reshape(n, t, 3, h, d // h)
+    q, k, v = qkv.transpose(2, 0, 3, 1, 4)
+    logits = jnp.einsum("nhqc,nhkc->nhqk", q, k, precision=HIGHEST)
+    weights = jax.nn.softmax(logits / math.sqrt(d // h), axis=-1)
+    out = jnp.einsum("nhqk,nhkc->nhqc", weights, v, precision=HIGHEST)
+    return _dense(d, "out")(out.transpose(0, 2, 1, 3).reshape(n * t, d))
 
 
 class MLP(nn.Module):
@@ -250,15 +257,17 @@ class MLP(nn.Module):
 
 class Block(nn.Module):
   """x += ls1 * attn(ln1 x); x += ls2 * mlp(ln2 x) (ls = 1 without
-  LayerScale). A scan body: (x, None) -> (x, None)."""
+  LayerScale). A scan body: (x, None) -> (x, None), x the (n t, d) tokens
+  (2-D: XLA:CPU's dense layers run faster than on (n, t, d))."""
   config: ViTConfig
+  tokens: int
 
   @nn.compact
   def __call__(self, x, unused):
     del unused
     c = self.config
     ones = nn.initializers.ones
-    h = Attention(c.heads, name="attn")(_layer_norm(c, "ln1")(x))
+    h = Attention(c.heads, self.tokens, name="attn")(_layer_norm(c, "ln1")(x))
     if c.layer_scale:
       h = h * self.param("ls1", ones, (c.hidden,))
     x = x + h
@@ -295,8 +304,9 @@ class VisionTransformer(nn.Module):
       x = _layer_norm(c, "ln_pre")(x)
     blocks = nn.scan(Block, variable_axes={"params": 0},
                      split_rngs={"params": True}, length=c.depth)
-    x, _ = blocks(c, name="blocks")(x, None)
-    pooled = _layer_norm(c, "ln_final")(x[:, 0])
+    t = x.shape[1]
+    x, _ = blocks(c, t, name="blocks")(x.reshape(n * t, c.hidden), None)
+    pooled = _layer_norm(c, "ln_final")(x.reshape(n, t, c.hidden)[:, 0])
     out = {"pooled": pooled}
     if c.projection_dim:
       proj = self.param("proj", nn.initializers.lecun_normal(),

@@ -27,7 +27,11 @@ own front-end. `VIT_PREPROCESSING` names each one:
 
 Pillow resizes a uint8 image in two passes (width, then height), rounding
 each to uint8 (floor(x + 0.5), clipped to [0, 255]); the "quantize" peers
-reproduce that rounding after each pass. Each resize is the separable
+reproduce that rounding after each pass. A float input (0..255 scale) is
+rounded after each pass too, but not before the first, so it reproduces
+a peer only when its values are integers; the peers convert to uint8
+first, so round float images to uint8 yourself to match them. Each resize
+is the separable
 matrix of `gendiag.features.resize.interpolation_matrix` with the crop
 folded in (a crop after a resize keeps rows of the matrix; a crop before
 one pads its columns), applied as sums over taps in float32 (no matmul).
