@@ -496,3 +496,22 @@ def test_fld_under_jit_and_vmap_over_keys():
       keys[0])
   np.testing.assert_allclose(batched, direct, atol=1e-3)
   np.testing.assert_allclose(float(jitted), direct[0], atol=1e-3)
+
+
+def test_fit_uses_key_exactly_when_a_key_changes_the_fit():
+  train, test, gen = _mixture_sets(4, n_train=60, n_test=30, n_gen=20, d=4)
+  run = lambda key, **kw: fld_lib.fld(train, test, gen, key=jax.random.key(
+      key), baseline_nll=0.0, max_epochs=8, **kw)
+  # One Adam batch, no cap: every key gives bitwise the same fit.
+  assert not fld_lib.fit_uses_key(60, 20, max_generated=20, batch_size=60)
+  a, b = run(0, max_generated=20), run(1, max_generated=20)
+  assert float(a.gap) == float(b.gap) and float(a.fld) == float(b.fld)
+  np.testing.assert_array_equal(a.log_variances, b.log_variances)
+  # A cap on the generated set: the key draws the subset.
+  assert fld_lib.fit_uses_key(60, 20, max_generated=15, batch_size=60)
+  assert float(run(0, max_generated=15).gap) != float(
+      run(1, max_generated=15).gap)
+  # Several batches: the key sets the row order.
+  assert fld_lib.fit_uses_key(60, 20, max_generated=20, batch_size=25)
+  assert float(run(0, max_generated=20, batch_size=25).gap) != float(
+      run(1, max_generated=20, batch_size=25).gap)

@@ -147,8 +147,7 @@ def assign(x: jax.Array, centroids: jax.Array, *,
   results come back replicated.
   """
   if mesh is None:
-    dist, idx = knn.knn(x, centroids, k=1, block_size=block_size)
-    return idx[:, 0], dist[:, 0] ** 2
+    return _nearest_centroid(x, centroids, block_size)
   spec = PartitionSpec(tuple(mesh.axis_names))
   labels, sq = jax.shard_map(
       lambda xl, c: assign(xl, c, block_size=block_size), mesh=mesh,
@@ -157,6 +156,31 @@ def assign(x: jax.Array, centroids: jax.Array, *,
   n = x.shape[0]
   return (sharding.unshard_rows(labels, n, mesh),
           sharding.unshard_rows(sq, n, mesh))
+
+
+# Up to this many clusters, Lloyd's two steps take a shortcut on CPU: the
+# assignment is one matmul and an argmin over (rows, k) blocks of at most
+# ASSIGN_BLOCK_BYTES (no padded copy of x for row blocks; ~2.4x faster at
+# k = 20), and the update sums by one-hot matmul (2 n k d FLOPs) instead of
+# a scatter, which is serial on XLA:CPU and, under vmap over runs (PRD,
+# restarts), copies x once per run. Above it `knn`'s blocked search and the
+# scatter are faster (measured at k = 2000, d = 300).
+FEW_CLUSTERS = 64
+ASSIGN_BLOCK_BYTES = 1 << 25
+
+
+def _nearest_centroid(x, centroids, block_size):
+  """(labels, squared distances) of the nearest centroid; ties go to the
+  lower index (as `knn`)."""
+  if centroids.shape[0] > FEW_CLUSTERS:
+    dist, idx = knn.knn(x, centroids, k=1, block_size=block_size)
+    return idx[:, 0], dist[:, 0] ** 2
+  rows = max(block_size, ASSIGN_BLOCK_BYTES // (4 * centroids.shape[0]))
+
+  def nearest(xb, _):
+    d2 = distances.sq_distances(xb, centroids)
+    return jnp.argmin(d2, axis=1).astype(jnp.int32), jnp.min(d2, axis=1)
+  return distances.map_row_blocks(nearest, x, block_size=rows)
 
 
 def _init_plus_plus(key, x, k, block_size):
@@ -183,16 +207,20 @@ def _init_plus_plus(key, x, k, block_size):
 
 
 def _sq_dist_to(x, point, block_size):
-  return distances.map_row_blocks(
-      lambda xb, _: jnp.sum((xb - point) ** 2, axis=1), x,
-      block_size=block_size)
+  del block_size   # a fused elementwise reduction: no (n, d) temporary
+  return jnp.sum((x - point) ** 2, axis=1)
 
 
 def _update(x, labels, sq_dists, k):
   """New centroids; empty clusters re-seeded at the farthest points."""
-  sums = jax.ops.segment_sum(x, labels, num_segments=k)
-  counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), labels,
-                               num_segments=k)
+  if k <= FEW_CLUSTERS:   # see FEW_CLUSTERS
+    one_hot = jax.nn.one_hot(labels, k, dtype=x.dtype)
+    sums = jnp.matmul(one_hot.T, x, precision=linalg.HIGHEST)
+    counts = jnp.sum(one_hot, axis=0)
+  else:
+    sums = jax.ops.segment_sum(x, labels, num_segments=k)
+    counts = jax.ops.segment_sum(jnp.ones(x.shape[0], x.dtype), labels,
+                                 num_segments=k)
   centroids = sums / jnp.maximum(counts, 1.0)[:, None]
   empty = counts == 0
   _, farthest = lax.top_k(sq_dists, min(k, x.shape[0]))

@@ -69,6 +69,7 @@ from gendiag.metrics.fld.metric import BaselineResult
 from gendiag.metrics.fld.metric import default_baseline_size
 from gendiag.metrics.fld.metric import fld
 from gendiag.metrics.fld.metric import fld_baseline
+from gendiag.metrics.fld.metric import fit_uses_key
 from gendiag.metrics.fld.metric import FLDResult
 from gendiag.metrics.fld.mixture import mixture_nll
 
@@ -77,6 +78,7 @@ __all__ = (
     "MixtureFit",
     "BaselineResult",
     "default_baseline_size",
+    "fit_uses_key",
     "fld",
     "fld_baseline",
     "FLDResult",

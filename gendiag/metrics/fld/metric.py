@@ -227,6 +227,20 @@ def default_baseline_size(num_train: int, num_generated: int,
   return min(n, num_train // 2)
 
 
+def fit_uses_key(num_train: int, num_generated: int,
+                 max_generated: Optional[int] = 10_000,
+                 batch_size: int = 10_000) -> bool:
+  """Whether `fld`'s model fit depends on its key.
+
+  The key draws the generated subset (only when N > max_generated) and the
+  fit's row order (only when the training set spans more than one Adam
+  batch); otherwise every key gives bitwise the same fit, test NLLs and
+  gap, and only the baseline's split (`fld_baseline`) varies with it.
+  """
+  capped = max_generated is not None and num_generated > max_generated
+  return capped or num_train > batch_size
+
+
 def fld_baseline(train: jax.Array, test: jax.Array, *, key: jax.Array,
                  size: int, init: str = "nearest", lr: float = 0.5,
                  max_epochs: int = 50, batch_size: int = 10_000,
