@@ -118,3 +118,25 @@ def test_bad_inputs(blobs):
   with pytest.raises(ValueError, match="same feature"):
     quantize.cluster_histograms(x, x[:, :3], key=jax.random.key(0),
                                 num_clusters=3)
+
+
+def test_few_cluster_shortcut_equals_the_blocked_search_and_scatter(
+    rng, monkeypatch):
+  """k <= FEW_CLUSTERS (matmul + argmin, one-hot sums) against the knn
+  search and segment_sum path, forced by lowering the threshold."""
+  x = np.float32(rng.normal(size=(3000, 16)))
+  centroids = x[:10]
+  fast_labels, fast_sq = quantize.assign(x, centroids, block_size=512)
+  fast_fit = quantize.kmeans(x, key=jax.random.key(3), num_clusters=10,
+                             num_restarts=2)
+  monkeypatch.setattr(quantize, "FEW_CLUSTERS", 0)
+  jax.clear_caches()   # the threshold is read at trace time
+  slow_labels, slow_sq = quantize.assign(x, centroids, block_size=512)
+  slow_fit = quantize.kmeans(x, key=jax.random.key(3), num_clusters=10,
+                             num_restarts=2)
+  np.testing.assert_array_equal(fast_labels, slow_labels)
+  np.testing.assert_allclose(fast_sq, slow_sq, rtol=1e-5, atol=1e-4)
+  np.testing.assert_array_equal(fast_fit.labels, slow_fit.labels)
+  np.testing.assert_allclose(fast_fit.centroids, slow_fit.centroids,
+                             rtol=1e-5, atol=1e-5)
+  jax.clear_caches()
