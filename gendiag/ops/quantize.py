@@ -183,13 +183,13 @@ def _nearest_centroid(x, centroids, block_size):
   return distances.map_row_blocks(nearest, x, block_size=rows)
 
 
-def _init_plus_plus(key, x, k, block_size):
+def _init_plus_plus(key, x, k):
   """k-means++: each new centre drawn with probability prop. to D(x)^2."""
   n = x.shape[0]
   key_first, key_rest = jax.random.split(key)
   first = jax.random.randint(key_first, (), 0, n)
   centroids = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(x[first])
-  min_sq = _sq_dist_to(x, x[first], block_size)
+  min_sq = _sq_dist_to(x, x[first])
 
   def body(i, state):
     cents, best = state
@@ -200,14 +200,14 @@ def _init_plus_plus(key, x, k, block_size):
     logits = jnp.where(total > 0, logits, jnp.zeros_like(logits))
     pick = jax.random.categorical(jax.random.fold_in(key_rest, i), logits)
     cents = cents.at[i].set(x[pick])
-    return cents, jnp.minimum(best, _sq_dist_to(x, x[pick], block_size))
+    return cents, jnp.minimum(best, _sq_dist_to(x, x[pick]))
 
   centroids, _ = lax.fori_loop(1, k, body, (centroids, min_sq))
   return centroids
 
 
-def _sq_dist_to(x, point, block_size):
-  del block_size   # a fused elementwise reduction: no (n, d) temporary
+def _sq_dist_to(x, point):
+  # A fused elementwise reduction: no (n, d) temporary, no padded copy.
   return jnp.sum((x - point) ** 2, axis=1)
 
 
@@ -228,14 +228,14 @@ def _update(x, labels, sq_dists, k):
   return jnp.where(empty[:, None], x[farthest[rank]], centroids)
 
 
-def _initial_centroids(key, x, k, init, block_size):
+def _initial_centroids(key, x, k, init):
   if init == "k-means++":
-    return _init_plus_plus(key, x, k, block_size)
+    return _init_plus_plus(key, x, k)
   return x[jax.random.choice(key, x.shape[0], (k,), replace=False)]
 
 
 def _kmeans_single(key, x, *, k, max_iters, tol, init, block_size):
-  centroids = _initial_centroids(key, x, k, init, block_size)
+  centroids = _initial_centroids(key, x, k, init)
   threshold = tol * jnp.mean(jnp.var(x, axis=0))
 
   def cond(state):
@@ -275,7 +275,7 @@ def _kmeans_single_sharded(key, x, *, k, max_iters, tol, init, block_size,
   n = x.shape[0]
   axes = tuple(mesh.axis_names)
   spec = PartitionSpec(axes)
-  centroids = _initial_centroids(key, x, k, init, block_size)
+  centroids = _initial_centroids(key, x, k, init)
   threshold = tol * jnp.mean(jnp.var(x, axis=0))
   num_far = min(k, n)
 
