@@ -159,3 +159,33 @@ def test_bad_inputs_are_cast_or_refused():
     frechet_delta.fid_standard_error(x * 1e20, y)
   with pytest.raises(ValueError, match="NaN"):
     frechet_delta.fid_standard_error(np.where(x == 0, np.nan, x), y)
+
+
+def test_shared_real_side_gives_each_models_result():
+  """One real_side for several models: the numbers of the plain calls
+  (fails if the shared basis or whitened rows are off), and the float64
+  transcription's standard errors."""
+  rng = np.random.default_rng(7)
+  d = 12
+  x = (rng.normal(size=(500, d)) @ (np.eye(d) + 0.2 * rng.normal(
+      size=(d, d)))).astype(np.float32)
+  side = frechet_delta.real_side(x)
+  for shift in (0.0, 0.5):
+    y = (rng.normal(size=(450, d)) * 1.1 + shift).astype(np.float32)
+    plain = frechet_delta.fid_standard_error(x, y)
+    shared = frechet_delta.fid_standard_error(x, y, real_side=side)
+    for field in ("fid", "mean_term", "trace_term", "fid_se", "mean_term_se",
+                  "trace_term_se"):
+      np.testing.assert_allclose(float(getattr(shared, field)),
+                                 float(getattr(plain, field)), rtol=1e-5,
+                                 atol=1e-7, err_msg=field)
+    want = _np_standard_errors(x.astype(np.float64), y.astype(np.float64))
+    np.testing.assert_allclose(float(shared.fid_se), want[0], rtol=2e-3)
+
+
+def test_real_side_of_another_set_is_refused():
+  rng = np.random.default_rng(8)
+  x = rng.normal(size=(50, 4)).astype(np.float32)
+  side = frechet_delta.real_side(x[:40])
+  with pytest.raises(ValueError, match="real_side"):
+    frechet_delta.fid_standard_error(x, x + 1.0, real_side=side)

@@ -67,7 +67,9 @@ class FrechetResult:
 
 
 @jax.jit
-def _stats(x):
+def gaussian_stats(x: jax.Array) -> FrechetStats:
+  """`FrechetStats` of float32 rows, without `frechet_stats`'s input checks
+  (for use inside jitted code whose caller checked x)."""
   mean, cov = linalg.mean_and_covariance(x)
   factor = linalg.covariance_factor(x, mean, cov)
   return FrechetStats(mean=mean, cov=cov, factor=factor,
@@ -85,7 +87,7 @@ def frechet_stats(x: jax.Array) -> FrechetStats:
   _checks.check_addressable("frechet_stats", x=x)
   x = _checks.check_features(x, "x", min_rows=2)
   _checks.check_range(x, "x")
-  return _stats(x)
+  return gaussian_stats(x)
 
 
 @jax.jit
@@ -127,7 +129,7 @@ def fid(real: jax.Array, generated: jax.Array) -> FrechetResult:
   _checks.check_addressable("fid", real=real, generated=generated)
   real, generated = _checks.check_pair(real, generated, min_rows=2)
   _checks.fit_range((real, generated), ("real", "generated"), invariant=False)
-  result = _fid_from_stats(_stats(real), _stats(generated))
+  result = _fid_from_stats(gaussian_stats(real), gaussian_stats(generated))
   _checks.check_finite_result(result, "FID")
   return result
 
@@ -247,7 +249,7 @@ def fid_bootstrap(real: jax.Array, generated: jax.Array, *, key: jax.Array,
   _checks.check_positive_int(num_resamples, "num_resamples", minimum=2)
   replicates = fid_term_replicates(real, generated, key,
                                    num_resamples=num_resamples)[:, 0]
-  value = _fid_from_stats(_stats(real), _stats(generated)).fid
+  value = _fid_from_stats(gaussian_stats(real), gaussian_stats(generated)).fid
   low, high = intervals.normal_interval(value, replicates, level=level)
   return FIDBootstrapResult(fid=value, ci_low=low, ci_high=high,
                             replicates=replicates,

@@ -50,7 +50,13 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   out = registry.FamilyOutput()
   real_stats = frechet.frechet_stats(inputs.real)
   real = jnp.asarray(inputs.real, jnp.float32)
-  values, errors, refs = [], [], {}
+  values, errors, refs, sides = [], [], {}, {}
+
+  def side_of(real_x):
+    """The real set's `real_side`, once per real set (models share it)."""
+    if id(real_x) not in sides:
+      sides[id(real_x)] = (real_x, frechet_delta.real_side(real_x))
+    return sides[id(real_x)][1]
 
   def fid_entries(real_x, real_st, features, key_boot, reference=None):
     """{fid, fid_mean_term, fid_trace_term} entries with intervals."""
@@ -59,7 +65,8 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     delta = cfg["interval"] == "delta" or (cfg["interval"] == "auto"
                                            and full_rank)
     if delta:  # fid_standard_error computes the FID too: use its values
-      se = res = frechet_delta.fid_standard_error(real_x, features)
+      se = res = frechet_delta.fid_standard_error(
+          real_x, features, real_side=side_of(real_x))
       estimates = [res.fid, res.mean_term, res.trace_term]
       ses = [se.fid_se, se.mean_term_se, se.trace_term_se]
       fid_ci = ci_lib.standard_error_intervals(
