@@ -73,6 +73,33 @@ def test_kernel_matvec(data, block_size):
   np.testing.assert_allclose(got, gram @ v, rtol=1e-5)
 
 
+# 37 rows: block sizes giving 1 block, 2 -> 3 blocks (padding), 5 and 9
+# (odd counts, a partial last block) and one row per block.
+@pytest.mark.parametrize("block_size", [1, 5, 8, 19, 37, 100])
+@pytest.mark.parametrize("exclude_diagonal", [False, True])
+@pytest.mark.parametrize("columns", [None, 3])
+def test_gram_matvec_uses_symmetry_with_the_full_products_result(
+    data, block_size, exclude_diagonal, columns):
+  """Half the kernel blocks, transposed products for the other half: K v
+  of the whole Gram matrix (fails if a block pair is missed, doubled, or
+  padding leaks in), for the polynomial kernel too (k(x, 0) != 0)."""
+  x, _ = data
+  shape = (37,) if columns is None else (37, columns)
+  v = (np.arange(np.prod(shape), dtype=np.float32).reshape(shape) / 50
+       - 0.3)
+  for kernel, gram in (
+      (kernels.Gaussian(bandwidth=1.5),
+       np.exp(-np_sq_distances(x, x) / (2 * 1.5 ** 2))),
+      (kernels.Polynomial(drop_constant=False),
+       (x.astype(np.float64) @ x.T / 6 + 1) ** 3)):
+    if exclude_diagonal:
+      np.fill_diagonal(gram, 0.0)
+    got = distances.gram_matvec(kernel, x, v, exclude_diagonal=exclude_diagonal,
+                                block_size=block_size)
+    assert got.shape == shape
+    np.testing.assert_allclose(got, gram @ v, rtol=2e-5, atol=2e-5)
+
+
 def test_map_row_blocks_jit_matches_eager(data):
   x, _ = data
   fn = lambda b, start: jnp.sum(b, axis=1) + start  # pylint: disable=g-long-lambda

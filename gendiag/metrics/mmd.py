@@ -86,10 +86,10 @@ def mmd2(x, y, kernel, estimator, block_size, mesh=None):
          - kernel.paired(x1, y2) - kernel.paired(x2, y1))
     return jnp.mean(h)
   unbiased = estimator == "unbiased"
-  s_xx = distances.kernel_sum(kernel, x, x, exclude_diagonal=unbiased,
-                              block_size=block_size, mesh=mesh)
-  s_yy = distances.kernel_sum(kernel, y, y, exclude_diagonal=unbiased,
-                              block_size=block_size, mesh=mesh)
+  # K_XX and K_YY are symmetric: half their blocks (`gram_matvec`).
+  s_xx, s_yy = (jnp.sum(distances.gram_matvec(
+      kernel, a, jnp.ones((a.shape[0],), a.dtype), exclude_diagonal=unbiased,
+      block_size=block_size, mesh=mesh)) for a in (x, y))
   s_xy = distances.kernel_sum(kernel, x, y, block_size=block_size, mesh=mesh)
   return combine_sums(s_xx, s_yy, s_xy, n, m, estimator)
 
@@ -207,7 +207,8 @@ def permutation_statistics(pooled, kernel, key, n, num_permutations,
   With u the 0/1 indicator of "real" rows and K0 the pooled Gram matrix with
   zero diagonal: S_XX' = u^T K0 u, S_XY = u^T K0 1 - S_XX', and
   S_YY' = 1^T K0 1 - 2 u^T K0 1 + S_XX'. One blocked pass computes K0 U for
-  every indicator column U at once, so the kernel is evaluated once.
+  every indicator column U (and 1) at once, over half the kernel blocks
+  (`distances.gram_matvec`: K0 is symmetric).
   """
   total = pooled.shape[0]
   m = total - n
@@ -215,12 +216,11 @@ def permutation_statistics(pooled, kernel, key, n, num_permutations,
   keys = jax.random.split(key, num_permutations)
   shuffled = jax.vmap(lambda k: jax.random.permutation(k, observed))(keys)
   u = jnp.concatenate([observed[None, :], shuffled], axis=0).T  # (N, P + 1)
-  ku = distances.kernel_matvec(kernel, pooled, pooled, u,
-                               exclude_diagonal=True, block_size=block_size,
-                               mesh=mesh)
-  row_sums = distances.kernel_row_sums(kernel, pooled, pooled,
-                                       exclude_diagonal=True,
-                                       block_size=block_size, mesh=mesh)
+  # The row sums K0 1 ride along as one more column: one pass, not two.
+  ku = distances.gram_matvec(
+      kernel, pooled, jnp.concatenate([u, jnp.ones((total, 1), u.dtype)], 1),
+      exclude_diagonal=True, block_size=block_size, mesh=mesh)
+  ku, row_sums = ku[:, :-1], ku[:, -1]
   s_xx = jnp.sum(u * ku, axis=0)
   u_r = jnp.matmul(u.T, row_sums, precision=distances.HIGHEST)
   s_xy = u_r - s_xx
@@ -329,9 +329,8 @@ def bootstrap_statistics(real, generated, kernel, key, num_resamples,
   cols = jnp.concatenate([
       jnp.concatenate([w.T, jnp.zeros((m, w.shape[0]))], axis=0),
       jnp.concatenate([jnp.zeros((n, v.shape[0])), v.T], axis=0)], axis=1)
-  k_cols = distances.kernel_matvec(kernel, pooled, pooled, cols,
-                                   exclude_diagonal=True,
-                                   block_size=block_size, mesh=mesh)
+  k_cols = distances.gram_matvec(kernel, pooled, cols, exclude_diagonal=True,
+                                 block_size=block_size, mesh=mesh)
   b = w.shape[0]
   s_xx = jnp.sum(cols[:n, :b] * k_cols[:n, :b], axis=0)
   s_yy = jnp.sum(cols[n:, b:] * k_cols[n:, b:], axis=0)

@@ -175,6 +175,71 @@ def kernel_matvec(kernel: Kernel, x: jax.Array, y: jax.Array, v: jax.Array, *,
                        block_size=block_size)
 
 
+def gram_matvec(kernel: Kernel, x: jax.Array, v: jax.Array, *,
+                exclude_diagonal: bool = False,
+                block_size: int = DEFAULT_BLOCK_SIZE,
+                mesh: Optional[Mesh] = None) -> jax.Array:
+  """K v for the symmetric Gram matrix K_ij = k(x_i, x_j) of one set.
+
+  `kernel_matvec(kernel, x, x, v)` at about half its kernel evaluations: the
+  rows are split into an odd number B of blocks of at most `block_size`;
+  each block I meets itself and, cyclically, the next H = (B - 1) / 2
+  blocks J in one (b, H b) product K_IJ, which adds K_IJ v_J to block I's
+  output and K_IJ^T v_I to theirs. Every unordered block pair meets once.
+  Memory: the gathered H blocks (n/2 x d) and one (b, n/2) kernel block.
+  With a mesh this is `kernel_matvec`'s ring.
+
+  Args:
+    kernel: a symmetric kernel.
+    x: (n, d) array.
+    v: (n,) or (n, p) array.
+    exclude_diagonal: use K with its diagonal zeroed.
+    block_size: the most rows per block.
+    mesh: shard x and v by rows over this mesh's devices (a ring).
+
+  Returns:
+    (n,) or (n, p) array.
+  """
+  if mesh is not None:
+    return kernel_matvec(kernel, x, x, v, exclude_diagonal=exclude_diagonal,
+                         block_size=block_size, mesh=mesh)
+  n, d = x.shape
+  num_blocks = math.ceil(n / block_size)
+  num_blocks += 1 - num_blocks % 2          # odd: no pair meets twice
+  if num_blocks == 1:
+    return _local_matvec(kernel, x, x, v, exclude_diagonal=exclude_diagonal,
+                         block_size=n)
+  cols = v[:, None] if v.ndim == 1 else v
+  b = math.ceil(n / num_blocks)
+  pad = num_blocks * b - n
+  xs = jnp.pad(x, ((0, pad), (0, 0))).reshape(num_blocks, b, d)
+  vs = jnp.pad(cols, ((0, pad), (0, 0))).reshape(num_blocks, b, -1)
+  valid = (jnp.arange(num_blocks * b) < n).reshape(num_blocks, b)
+  half = num_blocks // 2
+
+  def diagonal(xb, vb):
+    k = kernel(xb, xb)
+    if exclude_diagonal:
+      k = jnp.where(jnp.eye(b, dtype=bool), 0.0, k)
+    return jnp.matmul(k, vb, precision=HIGHEST)
+
+  out = lax.map(lambda a: diagonal(*a), (xs, vs))       # (B, b, p)
+
+  def step(out, i):
+    others = (i + 1 + jnp.arange(half)) % num_blocks
+    slab = jnp.take(xs, others, axis=0).reshape(half * b, d)
+    ok = jnp.take(valid, others, axis=0).reshape(half * b)
+    k = jnp.where(valid[i][:, None] & ok[None, :], kernel(xs[i], slab), 0.0)
+    v_others = jnp.take(vs, others, axis=0).reshape(half * b, -1)
+    out = out.at[i].add(jnp.matmul(k, v_others, precision=HIGHEST))
+    back = jnp.matmul(k.T, vs[i], precision=HIGHEST)
+    return out.at[others].add(back.reshape(half, b, -1)), None
+
+  out, _ = lax.scan(step, out, jnp.arange(num_blocks))
+  out = out.reshape(num_blocks * b, -1)[:n]
+  return out[:, 0] if v.ndim == 1 else out
+
+
 def kernel_row_sums(kernel: Kernel, x: jax.Array, y: jax.Array, *,
                     exclude_diagonal: bool = False,
                     block_size: int = DEFAULT_BLOCK_SIZE,
