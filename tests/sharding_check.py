@@ -50,6 +50,10 @@ def check(mesh):
                             mesh=mesh)
   kid_local = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10)
   np.testing.assert_allclose(kid_sharded.values, kid_local.values, rtol=1e-5)
+  shared = kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10,
+                       mesh=mesh, real_sums=kid_lib.kid_real_sums(
+                           x, key=key, num_subsets=6, subset_size=10))
+  np.testing.assert_allclose(shared.values, kid_local.values, rtol=1e-5)
   t1 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20,
                         mesh=mesh)
   t0 = mmd_lib.mmd_test(x, y, key=key, kernel=k, num_permutations=20)

@@ -183,6 +183,26 @@ def test_kid_statistics_and_reproducibility(xy):
   assert a.to_dict()["num_subsets"] == 20
 
 
+def test_kid_real_sums_shared_by_models_give_each_models_kid(xy, rng):
+  """kid_real_sums once, then each model's KID with them: the values of the
+  plain calls with the same key (fails if the real subsets differ)."""
+  x, y = xy
+  key = jax.random.key(4)
+  sums = kid_lib.kid_real_sums(x, key=key, num_subsets=12, subset_size=10)
+  for other in (y, y[::-1] + 0.3):
+    plain = kid_lib.kid(x, other, key=key, num_subsets=12, subset_size=10)
+    shared = kid_lib.kid(x, other, key=key, num_subsets=12, subset_size=10,
+                         real_sums=sums)
+    np.testing.assert_allclose(shared.values, plain.values, rtol=1e-6,
+                               atol=1e-9)
+  wrong = kid_lib.kid(x, y, key=jax.random.key(5), num_subsets=12,
+                      subset_size=10, real_sums=sums)
+  assert not np.allclose(wrong.values, kid_lib.kid(
+      x, y, key=jax.random.key(5), num_subsets=12, subset_size=10).values)
+  with pytest.raises(ValueError, match="real_sums"):
+    kid_lib.kid(x, y, key=key, num_subsets=6, subset_size=10, real_sums=sums)
+
+
 def test_kid_is_unbiased_under_the_null(rng):
   means = []
   for seed in range(200):

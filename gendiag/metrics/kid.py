@@ -96,14 +96,15 @@ def symmetric_kernel_sum(kernel, a, *, block_size):
   return total
 
 
-def subset_mmd2(x, y, kernel, *, block_size):
+def subset_mmd2(x, y, kernel, *, block_size, s_xx=None):
   """Unbiased MMD^2 of one subset pair, K_XX and K_YY by their symmetry.
 
-  S_XX' and S_YY' from `symmetric_kernel_sum`, S_XY = sum of K(X, Y) by row
-  blocks of x; the estimator is `mmd.combine_sums`'s unbiased one (the same
+  S_XX' (unless given) and S_YY' from `symmetric_kernel_sum`, S_XY = sum of
+  K(X, Y) by row blocks of x; the estimator is `mmd.combine_sums`'s unbiased one (the same
   value as `mmd.mmd2(..., "unbiased", ...)` up to float32 summation order).
   """
-  s_xx = symmetric_kernel_sum(kernel, x, block_size=block_size)
+  if s_xx is None:
+    s_xx = symmetric_kernel_sum(kernel, x, block_size=block_size)
   s_yy = symmetric_kernel_sum(kernel, y, block_size=block_size)
   ones = jnp.ones((y.shape[0],), y.dtype)
   s_xy = jnp.sum(distances.map_row_blocks(
@@ -125,43 +126,86 @@ def subset_indices(key, n, m, subset_size):
           jax.random.choice(key_gen, m, (subset_size,), replace=False))
 
 
-def _subset_values(real, generated, kernel, keys, subset_size, block_size):
-  """Unbiased MMD^2 of one random subset pair per key, one after another."""
+def _subset_values(real, generated, kernel, keys, real_sums, subset_size,
+                   block_size):
+  """Unbiased MMD^2 of one random subset pair per key, one after another
+  (S_XX' from `real_sums` where given)."""
 
-  def one_subset(subset_key):
+  def one_subset(args):
+    subset_key, s_xx = args
     rows_real, rows_gen = subset_indices(subset_key, real.shape[0],
                                          generated.shape[0], subset_size)
     return subset_mmd2(real[rows_real], generated[rows_gen], kernel,
-                       block_size=block_size)
+                       block_size=block_size, s_xx=s_xx)
 
-  return jax.lax.map(one_subset, keys)
+  return jax.lax.map(one_subset, (keys, real_sums))
+
+
+@functools.partial(jax.jit, static_argnames=("num_subsets", "subset_size",
+                                             "block_size"))
+def _real_sums(real, kernel, key, num_subsets, subset_size, block_size):
+  def one_subset(subset_key):
+    rows_real, _ = subset_indices(subset_key, real.shape[0], subset_size,
+                                  subset_size)
+    return symmetric_kernel_sum(kernel, real[rows_real],
+                                block_size=block_size)
+
+  return jax.lax.map(one_subset, jax.random.split(key, num_subsets))
+
+
+def kid_real_sums(real: jax.Array, *, key: jax.Array, num_subsets: int = 100,
+                  subset_size: int = 1000,
+                  kernel: Optional[distances.Kernel] = None,
+                  block_size: int = distances.DEFAULT_BLOCK_SIZE
+                  ) -> jax.Array:
+  """(num_subsets,) S_XX' = sum_{i != j} k(x_i, x_j) of each KID real subset.
+
+  The real subsets `kid(real, generated, key=key, ...)` draws depend only on
+  `key`, `real` and the subset count and size, not on the generated set:
+  pass these sums as `kid(..., key=key, real_sums=...)` for every model
+  compared with `real` and the real third of each subset's kernel work
+  (S_XX') is done once. Same arguments as `kid`.
+  """
+  _checks.check_positive_int(num_subsets, "num_subsets")
+  _checks.check_positive_int(subset_size, "subset_size", minimum=2)
+  real = _checks.check_features(real, "real", min_rows=subset_size)
+  _checks.check_range(real, "real")
+  kernel = kernels.Polynomial() if kernel is None else kernel
+  sums = _real_sums(jnp.asarray(real, jnp.float32), kernel, key, num_subsets,
+                    subset_size, block_size)
+  _checks.check_finite_result(sums, "KID's real kernel sums")
+  return sums
 
 
 @functools.partial(jax.jit, static_argnames=("num_subsets", "subset_size",
                                              "block_size", "mesh"))
-def _kid_values(real, generated, kernel, key, num_subsets, subset_size,
-                block_size, mesh=None):
+def _kid_values(real, generated, kernel, key, real_sums, num_subsets,
+                subset_size, block_size, mesh=None):
   """(values, mean, std, stderr): the subsets' MMD^2 and their summary."""
   keys = jax.random.split(key, num_subsets)
   if mesh is None:
-    values = _subset_values(real, generated, kernel, keys, subset_size,
-                            block_size)
+    values = _subset_values(real, generated, kernel, keys, real_sums,
+                            subset_size, block_size)
     return (values,) + _kid_summary(values)
   # Subsets are independent: each device computes its share of them, with
   # both sets replicated (KID subsets are small by design).
   axes = tuple(mesh.axis_names)
   pad = (-num_subsets) % mesh.size
   keys = jnp.concatenate([keys, keys[:pad]]) if pad else keys
+  if real_sums is not None and pad:
+    real_sums = jnp.concatenate([real_sums, real_sums[:pad]])
   spec = PartitionSpec(axes)
   keys = sharding.constrain(keys, mesh, spec)
+  if real_sums is not None:
+    real_sums = sharding.constrain(real_sums, mesh, spec)
   real, generated = (sharding.constrain(a, mesh, PartitionSpec())
                      for a in (real, generated))
   values = jax.shard_map(
       functools.partial(_subset_values, subset_size=subset_size,
                         block_size=block_size),
       mesh=mesh, in_specs=(PartitionSpec(), PartitionSpec(), PartitionSpec(),
-                           spec),
-      out_specs=spec)(real, generated, kernel, keys)
+                           spec, None if real_sums is None else spec),
+      out_specs=spec)(real, generated, kernel, keys, real_sums)
   values = sharding.unshard_rows(values, num_subsets, mesh)
   return (values,) + _kid_summary(values)
 
@@ -170,7 +214,8 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
         num_subsets: int = 100, subset_size: int = 1000,
         kernel: Optional[distances.Kernel] = None,
         block_size: int = distances.DEFAULT_BLOCK_SIZE,
-        mesh: Optional[Mesh] = None) -> KIDResult:
+        mesh: Optional[Mesh] = None,
+        real_sums: Optional[jax.Array] = None) -> KIDResult:
   """Kernel Inception Distance (Binkowski et al. 2018).
 
   For each of `num_subsets` subsets, `subset_size` rows are drawn without
@@ -199,6 +244,9 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     kernel: default `Polynomial()` (degree 3, gamma 1/d, coef0 1).
     block_size: rows per block inside a subset.
     mesh: split the subsets over this mesh's devices (same values as without).
+    real_sums: `kid_real_sums(real, key=key, ...)` with this key, subset
+      count and size and kernel, shared by every model compared with `real`
+      (their real subsets are the same); None computes them.
 
   Returns:
     A `KIDResult` (mean, std over subsets, standard error, per-subset values).
@@ -215,9 +263,16 @@ def kid(real: jax.Array, generated: jax.Array, *, key: jax.Array,
         f"subset_size={subset_size} exceeds the smaller sample ({smallest} "
         f"rows); pass subset_size<={smallest} or more samples.")
   kernel = kernels.Polynomial() if kernel is None else kernel
+  if real_sums is not None:
+    real_sums = jnp.asarray(real_sums, jnp.float32)
+    if real_sums.shape != (num_subsets,):
+      raise ValueError(
+          f"real_sums has shape {real_sums.shape}, not ({num_subsets},): pass "
+          "kid_real_sums(real, key=key) with this key, num_subsets and "
+          "subset_size.")
   # One program: the subsets and their summary (the first call compiles once).
   values, mean, std, stderr = _kid_values(real, generated, kernel, key,
-                                          num_subsets, subset_size,
+                                          real_sums, num_subsets, subset_size,
                                           block_size, mesh)
   _checks.check_finite_result(values, "KID")
   return KIDResult(mean=mean, std=std, stderr=stderr, values=values,

@@ -4,6 +4,10 @@ Interval: the percentile interval of `mmd_bootstrap` of the full-sample
 unbiased MMD^2 with KID's kernel, which estimates the same population value
 as the subset average.
 
+Subsets: every model (and a reference on the real set itself) meets the
+same random real subsets, so their kernel sums are computed once
+(`kid.kid_real_sums`); each model's own subsets are drawn from it.
+
 Caps: KID's interval and the MMD family use at most `max_samples` rows of
 each set, the seeded random subsample of `sampling.subsample_rows` (the same
 rows of a set in every family that caps, never the first rows).
@@ -50,16 +54,29 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     out.notes.append(note)
   real_cap, = sampling.subsample_rows(inputs, "real", cap, inputs.real)
 
+  # One key for every model's subsets: each model meets the same real
+  # subsets, whose kernel sums S_XX' are computed once (kid_real_sums).
+  key_subsets = jax.random.fold_in(key, 0x5B5)
+  real_sums = {}
+
   def kid_entry(real_x, real_c, features, features_c, key_i, reference=None,
-                rows_used=None):
-    key_kid, key_boot = jax.random.split(key_i)
+                rows_used=None, is_real_set=True):
     # A reference on split real rows can have fewer rows than the models.
     size = min(subset_size, real_x.shape[0], features.shape[0])
     if size < subset_size:
       out.notes.append(f"the reference's KID uses subsets of {size} rows "
                        "(its split real sets are smaller than the models').")
-    res = kid_lib.kid(real_x, features, key=key_kid,
-                      num_subsets=cfg["num_subsets"], subset_size=size)
+    sums = None
+    if is_real_set:   # the real set itself: its sums serve every model
+      if size not in real_sums:
+        real_sums[size] = kid_lib.kid_real_sums(
+            real_x, key=key_subsets, num_subsets=cfg["num_subsets"],
+            subset_size=size)
+      sums = real_sums[size]
+    res = kid_lib.kid(real_x, features, key=key_subsets,
+                      num_subsets=cfg["num_subsets"], subset_size=size,
+                      real_sums=sums)
+    key_boot = jax.random.split(key_i)[1]
     boot = mmd_lib.mmd_bootstrap(real_c, features_c,
                                  key=key_boot, kernel=kernels.Polynomial(),
                                  num_resamples=cfg["num_resamples"])
@@ -76,7 +93,8 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
       sets, ref_cap, held_cap = sampling.capped_reference(
           inputs, size, cap, real_cap)
       refs[size] = kid_entry(sets.real, ref_cap, sets.heldout, held_cap,
-                             jax.random.fold_in(key, 0x7EF + size))[0]
+                             jax.random.fold_in(key, 0x7EF + size),
+                             is_real_set=sets.same_real)[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")
     gen_cap, = sampling.subsample_rows(inputs, name, cap, features)
     kid_e, res, boot = kid_entry(
