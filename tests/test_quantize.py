@@ -1,6 +1,7 @@
 """PCA and k-means against scikit-learn, invariants and edge cases."""
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 from sklearn import cluster
@@ -140,3 +141,18 @@ def test_few_cluster_shortcut_equals_the_blocked_search_and_scatter(
   np.testing.assert_allclose(fast_fit.centroids, slow_fit.centroids,
                              rtol=1e-5, atol=1e-5)
   jax.clear_caches()
+
+
+def test_plus_plus_distances_by_matvec_match_differences_and_never_repick(rng):
+  """The k-means++ D^2 as |x|^2 - 2 x.p + |p|^2: float64 differences' values,
+  0 at the picked row, so with k = n every row is drawn exactly once."""
+  x = np.float32(rng.normal(size=(40, 7)) + 3.0)
+  x_sq = jnp.sum(jnp.asarray(x) ** 2, axis=1)
+  got = np.asarray(quantize._sq_dist_to(jnp.asarray(x), x_sq, 5))
+  want = ((x.astype(np.float64) - x[5].astype(np.float64)) ** 2).sum(1)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-4)
+  assert got[5] == 0.0
+  cents = np.asarray(quantize._init_plus_plus(jax.random.key(1),
+                                              jnp.asarray(x), 40))
+  rows = [int(np.flatnonzero((x == c).all(1))[0]) for c in cents]
+  assert sorted(rows) == list(range(40))
