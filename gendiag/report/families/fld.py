@@ -5,7 +5,8 @@ fitted to `train`, against a fresh-real-sample baseline), the gap (train vs
 test likelihood; strongly negative = memorisation), the number of generated
 samples flagged as copies of a training sample (nearest / second-nearest
 training distance < 1/3), AuthPct and C_T. One baseline C is fitted per
-generated-set size and shared by the models of that size.
+generated-set size and shared by the models of that size; C_T's PCA of the
+training set is fitted once.
 
 `inputs.test` is the held-out real set when given. Without it, FLD needs
 real data the generator never saw besides `train`: the even rows of
@@ -101,11 +102,12 @@ def test_set(inputs: EvalInputs):
       "the real set is disjoint from the training set.")
 
 
-def data_copying(train, test, gen, key, cfg):
-  """C_T, or (None, reason) when it cannot run."""
+def data_copying(train, test, gen, key, cfg, projection=None):
+  """C_T, or (None, reason) when it cannot run; `projection` as in C_T."""
   try:
     return data_copying_lib.data_copying_test(
-        train, test, gen, key=key, num_cells=cfg["num_cells"]), None
+        train, test, gen, key=key, num_cells=cfg["num_cells"],
+        projection=projection), None
   except ValueError as e:   # e.g. a cell without test samples
     return None, f"C_T skipped: {e}"
 
@@ -257,6 +259,9 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   baselines: Dict[tuple, fld_lib.BaselineResult] = {}
   num_seeds, level = int(cfg["num_seeds"]), float(cfg["level"])
   num_b = int(cfg["num_resamples"])
+  # Model- and seed-independent pieces, computed once per training set.
+  projection = (data_copying_lib.train_projection(train)
+                if cfg["data_copying"] else None)
 
   def baseline(size, seed):
     """C for `size` centres; seed 0 is the reported one, shared by models."""
@@ -326,12 +331,12 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             k_auth_b, auth.authentic, 100.0, -50.0, num_b, level)),
     }
     if cfg["data_copying"]:
-      ct, why = data_copying(train, test, gen, k_ct, cfg)
+      ct, why = data_copying(train, test, gen, k_ct, cfg, projection)
       if ct is not None:
         seed_ct = [float(ct.c_t)]
         for s in range(1, num_seeds):
           again, _ = data_copying(train, test, gen,
-                                  jax.random.fold_in(k_ct, s), cfg)
+                                  jax.random.fold_in(k_ct, s), cfg, projection)
           if again is not None:
             seed_ct.append(float(again.c_t))
         metrics["c_t"] = registry.entry(ct.c_t, ci=ci_lib.seed_interval(
