@@ -1,8 +1,9 @@
 """The fld family's shared pieces give the results of the searches they replace.
 
-C_T with a projection fitted once against the path that refits it, on small
-sets with exact copies (and duplicated training rows, so ties and zero
-distances occur).
+C_T with a projection fitted once, and AuthPct with the training set's
+nearest-neighbour distances and the copy flags' search passed in, each
+against the path that recomputes them, on small sets with exact copies (and
+duplicated training rows, so ties and zero distances occur).
 """
 
 import jax
@@ -10,6 +11,8 @@ import numpy as np
 import pytest
 
 from gendiag.metrics import data_copying
+from gendiag.metrics import memorization
+from gendiag.ops import knn
 
 KEY = jax.random.key(0)
 
@@ -65,3 +68,64 @@ def test_c_t_shared_projection_of_rescaled_sets():
   np.testing.assert_allclose(float(shared.c_t), float(own.c_t), atol=1e-5)
   np.testing.assert_allclose(shared.generated_distance, own.generated_distance,
                              rtol=1e-4)
+
+
+# --------------------------------------------------------------------------
+# Copy flags and AuthPct: one search each.
+
+
+@pytest.mark.parametrize("block_size", [1024, 32])
+def test_shared_searches_give_the_same_flags_and_auth_pct(block_size):
+  train, _, gen = _sets(3)
+  neighbours = memorization.nearest_train(train, gen, k=2,
+                                          block_size=block_size)
+  train_nn = memorization.train_nn_distance(train, block_size=block_size)
+  own = memorization.copy_flags(train, gen, block_size=block_size)
+  shared = memorization.copy_flags(train, gen, block_size=block_size,
+                                   neighbours=neighbours)
+  _assert_same(shared, own)
+  assert int(own.num_flagged) >= 40         # exact and near copies fire
+  # The k = 2 search's first column is the k = 1 search AuthPct runs.
+  _, nn1 = knn.knn(np.float32(gen), np.float32(train), k=1,
+                   block_size=block_size)
+  np.testing.assert_array_equal(neighbours[:, :1], nn1)
+  own = memorization.auth_pct(train, gen, block_size=block_size)
+  for kw in (dict(train_nn_distance=train_nn), dict(neighbours=neighbours),
+             dict(train_nn_distance=train_nn, neighbours=neighbours[:, :1])):
+    _assert_same(memorization.auth_pct(train, gen, block_size=block_size,
+                                       **kw), own)
+  assert float(own.auth_pct) < 0.0
+  # train_nn_distance is the nearest *other* row: the duplicate is at 0.
+  assert float(train_nn[0]) == 0.0 == float(train_nn[1])
+
+
+def test_shared_auth_pct_terms_of_rescaled_sets():
+  train, _, gen = (a * np.float32(1e-20) for a in _sets(4))
+  gen[-1] *= 64                                # another scale than train's
+  own = memorization.auth_pct(train, gen)
+  shared = memorization.auth_pct(
+      train, gen, train_nn_distance=memorization.train_nn_distance(train),
+      neighbours=memorization.nearest_train(train, gen))
+  _assert_same(shared, own)
+
+
+def test_shared_auth_pct_terms_need_every_row():
+  train, _, gen = _sets(5)
+  train_nn = memorization.train_nn_distance(train)
+  neighbours = memorization.nearest_train(train, gen)
+  with pytest.raises(ValueError, match="train_nn_distance"):
+    memorization.auth_pct(train, gen, key=KEY, max_samples=200,
+                          train_nn_distance=train_nn)
+  with pytest.raises(ValueError, match="neighbours"):   # gen subsampled
+    memorization.auth_pct(train, gen, key=KEY, max_samples=100,
+                          neighbours=neighbours)
+  with pytest.raises(ValueError, match="train_nn_distance"):
+    memorization.auth_pct(train, gen, train_nn_distance=train_nn[:-1])
+  with pytest.raises(ValueError, match="neighbours"):
+    memorization.copy_flags(train, gen, neighbours=neighbours[:, :1])
+  with pytest.raises(ValueError, match="neighbours"):
+    memorization.auth_pct(train, gen, neighbours=neighbours[:-1])
+  with pytest.raises(ValueError, match="outside"):
+    memorization.copy_flags(train, gen, neighbours=neighbours + 300)
+  with pytest.raises(ValueError, match="exceeds"):
+    memorization.nearest_train(train[:5], gen, k=6)

@@ -6,7 +6,9 @@ test likelihood; strongly negative = memorisation), the number of generated
 samples flagged as copies of a training sample (nearest / second-nearest
 training distance < 1/3), AuthPct and C_T. One baseline C is fitted per
 generated-set size and shared by the models of that size; C_T's PCA of the
-training set is fitted once.
+training set and AuthPct's training nearest-neighbour distances are computed
+once, and each model's nearest-training-rows search serves both the copy
+flags and AuthPct.
 
 `inputs.test` is the held-out real set when given. Without it, FLD needs
 real data the generator never saw besides `train`: the even rows of
@@ -110,6 +112,20 @@ def data_copying(train, test, gen, key, cfg, projection=None):
         projection=projection), None
   except ValueError as e:   # e.g. a cell without test samples
     return None, f"C_T skipped: {e}"
+
+
+def _memorization(train, gen, key, cfg, train_nn):
+  """(copy flags, AuthPct), AuthPct reusing the flags' k = 2 search and
+  `train_nn` (`memorization.train_nn_distance`) unless it subsamples."""
+  cap = cfg["auth_max_samples"]
+  neighbours = memorization.nearest_train(train, gen, k=2)
+  flags = memorization.copy_flags(train, gen, threshold=cfg["copy_threshold"],
+                                  neighbours=neighbours)
+  full = train_nn is not None and (cap is None or len(gen) <= cap)
+  auth = memorization.auth_pct(train, gen, key=key, max_samples=cap,
+                               train_nn_distance=train_nn,
+                               neighbours=neighbours if full else None)
+  return flags, auth
 
 
 def _standardised(train, test, gen):
@@ -260,6 +276,9 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   num_seeds, level = int(cfg["num_seeds"]), float(cfg["level"])
   num_b = int(cfg["num_resamples"])
   # Model- and seed-independent pieces, computed once per training set.
+  cap = cfg["auth_max_samples"]
+  train_nn = (memorization.train_nn_distance(train)
+              if cap is None or len(train) <= cap else None)
   projection = (data_copying_lib.train_projection(train)
                 if cfg["data_copying"] else None)
 
@@ -286,11 +305,8 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                       max_generated=cfg["max_generated"],
                       baseline_nll=float(base.nll),
                       max_epochs=cfg["max_epochs"])
-    flags = memorization.copy_flags(train, gen,
-                                    threshold=cfg["copy_threshold"])
+    flags, auth = _memorization(train, gen, k_auth, cfg, train_nn)
     _add_columns(out, name, cfg, res, flags)
-    auth = memorization.auth_pct(train, gen, key=k_auth,
-                                 max_samples=cfg["auth_max_samples"])
     n_used = len(np.asarray(res.generated_index))
     seed_fld, seed_gap = [float(res.fld)], [float(res.gap)]
     refit = fld_lib.fit_uses_key(len(train), len(gen), cfg["max_generated"])
