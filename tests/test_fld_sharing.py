@@ -1,9 +1,10 @@
 """The fld family's shared pieces give the results of the searches they replace.
 
-C_T with a projection fitted once, and AuthPct with the training set's
-nearest-neighbour distances and the copy flags' search passed in, each
-against the path that recomputes them, on small sets with exact copies (and
-duplicated training rows, so ties and zero distances occur).
+C_T with a projection fitted once, AuthPct with the training set's
+nearest-neighbour distances and the copy flags' search passed in, and the
+per-row training NLLs of FLD's fit, each against the path that recomputes
+them, on small sets with exact copies (and duplicated training rows, so
+ties and zero distances occur).
 """
 
 import jax
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from gendiag.metrics import data_copying
+from gendiag.metrics import fld as fld_lib
 from gendiag.metrics import memorization
 from gendiag.ops import knn
 
@@ -129,3 +131,57 @@ def test_shared_auth_pct_terms_need_every_row():
     memorization.copy_flags(train, gen, neighbours=neighbours + 300)
   with pytest.raises(ValueError, match="exceeds"):
     memorization.nearest_train(train[:5], gen, k=6)
+
+
+# --------------------------------------------------------------------------
+# FLD: the training rows' NLLs come out of the fit.
+
+
+def _standardised(train, test, gen, res, dtype):
+  """Train and the centres standardised by test (float64 statistics)."""
+  t = np.asarray(test, np.float64)
+  mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
+  keep = std > 1e-6 * np.maximum(np.abs(mean), 1e-30)
+  f = lambda x: dtype((np.asarray(x, np.float64)[:, keep] - mean[keep])
+                      / std[keep])
+  return f(train), f(np.asarray(gen)[np.asarray(res.generated_index)])
+
+
+def _recomputed_train_nlls(train, test, gen, res):
+  """The family's former `train_nlls`: every train x centre distance again."""
+  return np.asarray(fld_lib.mixture_nll(
+      *_standardised(train, test, gen, res, np.float32), res.log_variances))
+
+
+def _float64_train_nlls(train, test, gen, res):
+  tr, g = _standardised(train, test, gen, res, np.float64)
+  lv, d = np.float64(res.log_variances), tr.shape[1]
+  a = (-0.5 * ((tr[:, None] - g[None]) ** 2).sum(-1) / np.exp(lv)
+       - 0.5 * d * (lv + np.log(2 * np.pi)))
+  top = a.max(axis=1)
+  lse = top + np.log(np.exp(a - top[:, None]).sum(axis=1))
+  return -(lse - np.log(len(g))) / d
+
+
+@pytest.mark.parametrize("options", [
+    dict(),                                    # one batch, cached distances
+    dict(batch_size=64, max_cache_bytes=0),    # shuffled rows, recomputed
+    dict(max_generated=80, block_size=48),     # capped centres, padded blocks
+])
+def test_fit_train_nlls_are_the_recomputed_ones(options):
+  train, test, gen = _sets(6, n_train=200, n_test=100, n_gen=100, d=6)
+  test[:, 5] = 1.0                             # a dropped constant dimension
+  res = fld_lib.fld(train, test, gen, key=KEY, max_epochs=10, **options)
+  rows = np.asarray(res.train_nlls)
+  assert rows.shape == (200,) and np.all(np.isfinite(rows))
+  np.testing.assert_allclose(rows.mean(), float(res.nll_train), rtol=1e-6)
+  # Near copies have tiny bandwidths that amplify float32 rounding of the
+  # standardised features to ~1e-5 in both paths.
+  np.testing.assert_allclose(rows, _float64_train_nlls(train, test, gen, res),
+                             rtol=3e-5)
+  # Rows 0 and 1 are equal and copied by two centres: the former path made
+  # only one of the two zero distances exact (NLL up to log(2) / d high).
+  np.testing.assert_allclose(
+      rows[2:], _recomputed_train_nlls(train, test, gen, res)[2:], rtol=3e-5)
+  # The copies' rows are far likelier than the others.
+  assert rows[:30].mean() < rows[60:].mean() - 1.0

@@ -128,31 +128,6 @@ def _memorization(train, gen, key, cfg, train_nn):
   return flags, auth
 
 
-def _standardised(train, test, gen):
-  """train and gen standardised by test's mean and unbiased std, as FLD does.
-
-  Dimensions where the test set has no variance are dropped (FLD counts
-  only the others), so `fld_lib.mixture_nll` divides by the same d.
-  """
-  t = np.asarray(test, np.float64)
-  mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
-  keep = std > 1e-6 * np.maximum(np.abs(mean), 1e-30)
-  f = lambda x: np.float32((np.asarray(x, np.float64)[:, keep] - mean[keep])
-                           / std[keep])
-  return f(train), f(gen)
-
-
-def train_nlls(train, test, gen, res: fld_lib.FLDResult) -> np.ndarray:
-  """(n_train,) NLL per dimension of each training row under FLD's fit.
-
-  Their mean is `res.nll_train` (up to float32 rounding): the gap's
-  training term, row by row, for its bootstrap.
-  """
-  train_s, gen_s = _standardised(train, test, np.asarray(gen)[
-      np.asarray(res.generated_index)])
-  return np.asarray(fld_lib.mixture_nll(train_s, gen_s, res.log_variances))
-
-
 def _boot_std(key, values, num_resamples) -> float:
   """Bootstrap std of the mean of per-row values (vmapped resamples)."""
   reps = ci_lib.bootstrap_means(key, np.asarray(values),
@@ -324,7 +299,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     k_test, k_train, k_copy, k_auth_b = jax.random.split(
         jax.random.fold_in(jax.random.fold_in(key_models, i), 0x1B007), 4)
     sd_test = _boot_std(k_test, res.test_nlls, num_b)
-    sd_train = _boot_std(k_train, train_nlls(train, test, gen, res), num_b)
+    sd_train = _boot_std(k_train, res.train_nlls, num_b)
     metrics = {
         "fld": registry.entry(res.fld, ci=ci_lib.seed_interval(
             float(res.fld), seed_fld, 100.0 * sd_test, level=level),
