@@ -305,11 +305,12 @@ def test_fit_jit_matches_no_jit():
   kwargs = dict(init="nearest", lr=0.5, max_epochs=2, batch_size=16,
                 tol=5e-4, block_size=8, max_cache_bytes=0)
   args = (jnp.asarray(train), jnp.asarray(gen), KEY, jnp.float32(3))
-  jitted, jitted_nll = fld_fit.fit_jit(*args, **kwargs)
+  jitted, jitted_nll, jitted_rows = fld_fit.fit_jit(*args, **kwargs)
   with jax.disable_jit():
-    eager, eager_nll_train = fld_fit.fit_jit(*args, **kwargs)
+    eager, eager_nll_train, eager_rows = fld_fit.fit_jit(*args, **kwargs)
   np.testing.assert_allclose(float(jitted_nll), float(eager_nll_train),
                              rtol=1e-5)
+  np.testing.assert_allclose(jitted_rows, eager_rows, rtol=1e-5)
   np.testing.assert_allclose(np.asarray(jitted.log_variances),
                              np.asarray(eager.log_variances), atol=1e-4)
   np.testing.assert_allclose(np.asarray(jitted.losses),

@@ -12,6 +12,7 @@ References:
   github.com/casey-meehan/data-copying as vendored by marcojira/fld).
 """
 
+import dataclasses
 import functools
 from typing import Optional
 
@@ -120,12 +121,48 @@ def _c_t(train, test, gen, train_cells, test_cells, gen_cells, min_count, k,
   return c_t, z, p_n, q_m, used, gen_d, test_d
 
 
+def train_projection(train: jax.Array, *, max_dim: Optional[int] = 64
+                     ) -> Optional[quantize.PCA]:
+  """C_T's PCA of the training set, fitted once to share between tests.
+
+  The top `max_dim` principal components of `train` (x -> (x - mean) C),
+  as `data_copying_test` fits them when d > max_dim; None when d <= max_dim
+  or max_dim is None (no projection). Pass it as `data_copying_test(...,
+  projection=...)` to test several generated sets or k-means keys against
+  one training set without refitting it.
+
+  Args:
+    train: (l, d) training features.
+    max_dim: PCA dimension when d exceeds it; None never projects.
+
+  Returns:
+    A `quantize.PCA` (mean in the caller's units), or None.
+  """
+  train = _checks.check_features(train, "train", min_rows=2)
+  if max_dim is None or np.shape(train)[1] <= max_dim:
+    return None
+  (train,), s = _checks.rescale(train)
+  pca = quantize.pca_fit(jnp.asarray(train, jnp.float32),
+                         num_components=max_dim)
+  return dataclasses.replace(pca, mean=_checks.scale_pow2(pca.mean, -s))
+
+
+def _check_projection(projection, d):
+  shape = np.shape(projection.components)
+  if len(shape) != 2 or shape[0] != d or np.shape(projection.mean) != (d,):
+    raise ValueError(
+        f"`projection` must map the {d} features (components of shape "
+        f"({d}, r), mean ({d},)); got components {shape}. Fit it on this "
+        "training set with `train_projection(train)`.")
+
+
 def data_copying_test(train: jax.Array, test: jax.Array,
                       generated: jax.Array, *, key: jax.Array,
                       num_cells: int = 3, num_restarts: int = 10,
                       max_dim: Optional[int] = 64,
                       min_cell_samples: int = 20,
-                      block_size: int = distances.DEFAULT_BLOCK_SIZE
+                      block_size: int = distances.DEFAULT_BLOCK_SIZE,
+                      projection: Optional[quantize.PCA] = None
                       ) -> DataCopyingResult:
   """The data-copying test C_T of Meehan et al. (2020).
 
@@ -143,7 +180,8 @@ def data_copying_test(train: jax.Array, test: jax.Array,
 
   Conventions of the FLD package's CTTest (vendored from
   casey-meehan/data-copying): features with more than 64 dimensions are first
-  projected on the training set's top 64 principal components; k = 3 cells
+  projected on the training set's top 64 principal components (fit them
+  once with `train_projection` to share between calls); k = 3 cells
   from k-means with 10 restarts (k-means++); the 0.5 continuity correction
   in the null mean; ties in U count 1/2 (scipy's convention).
 
@@ -168,6 +206,10 @@ def data_copying_test(train: jax.Array, test: jax.Array,
     min_cell_samples: cells with at most this many generated samples are
       left out (tau = min_cell_samples / m).
     block_size: rows per block of the nearest-neighbour searches.
+    projection: the training set's PCA from `train_projection(train)`,
+      used instead of fitting it here (then `max_dim` is not used): the
+      same results, bitwise when no set needs rescaling. None fits it here
+      when d > max_dim.
 
   Returns:
     A `DataCopyingResult`; `.c_t` is the statistic.
@@ -191,9 +233,14 @@ def data_copying_test(train: jax.Array, test: jax.Array,
                      f"{np.shape(train)[0]} training samples.")
   train, test, generated = (jnp.asarray(a, jnp.float32)
                             for a in (train, test, generated))
-  if max_dim is not None and d > max_dim:
-    proj = quantize.pca_fit(train, num_components=max_dim)
-    train, test, generated = (quantize.pca_transform(proj, a)
+  if projection is not None:
+    _check_projection(projection, d)
+    projection = dataclasses.replace(
+        projection, mean=_checks.scale_pow2(projection.mean, s))
+  elif max_dim is not None and d > max_dim:
+    projection = quantize.pca_fit(train, num_components=max_dim)
+  if projection is not None:
+    train, test, generated = (quantize.pca_transform(projection, a)
                               for a in (train, test, generated))
   km = quantize.kmeans(train, key=key, num_clusters=num_cells,
                        num_restarts=num_restarts)

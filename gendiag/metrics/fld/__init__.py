@@ -44,8 +44,9 @@ samples at most (drawn without replacement). Where we differ, on purpose:
   * the train x centres distances are cached only within `max_cache_bytes`
     and recomputed in row blocks otherwise (the reference crashes at
     250,000 training points);
-  * the training NLL (gap) and the memorisation scores come out of the same
-    fit, so the gap costs nothing extra.
+  * the training NLL (gap), row by row too (`FLDResult.train_nlls`), and the
+    memorisation scores come out of the same fit, so the gap costs nothing
+    extra.
 
 Size effects are the method's, not bugs: with n_train < 2 N the baseline has
 fewer centres than the model, and FLD of an ideal model is slightly negative

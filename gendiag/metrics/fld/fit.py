@@ -270,18 +270,25 @@ def _keep_going(max_epochs, state):
 
 
 def _train_nll(x, centres, layout, dist, log_var, dim):
-  """Mean NLL of x (no origin component) under the fitted mixture."""
+  """Mean and (n,) per-row NLL per dimension of x (no origin component).
+
+  -log p(x_i) / d from the fit's distances (exact at each centre's nearest
+  row); the mean is the sum of the block sums / (n d).
+  """
   n = x.shape[0]
   valid = layout.valid
 
   def nll_block(k):
     ll = mixture.mixture_lls(_distance_block(x, centres, layout, dist, k),
                              log_var, dim)
-    return jnp.sum(jnp.where(valid[k], ll, 0.0))
+    return jnp.sum(jnp.where(valid[k], ll, 0.0)), ll
 
-  _, totals = _scan(lambda c, k: (c, nll_block(k)), 0.0,
-                    jnp.arange(layout.rows.shape[0]))
-  return -jnp.sum(totals) / (n * dim)
+  _, (totals, lls) = _scan(lambda c, k: (c, nll_block(k)), 0.0,
+                           jnp.arange(layout.rows.shape[0]))
+  rows = jnp.where(valid, layout.rows, n).reshape(-1)   # padding: dropped
+  per_row = jnp.zeros((n,), x.dtype).at[rows].set(-lls.reshape(-1) / dim,
+                                                  mode="drop")
+  return -jnp.sum(totals) / (n * dim), per_row
 
 
 def fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
@@ -289,7 +296,8 @@ def fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
   """Fits the centres' log-variances to x (already standardised).
 
   Returns:
-    (MixtureFit, mean NLL per dimension of x under the fitted mixture).
+    (MixtureFit, mean NLL per dimension of x under the fitted mixture, its
+    (n,) per-row terms).
   """
   n_comp = centres.shape[0]
   layout = _layout(x, key, batch_size, block_size)
@@ -319,7 +327,7 @@ def fit(x, centres, key, dim, *, init, lr, max_epochs, batch_size, tol,
                       losses=losses, num_iterations=epochs, converged=done,
                       nearest_sq_distance=dist.nearest,
                       nearest_index=dist.nearest_index.astype(jnp.int32))
-  return result, _train_nll(x, centres, layout, dist, params[0], dim)
+  return (result, *_train_nll(x, centres, layout, dist, params[0], dim))
 
 
 # The static options of `fit_jit`.
@@ -338,7 +346,7 @@ def check_fit_options(init, max_epochs, batch_size, block_size):
 
 @functools.partial(jax.jit, static_argnames=FIT_STATIC)
 def fit_jit(x, centres, key, dim, **options):
-  """`fit`, jitted: (MixtureFit, mean NLL per dimension of x)."""
+  """`fit`, jitted: (MixtureFit, mean NLL per dimension of x, per row)."""
   return fit(x, centres, key, dim, **options)
 
 
@@ -380,11 +388,9 @@ def fit_bandwidths(x: jax.Array, centres: jax.Array, *, key: jax.Array,
   """
   _checks.check_pair(centres, x, names=("centres", "x"))
   check_fit_options(init, max_epochs, batch_size, block_size)
-  result, _ = fit_jit(jnp.asarray(x, jnp.float32),
-                      jnp.asarray(centres, jnp.float32), key,
-                      jnp.float32(np.shape(x)[1]), init=init, lr=float(lr),
-                      max_epochs=int(max_epochs),
-                      batch_size=int(batch_size), tol=float(tol),
-                      block_size=int(block_size),
-                      max_cache_bytes=int(max_cache_bytes))
-  return result
+  return fit_jit(jnp.asarray(x, jnp.float32),
+                 jnp.asarray(centres, jnp.float32), key,
+                 jnp.float32(np.shape(x)[1]), init=init, lr=float(lr),
+                 max_epochs=int(max_epochs), batch_size=int(batch_size),
+                 tol=float(tol), block_size=int(block_size),
+                 max_cache_bytes=int(max_cache_bytes))[0]

@@ -44,6 +44,8 @@ class FLDResult:
     nll_train: mean NLL per dimension of the training set.
     baseline_nll: C, the baseline's test NLL per dimension.
     test_nlls: (n_test,) NLL per dimension of each test sample.
+    train_nlls: (n_train,) NLL per dimension of each training sample, from
+      the fit's distances (mean: nll_train up to float32 rounding).
     memorization_scores: (N,) O_j = max_i log N(x_i; g_j, v_j I) / d over the
       training set, for the generated samples used; higher = more likely a
       copy.
@@ -66,6 +68,7 @@ class FLDResult:
   nll_train: jax.Array
   baseline_nll: jax.Array
   test_nlls: jax.Array
+  train_nlls: jax.Array
   memorization_scores: jax.Array
   log_variances: jax.Array
   generated_index: jax.Array
@@ -137,7 +140,7 @@ def _baseline(train_s, test_s, key, dim, size, mesh=None, **options):
   """C on standardised sets: centres = `size` shuffled train rows."""
   key_split, key_fit = jax.random.split(key)
   rest, centres, index = intervals.permuted_split(key_split, train_s, size)
-  fit, _ = fit_lib.fit_jit(rest, centres, key_fit, dim, **options)
+  fit = fit_lib.fit_jit(rest, centres, key_fit, dim, **options)[0]
   nll = _mean(mixture.nll_jit(test_s, centres, fit.log_variances, dim,
                               options["block_size"], mesh))
   return BaselineResult(nll=nll, centre_index=index,
@@ -161,7 +164,8 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
   key_gen, key_fit, key_base = jax.random.split(key, 3)
   train_s, test_s, gen_s, gen_index, dim = prepare(
       train, test, generated, key_gen, max_generated=max_generated)
-  fit, train_nll = fit_lib.fit_jit(train_s, gen_s, key_fit, dim, **options)
+  fit, train_nll, train_nlls = fit_lib.fit_jit(train_s, gen_s, key_fit, dim,
+                                               **options)
   log_var = fit.log_variances
   test_nlls = mixture.nll_jit(test_s, gen_s, log_var, dim,
                               options["block_size"], mesh)
@@ -178,6 +182,7 @@ def _fld(train, test, generated, key, baseline_nll, *, max_generated,
       fld=100.0 * (test_nll - c), gap=100.0 * (train_nll - test_nll),
       fld_train=100.0 * (train_nll - c), nll_test=test_nll,
       nll_train=train_nll, baseline_nll=c, test_nlls=test_nlls,
+      train_nlls=train_nlls,
       memorization_scores=scores, log_variances=log_var,
       generated_index=gen_index, nearest_train_index=fit.nearest_index,
       nearest_train_distance=jnp.sqrt(fit.nearest_sq_distance),

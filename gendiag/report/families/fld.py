@@ -5,7 +5,10 @@ fitted to `train`, against a fresh-real-sample baseline), the gap (train vs
 test likelihood; strongly negative = memorisation), the number of generated
 samples flagged as copies of a training sample (nearest / second-nearest
 training distance < 1/3), AuthPct and C_T. One baseline C is fitted per
-generated-set size and shared by the models of that size.
+generated-set size and shared by the models of that size; C_T's PCA of the
+training set and AuthPct's training nearest-neighbour distances are computed
+once, and each model's nearest-training-rows search serves both the copy
+flags and AuthPct.
 
 `inputs.test` is the held-out real set when given. Without it, FLD needs
 real data the generator never saw besides `train`: the even rows of
@@ -101,38 +104,28 @@ def test_set(inputs: EvalInputs):
       "the real set is disjoint from the training set.")
 
 
-def data_copying(train, test, gen, key, cfg):
-  """C_T, or (None, reason) when it cannot run."""
+def data_copying(train, test, gen, key, cfg, projection=None):
+  """C_T, or (None, reason) when it cannot run; `projection` as in C_T."""
   try:
     return data_copying_lib.data_copying_test(
-        train, test, gen, key=key, num_cells=cfg["num_cells"]), None
+        train, test, gen, key=key, num_cells=cfg["num_cells"],
+        projection=projection), None
   except ValueError as e:   # e.g. a cell without test samples
     return None, f"C_T skipped: {e}"
 
 
-def _standardised(train, test, gen):
-  """train and gen standardised by test's mean and unbiased std, as FLD does.
-
-  Dimensions where the test set has no variance are dropped (FLD counts
-  only the others), so `fld_lib.mixture_nll` divides by the same d.
-  """
-  t = np.asarray(test, np.float64)
-  mean, std = t.mean(axis=0), t.std(axis=0, ddof=1)
-  keep = std > 1e-6 * np.maximum(np.abs(mean), 1e-30)
-  f = lambda x: np.float32((np.asarray(x, np.float64)[:, keep] - mean[keep])
-                           / std[keep])
-  return f(train), f(gen)
-
-
-def train_nlls(train, test, gen, res: fld_lib.FLDResult) -> np.ndarray:
-  """(n_train,) NLL per dimension of each training row under FLD's fit.
-
-  Their mean is `res.nll_train` (up to float32 rounding): the gap's
-  training term, row by row, for its bootstrap.
-  """
-  train_s, gen_s = _standardised(train, test, np.asarray(gen)[
-      np.asarray(res.generated_index)])
-  return np.asarray(fld_lib.mixture_nll(train_s, gen_s, res.log_variances))
+def _memorization(train, gen, key, cfg, train_nn):
+  """(copy flags, AuthPct), AuthPct reusing the flags' k = 2 search and
+  `train_nn` (`memorization.train_nn_distance`) unless it subsamples."""
+  cap = cfg["auth_max_samples"]
+  neighbours = memorization.nearest_train(train, gen, k=2)
+  flags = memorization.copy_flags(train, gen, threshold=cfg["copy_threshold"],
+                                  neighbours=neighbours)
+  full = train_nn is not None and (cap is None or len(gen) <= cap)
+  auth = memorization.auth_pct(train, gen, key=key, max_samples=cap,
+                               train_nn_distance=train_nn,
+                               neighbours=neighbours if full else None)
+  return flags, auth
 
 
 def _boot_std(key, values, num_resamples) -> float:
@@ -257,6 +250,12 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   baselines: Dict[tuple, fld_lib.BaselineResult] = {}
   num_seeds, level = int(cfg["num_seeds"]), float(cfg["level"])
   num_b = int(cfg["num_resamples"])
+  # Model- and seed-independent pieces, computed once per training set.
+  cap = cfg["auth_max_samples"]
+  train_nn = (memorization.train_nn_distance(train)
+              if cap is None or len(train) <= cap else None)
+  projection = (data_copying_lib.train_projection(train)
+                if cfg["data_copying"] else None)
 
   def baseline(size, seed):
     """C for `size` centres; seed 0 is the reported one, shared by models."""
@@ -281,11 +280,8 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                       max_generated=cfg["max_generated"],
                       baseline_nll=float(base.nll),
                       max_epochs=cfg["max_epochs"])
-    flags = memorization.copy_flags(train, gen,
-                                    threshold=cfg["copy_threshold"])
+    flags, auth = _memorization(train, gen, k_auth, cfg, train_nn)
     _add_columns(out, name, cfg, res, flags)
-    auth = memorization.auth_pct(train, gen, key=k_auth,
-                                 max_samples=cfg["auth_max_samples"])
     n_used = len(np.asarray(res.generated_index))
     seed_fld, seed_gap = [float(res.fld)], [float(res.gap)]
     refit = fld_lib.fit_uses_key(len(train), len(gen), cfg["max_generated"])
@@ -303,7 +299,7 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     k_test, k_train, k_copy, k_auth_b = jax.random.split(
         jax.random.fold_in(jax.random.fold_in(key_models, i), 0x1B007), 4)
     sd_test = _boot_std(k_test, res.test_nlls, num_b)
-    sd_train = _boot_std(k_train, train_nlls(train, test, gen, res), num_b)
+    sd_train = _boot_std(k_train, res.train_nlls, num_b)
     metrics = {
         "fld": registry.entry(res.fld, ci=ci_lib.seed_interval(
             float(res.fld), seed_fld, 100.0 * sd_test, level=level),
@@ -326,12 +322,12 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
             k_auth_b, auth.authentic, 100.0, -50.0, num_b, level)),
     }
     if cfg["data_copying"]:
-      ct, why = data_copying(train, test, gen, k_ct, cfg)
+      ct, why = data_copying(train, test, gen, k_ct, cfg, projection)
       if ct is not None:
         seed_ct = [float(ct.c_t)]
         for s in range(1, num_seeds):
           again, _ = data_copying(train, test, gen,
-                                  jax.random.fold_in(k_ct, s), cfg)
+                                  jax.random.fold_in(k_ct, s), cfg, projection)
           if again is not None:
             seed_ct.append(float(again.c_t))
         metrics["c_t"] = registry.entry(ct.c_t, ci=ci_lib.seed_interval(
