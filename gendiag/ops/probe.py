@@ -77,7 +77,9 @@ def _logits(params, hidden_sizes, mean, scale, x, offset):
 
 
 # Rows of z per block of the linear full-batch gradient: a (rows, D) float32
-# block stays in cache between its two reads (logits, then z_b^T r_b).
+# block stays in cache between its two reads (logits, then z_b^T r_b). 4 MiB
+# timed best of 0.25-16 MiB at 10k x 2048 on 2 EPYC cores (L2 2 MiB each):
+# smaller blocks pay per-op overhead, larger ones fall out of cache.
 _BLOCK_BYTES = 1 << 22
 
 
