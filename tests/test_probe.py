@@ -5,6 +5,7 @@ import math
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from gendiag.ops import probe as probe_lib
@@ -116,3 +117,86 @@ def test_bad_inputs_raise():
     probe_lib.fit_probe(bad, gen, key=key)
   with pytest.raises(ValueError, match="at least 2"):
     probe_lib.heldout_logits(real[:1], gen, key=key)
+
+
+def _bce_value_and_grad(params, z, y):
+  """The autodiff objective the blocked linear gradient replaces."""
+  def loss(p):
+    logits = probe_lib._MLP(()).apply({"params": p}, z)
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(logits, y))
+  return jax.value_and_grad(loss)(params)
+
+
+def _autodiff_fit(real, gen, key, num_steps, learning_rate=1e-2,
+                  weight_decay=1e-4):
+  """The full-batch linear probe by autodiff (the formula before blocking)."""
+  x = jnp.concatenate([real, gen])
+  y = jnp.concatenate([jnp.ones(len(real)), jnp.zeros(len(gen))])
+  std = jnp.std(x, axis=0)
+  z = (x - jnp.mean(x, axis=0)) / jnp.where(std > 0, std, 1.0)
+  key_init, _ = jax.random.split(key)
+  params = probe_lib._MLP(()).init(key_init, z[:1])["params"]
+  opt = optax.adamw(learning_rate, weight_decay=weight_decay,
+                    mask=lambda p: jax.tree.map(lambda a: a.ndim > 1, p))
+
+  def step(carry, _):
+    p, state = carry
+    updates, state = opt.update(_bce_value_and_grad(p, z, y)[1], state, p)
+    return (optax.apply_updates(p, updates), state), None
+
+  params = jax.lax.scan(step, (params, opt.init(params)), None,
+                        length=num_steps)[0][0]
+  loss, grads = _bce_value_and_grad(params, z, y)
+  return params, loss, optax.tree.norm(grads)
+
+
+@pytest.mark.parametrize("block_rows", [7, 10, 50])
+def test_blocked_linear_gradient_equals_autodiff(block_rows):
+  # 50 rows: blocks of 7 end with one overlapping the block before it (rows
+  # 43-49 of which 49 is new), of 10 tile exactly, of 50 are one block.
+  rng = np.random.default_rng(7)
+  z = jnp.asarray(rng.normal(size=(50, 6)), jnp.float32)
+  y = jnp.asarray(rng.integers(0, 2, 50), jnp.float32)
+  params = {"Dense_0": {
+      "kernel": jnp.asarray(rng.normal(size=(6, 1)), jnp.float32),
+      "bias": jnp.asarray([0.3], jnp.float32)}}
+  loss, grads = probe_lib._linear_loss_grad(params, z, y, block_rows)
+  want_loss, want_grads = _bce_value_and_grad(params, z, y)
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-6)
+  for got, want in zip(jax.tree.leaves(grads), jax.tree.leaves(want_grads)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+  # Vmapped over parameter sets (as over probe keys): each is the same.
+  stacked = jax.tree.map(lambda a: jnp.stack([a, -a, 2 * a]), params)
+  losses, g = jax.vmap(
+      lambda p: probe_lib._linear_loss_grad(p, z, y, block_rows))(stacked)
+  for i in range(3):
+    one = jax.tree.map(lambda a, i=i: a[i], stacked)
+    want_loss, want_grads = _bce_value_and_grad(one, z, y)
+    np.testing.assert_allclose(losses[i], want_loss, rtol=1e-6)
+    np.testing.assert_allclose(g["Dense_0"]["kernel"][i],
+                               want_grads["Dense_0"]["kernel"], rtol=1e-5,
+                               atol=1e-7)
+
+
+def test_blocked_linear_fit_equals_the_autodiff_fit(monkeypatch):
+  # 500 rows of 8 features in blocks of 64 rows (the last one overlapping),
+  # 500 AdamW steps: the same probe as the autodiff formula, alone and
+  # vmapped over keys.
+  real, gen = _gaussians(8, 300, 200, mu=1.0, d=8)
+  monkeypatch.setattr(probe_lib, "_BLOCK_BYTES", 64 * 8 * 4)
+  assert probe_lib._block_rows(500, 8) == 64
+  keys = jax.random.split(jax.random.key(8), 3)
+  fit = lambda k: probe_lib._fit.__wrapped__(  # noqa: E731  (retraced)
+      jnp.asarray(real), jnp.asarray(gen), k, 1e-2, 1e-4, hidden_sizes=(),
+      num_steps=500, batch_size=None)
+  ensemble = jax.jit(jax.vmap(fit))(keys)
+  for i in range(3):
+    params, loss, gnorm = _autodiff_fit(real, gen, keys[i], 500)
+    for got in (fit(keys[i]), jax.tree.map(lambda a, i=i: a[i], ensemble)):
+      np.testing.assert_allclose(got[0]["Dense_0"]["kernel"],
+                                 params["Dense_0"]["kernel"], rtol=1e-5)
+      np.testing.assert_allclose(got[0]["Dense_0"]["bias"],
+                                 params["Dense_0"]["bias"], rtol=1e-5,
+                                 atol=1e-7)
+      np.testing.assert_allclose(got[3], loss, rtol=1e-6)
+      np.testing.assert_allclose(got[4], gnorm, rtol=1e-3, atol=1e-6)

@@ -76,6 +76,72 @@ def _logits(params, hidden_sizes, mean, scale, x, offset):
                                          (x - mean) / scale) + offset
 
 
+# Rows of z per block of the linear full-batch gradient: a (rows, D) float32
+# block stays in cache between its two reads (logits, then z_b^T r_b). 4 MiB
+# timed best of 0.25-16 MiB at 10k x 2048 on 2 EPYC cores (L2 2 MiB each):
+# smaller blocks pay per-op overhead, larger ones fall out of cache.
+_BLOCK_BYTES = 1 << 22
+
+
+def _block_rows(num_rows, dim):
+  """Rows per block so that a (rows, dim) float32 block is <= _BLOCK_BYTES."""
+  return max(1, min(num_rows, _BLOCK_BYTES // (4 * dim)))
+
+
+def _linear_loss_grad(params, z, y, block_rows):
+  """Logistic regression's mean BCE and its gradient in one pass over row blocks.
+
+  l = z w + b, r = sigmoid(l) - y: L = mean(BCE(l, y)), dL/dw = z^T r / n,
+  dL/db = sum(r) / n. Each block z_b is read for l_b and again, still in
+  cache, for z_b^T r_b. The last block ends at row n, overlapping the one
+  before it, and masks out the rows that one counted.
+
+  Returns:
+    (L, grads in the params' pytree structure).
+  """
+  kernel, bias = params["Dense_0"]["kernel"], params["Dense_0"]["bias"]
+  n = z.shape[0]
+
+  def body(i, acc):
+    start = jnp.minimum(i * block_rows, n - block_rows)
+    zb = lax.dynamic_slice_in_dim(z, start, block_rows)
+    yb = lax.dynamic_slice_in_dim(y, start, block_rows)
+    new = start + jnp.arange(block_rows) >= i * block_rows
+    logits = jnp.dot(zb, kernel, precision=lax.Precision.HIGHEST)[:, 0] + bias
+    r = jnp.where(new, jax.nn.sigmoid(logits) - yb, 0.0)
+    bce = jnp.where(new, optax.sigmoid_binary_cross_entropy(logits, yb), 0.0)
+    return (acc[0] + jnp.sum(bce),
+            acc[1] + jnp.dot(r, zb, precision=lax.Precision.HIGHEST),
+            acc[2] + jnp.sum(r))
+
+  zero = jnp.zeros((), z.dtype)
+  acc = lax.fori_loop(0, -(-n // block_rows), body,
+                      (zero, jnp.zeros(z.shape[1], z.dtype), zero))
+  loss, g_w, g_b = (a / n for a in acc)
+  return loss, {"Dense_0": {"kernel": g_w[:, None], "bias": g_b[None]}}
+
+
+def _objective(model, z, y, key_batch, batch_size):
+  """(value_and_grad of the full-batch loss, step i's gradient)."""
+  if not model.hidden_sizes and batch_size is None:
+    rows = _block_rows(*z.shape)
+    return (lambda p: _linear_loss_grad(p, z, y, rows),
+            lambda p, i: _linear_loss_grad(p, z, y, rows)[1])
+
+  def loss_fn(p, zb, yb):
+    return jnp.mean(optax.sigmoid_binary_cross_entropy(
+        model.apply({"params": p}, zb), yb))
+
+  def step_grad(p, i):
+    if batch_size is None:
+      return jax.grad(loss_fn)(p, z, y)
+    idx = jax.random.randint(jax.random.fold_in(key_batch, i),
+                             (batch_size,), 0, z.shape[0])
+    return jax.grad(loss_fn)(p, z[idx], y[idx])
+
+  return lambda p: jax.value_and_grad(loss_fn)(p, z, y), step_grad
+
+
 @functools.partial(jax.jit, static_argnames=(
     "hidden_sizes", "num_steps", "batch_size"))
 def _fit(real, generated, key, learning_rate, weight_decay, *, hidden_sizes,
@@ -92,26 +158,16 @@ def _fit(real, generated, key, learning_rate, weight_decay, *, hidden_sizes,
   # Decay the weight matrices only, not the biases.
   opt = optax.adamw(learning_rate, weight_decay=weight_decay,
                     mask=lambda p: jax.tree.map(lambda a: a.ndim > 1, p))
-
-  def loss_fn(p, zb, yb):
-    return jnp.mean(optax.sigmoid_binary_cross_entropy(
-        model.apply({"params": p}, zb), yb))
+  value_and_grad, step_grad = _objective(model, z, y, key_batch, batch_size)
 
   def step(carry, i):
     p, state = carry
-    if batch_size is None:
-      zb, yb = z, y
-    else:
-      idx = jax.random.randint(jax.random.fold_in(key_batch, i),
-                               (batch_size,), 0, z.shape[0])
-      zb, yb = z[idx], y[idx]
-    grads = jax.grad(loss_fn)(p, zb, yb)
-    updates, state = opt.update(grads, state, p)
+    updates, state = opt.update(step_grad(p, i), state, p)
     return (optax.apply_updates(p, updates), state), None
 
   (params, _), _ = lax.scan(step, (params, opt.init(params)),
                             jnp.arange(num_steps))
-  loss, grads = jax.value_and_grad(loss_fn)(params, z, y)
+  loss, grads = value_and_grad(params)
   return params, mean, scale, loss, optax.tree.norm(grads)
 
 
