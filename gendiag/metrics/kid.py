@@ -145,6 +145,8 @@ def _subset_values(real, generated, kernel, keys, real_sums, subset_size,
                                              "block_size"))
 def _real_sums(real, kernel, key, num_subsets, subset_size, block_size):
   def one_subset(subset_key):
+    # kid's own draw, so the real rows are those kid() picks for this key;
+    # the generated side's draw (any m >= subset_size) is unused and dropped.
     rows_real, _ = subset_indices(subset_key, real.shape[0], subset_size,
                                   subset_size)
     return symmetric_kernel_sum(kernel, real[rows_real],
