@@ -156,3 +156,42 @@ def test_plus_plus_distances_by_matvec_match_differences_and_never_repick(rng):
                                               jnp.asarray(x), 40))
   rows = [int(np.flatnonzero((x == c).all(1))[0]) for c in cents]
   assert sorted(rows) == list(range(40))
+
+
+def test_plus_plus_draws_follow_d_squared():
+  """The inverse-CDF draw: given the first centre, the second is row j with
+  probability D(x_j)^2 / sum D^2 (4,000 keys; 5-sigma binomial bounds)."""
+  x = jnp.asarray(np.float32([[0.0], [1.0], [2.0], [4.0]]))
+  keys = jax.random.split(jax.random.key(7), 4000)
+  cents = np.asarray(jax.vmap(
+      lambda kk: quantize._init_plus_plus(kk, x, 2))(keys))[:, :, 0]
+  for first in range(4):
+    second = cents[cents[:, 0] == x[first, 0], 1]
+    d2 = (np.asarray(x[:, 0]) - float(x[first, 0])) ** 2
+    want = d2 / d2.sum()
+    got = np.array([np.mean(second == float(v)) for v in x[:, 0]])
+    assert got[first] == 0.0
+    bound = 5 * np.sqrt(want * (1 - want) / len(second)) + 1e-9
+    np.testing.assert_array_less(np.abs(got - want), bound)
+
+
+def test_plus_plus_on_coincident_rows_draws_uniformly():
+  """All rows equal: D^2 is 0 everywhere, and the draw falls back to a
+  uniform row (no NaN from a zero total)."""
+  x = jnp.ones((6, 3), jnp.float32)
+  cents = np.asarray(quantize._init_plus_plus(jax.random.key(0), x, 4))
+  np.testing.assert_array_equal(cents, np.ones((4, 3), np.float32))
+
+
+def test_restart_seedings_are_vmapped_but_equal_the_single_ones(rng):
+  """`_kmeans_best` seeds its restarts in one vmapped pass (they share each
+  read of x): restart r's centres equal the unbatched k-means++ with key
+  fold_in(key, r)."""
+  x = jnp.asarray(np.float32(rng.normal(size=(300, 5))))
+  key = jax.random.key(3)
+  keys = jax.vmap(lambda r: jax.random.fold_in(key, r))(jnp.arange(4))
+  batched = jax.jit(jax.vmap(
+      lambda kk: quantize._initial_centroids(kk, x, 30, "k-means++")))(keys)
+  for r in range(4):
+    single = quantize._init_plus_plus(keys[r], x, 30)
+    np.testing.assert_array_equal(np.asarray(batched[r]), np.asarray(single))
