@@ -67,6 +67,7 @@ def get_config(arg: str = ""):
   config.batch_size = 50
   config.value_range = ""         # float images: 0,1 or -1,1 or 0,255
   config.cache_dir = "default"    # embeddings cache: default, DIR or off
+  config.result_cache = "default"  # real-side results: default, DIR or off
   config.metrics = "all"          # "all" or a comma-separated list
   config.seed = 0
 

@@ -19,6 +19,11 @@ if _OPT_FLAG not in os.environ.get("XLA_FLAGS", ""):
   os.environ["XLA_FLAGS"] = (
       os.environ.get("XLA_FLAGS", "") + f" {_OPT_FLAG}=0").strip()
 
+# Every test computes its results: the report's result cache (on by default
+# in the main job) stays off unless a test turns it on in a temporary
+# directory. Reaches the binaries and notebooks run as subprocesses too.
+os.environ.setdefault("GENDIAG_RESULT_CACHE", "off")
+
 
 @pytest.fixture(scope="module", autouse=True)
 def _free_compiled_programs():

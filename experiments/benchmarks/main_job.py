@@ -5,9 +5,12 @@ main_job_10k         the README's own-features command on 10,000 real rows
                      (ReLU features of a 10-mode mixture, labels given, train
                      and test sets of 10,000 each): "good" is a fresh draw of
                      the real mixture, "dropped" lacks modes 0 and 1. JAX's
-                     compilation cache starts empty (a first run).
-main_job_10k_cached  the same job again on the cache the previous case filled
-                     (a second run: compiled programs load from disk).
+                     compilation and result caches start empty (a first
+                     run).
+main_job_10k_cached  the same job again on the caches the previous case
+                     filled (a second run: compiled programs and the
+                     real-side results, `gendiag.report.result_cache`, load
+                     from disk).
 main_job_50k         50,000 real + one model x 50,000 (train/test 10,000):
                      the memory case.
 
@@ -87,6 +90,7 @@ def _job(sizes, models, cache_dir, fresh_cache):
   if fresh_cache:
     shutil.rmtree(cache_dir, ignore_errors=True)
   compilation_cache.enable_compilation_cache(cache_dir)
+  config.result_cache = os.path.join(cache_dir, "results")
   workdir = os.path.join(directory, "report")
 
   def run():
@@ -99,8 +103,8 @@ def _job(sizes, models, cache_dir, fresh_cache):
             "verdicts": out.get("verdicts")}
 
   return common.Bench(run=run, details=details, repeats=0, notes=(
-      f"main job, every family, {len(models)} model(s); compilation cache "
-      f"{'empty' if fresh_cache else 'warm'} at the start"))
+      f"main job, every family, {len(models)} model(s); compilation and "
+      f"result caches {'empty' if fresh_cache else 'warm'} at the start"))
 
 
 def _cache_dir(sizes):

@@ -22,6 +22,7 @@ from gendiag.data.defaults import embedded_default
 from gendiag.data.inputs import EvalInputs
 from gendiag.experiments import image_inputs
 from gendiag.experiments import package_versions
+from gendiag.report import result_cache
 
 
 def inputs_from_files(config) -> EvalInputs:
@@ -89,8 +90,13 @@ def run(config, workdir: str) -> dict:
   inputs = build_inputs(config, data_key)
   logging.info("real: %s; models: %s", inputs.real.shape,
                {k: v.shape for k, v in inputs.generated.items()})
-  outputs = report.run_families(inputs, metrics_key, config.metrics,
-                                registry=report.REGISTRY)
+  spec = config.get("result_cache", "off")
+  cache_dir = result_cache.enable(None if spec == "default" else spec)
+  try:
+    outputs = report.run_families(inputs, metrics_key, config.metrics,
+                                  registry=report.REGISTRY)
+  finally:
+    result_cache.disable()
   meta = {
       "gendiag": package_versions(["gendiag"])["gendiag"],
       "jax": jax.__version__,
@@ -106,6 +112,7 @@ def run(config, workdir: str) -> dict:
           if config.default.get("data", "digits") == "digits" else
           "embedded default (mixture)"),
       "config": config.to_dict(),
+      "result_cache": cache_dir or "off",
       "seconds": round(time.perf_counter() - start, 2),
   }
   report.write_report(workdir, inputs, outputs, meta)

@@ -19,6 +19,7 @@ import numpy as np
 
 from gendiag.data.inputs import EvalInputs
 from gendiag.data.inputs import NEEDS
+from gendiag.report import result_cache
 
 
 SIDES = ("generated", "real")
@@ -228,8 +229,15 @@ def run_families(inputs: EvalInputs, key: jax.Array, names="all", *,
     start = time.perf_counter()
     logging.info("metric family %s: running on %d models", family.name,
                  len(inputs.generated))
+    result_cache.take_log()
     outputs[family.name] = family.fn(inputs, family_key(key, family.name))
     outputs[family.name].seconds = round(time.perf_counter() - start, 2)
+    loaded = result_cache.take_log()["loaded"]
+    if loaded:
+      outputs[family.name].notes.append(
+          f"loaded from the result cache ({result_cache.directory()}), "
+          "computed by an earlier run with the same input rows, settings, "
+          f"seed and gendiag code: {'; '.join(loaded)}.")
     logging.info("metric family %s: done in %.1f s", family.name,
                  outputs[family.name].seconds)
   return outputs

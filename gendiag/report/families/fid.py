@@ -30,6 +30,7 @@ from gendiag.metrics import frechet_delta
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
 from gendiag.report import render
+from gendiag.report import result_cache
 from gendiag.report import sampling
 
 DESCRIPTION = (
@@ -48,25 +49,30 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
                      f"got {cfg['interval']!r}.")
   methods = set()
   out = registry.FamilyOutput()
-  real_stats = frechet.frechet_stats(inputs.real)
+  real_stats = result_cache.cached_call(
+      "fid: the real set's statistics", frechet.frechet_stats, inputs.real)
   real = jnp.asarray(inputs.real, jnp.float32)
   values, errors, refs, sides = [], [], {}, {}
 
   def side_of(real_x):
     """The real set's `real_side`, once per real set (models share it)."""
     if id(real_x) not in sides:
-      sides[id(real_x)] = (real_x, frechet_delta.real_side(real_x))
+      sides[id(real_x)] = (real_x, result_cache.cached_call(
+          "fid: the real set's eigenbasis", frechet_delta.real_side, real_x))
     return sides[id(real_x)][1]
 
-  def fid_entries(real_x, real_st, features, key_boot, reference=None):
-    """{fid, fid_mean_term, fid_trace_term} entries with intervals."""
+  def fid_entries(real_x, real_st, features, key_boot, reference=None,
+                  cache_label=None):
+    """{fid, fid_mean_term, fid_trace_term} entries with intervals
+    (`cache_label`: a reference's, whose results `result_cache` keeps)."""
     features = jnp.asarray(features, jnp.float32)
     full_rank = min(real_x.shape[0], features.shape[0]) > features.shape[1]
     delta = cfg["interval"] == "delta" or (cfg["interval"] == "auto"
                                            and full_rank)
     if delta:  # fid_standard_error computes the FID too: use its values
-      se = res = frechet_delta.fid_standard_error(
-          real_x, features, real_side=side_of(real_x))
+      se = res = result_cache.cached_call(
+          cache_label, frechet_delta.fid_standard_error, real_x, features,
+          real_side=side_of(real_x))
       estimates = [res.fid, res.mean_term, res.trace_term]
       ses = [se.fid_se, se.mean_term_se, se.trace_term_se]
       fid_ci = ci_lib.standard_error_intervals(
@@ -78,8 +84,9 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     else:
       res = frechet.fid_from_stats(real_st, frechet.frechet_stats(features))
       estimates = [res.fid, res.mean_term, res.trace_term]
-      reps = frechet.fid_term_replicates(real_x, features, key_boot,
-                                         num_resamples=int(cfg["num_resamples"]))
+      reps = result_cache.cached_call(
+          cache_label, frechet.fid_term_replicates, real_x, features,
+          key_boot, num_resamples=int(cfg["num_resamples"]))
       fid_ci = ci_lib.normal_intervals(estimates[:1], reps[:, :1],
                                        level=cfg["level"],
                                        bounds=(-np.inf, np.inf))[0]
@@ -107,7 +114,8 @@ def fid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
           jnp.asarray(sets.real, jnp.float32), frechet.frechet_stats(
               sets.real))
       refs[size] = fid_entries(*ref_real, sets.heldout,
-                               jax.random.fold_in(key, 0x7EF + size))[0]
+                               jax.random.fold_in(key, 0x7EF + size),
+                               cache_label=f"fid reference (n = {size})")[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")
     out.metrics[name], fid_ci, fid = fid_entries(
         real, real_stats, features, jax.random.fold_in(key, i), refs[size])

@@ -53,6 +53,7 @@ from gendiag.metrics import data_copying as data_copying_lib
 from gendiag.metrics import memorization
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
+from gendiag.report import result_cache
 
 DEFAULTS = dict(
     max_generated=10_000,     # FLD's cap on centres (the reference's)
@@ -252,17 +253,22 @@ def fld_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   num_b = int(cfg["num_resamples"])
   # Model- and seed-independent pieces, computed once per training set.
   cap = cfg["auth_max_samples"]
-  train_nn = (memorization.train_nn_distance(train)
+  train_nn = (result_cache.cached_call(
+      "fld: the training set's nearest-neighbour distances",
+      memorization.train_nn_distance, train)
               if cap is None or len(train) <= cap else None)
-  projection = (data_copying_lib.train_projection(train)
-                if cfg["data_copying"] else None)
+  projection = (result_cache.cached_call(
+      "fld: the training set's PCA (C_T)", data_copying_lib.train_projection,
+      train) if cfg["data_copying"] else None)
 
   def baseline(size, seed):
     """C for `size` centres; seed 0 is the reported one, shared by models."""
     if (size, seed) not in baselines:
       k = key_base if seed == 0 else jax.random.fold_in(key_base, seed)
-      baselines[(size, seed)] = fld_lib.fld_baseline(
-          train, test, key=k, size=size, max_epochs=cfg["max_epochs"])
+      baselines[(size, seed)] = result_cache.cached_call(
+          f"fld baseline ({size} centres, seed {seed})",
+          fld_lib.fld_baseline, train, test, key=k, size=size,
+          max_epochs=cfg["max_epochs"])
     return baselines[(size, seed)]
 
   fld_values, gap_values, pairs, sections = [], [], {}, []

@@ -39,6 +39,7 @@ from gendiag.metrics import frontiers as fe
 from gendiag.metrics.frontiers import scores as fe_scores
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import registry
+from gendiag.report import result_cache
 
 DEFAULTS = dict(
     num_clusters=0,              # 0: use cluster_rule
@@ -228,7 +229,8 @@ def frontiers_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   key_null, key_models = jax.random.split(key)
   splits = max(1, int(cfg["null_splits"]))
   # One split: its own bootstrap interval; more: the t-interval of the mean.
-  nulls = [fe.null_baseline(
+  nulls = [result_cache.cached_call(
+      f"frontiers null baseline (split {s})", fe.null_baseline,
       real, key=jax.random.fold_in(key_null, s), **settings,
       num_resamples=0 if splits > 1 else int(cfg["num_resamples"]),
       level=float(cfg["level"])) for s in range(splits)]

@@ -60,6 +60,7 @@ from gendiag.metrics.gel import dual as gel_dual
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import bootstrap
 from gendiag.report import registry
+from gendiag.report import result_cache
 from gendiag.report import sampling
 
 DEFAULTS = dict(
@@ -244,7 +245,8 @@ def _reference(inputs, key, cfg, size, num_classes):
   pooled = np.concatenate([np.asarray(real), np.asarray(held)])
   witnesses = jnp.asarray(pooled[np.asarray(jax.random.choice(
       ref_key, len(pooled), (num_witnesses,), replace=False))])
-  modes = gel_modes.gel_mode_probabilities(
+  modes = result_cache.cached_call(
+      f"gel reference (n = {size})", gel_modes.gel_mode_probabilities,
       jnp.asarray(real, jnp.float32), jnp.asarray(held, jnp.float32),
       real_labels=np.asarray(real_labels), generated_labels=held_labels,
       num_classes=num_classes, class_moments=cfg["class_moments"],

@@ -27,6 +27,7 @@ from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import kernels
 from gendiag.report import registry
 from gendiag.report import render
+from gendiag.report import result_cache
 from gendiag.report import sampling
 
 DESCRIPTION = (
@@ -60,7 +61,7 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
   real_sums = {}
 
   def kid_entry(real_x, real_c, features, features_c, key_i, reference=None,
-                rows_used=None, is_real_set=True):
+                rows_used=None, is_real_set=True, cache_label=None):
     # A reference on split real rows can have fewer rows than the models.
     size = min(subset_size, real_x.shape[0], features.shape[0])
     if size < subset_size:
@@ -69,17 +70,19 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     sums = None
     if is_real_set:   # the real set itself: its sums serve every model
       if size not in real_sums:
-        real_sums[size] = kid_lib.kid_real_sums(
-            real_x, key=key_subsets, num_subsets=cfg["num_subsets"],
-            subset_size=size)
+        real_sums[size] = result_cache.cached_call(
+            f"kid: the real subsets' kernel sums ({size} rows)",
+            kid_lib.kid_real_sums, real_x, key=key_subsets,
+            num_subsets=cfg["num_subsets"], subset_size=size)
       sums = real_sums[size]
-    res = kid_lib.kid(real_x, features, key=key_subsets,
-                      num_subsets=cfg["num_subsets"], subset_size=size,
-                      real_sums=sums)
+    res = result_cache.cached_call(
+        cache_label, kid_lib.kid, real_x, features, key=key_subsets,
+        num_subsets=cfg["num_subsets"], subset_size=size, real_sums=sums)
     key_boot = jax.random.split(key_i)[1]
-    boot = mmd_lib.mmd_bootstrap(real_c, features_c,
-                                 key=key_boot, kernel=kernels.Polynomial(),
-                                 num_resamples=cfg["num_resamples"])
+    boot = result_cache.cached_call(
+        cache_label, mmd_lib.mmd_bootstrap, real_c, features_c,
+        key=key_boot, kernel=kernels.Polynomial(),
+        num_resamples=cfg["num_resamples"])
     extra = {} if rows_used is None else {"rows_used": rows_used}
     return registry.entry(res.mean, ci=(boot.ci_low, boot.ci_high),
                           std=res.std, stderr=res.stderr, reference=reference,
@@ -94,7 +97,8 @@ def kid_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
           inputs, size, cap, real_cap)
       refs[size] = kid_entry(sets.real, ref_cap, sets.heldout, held_cap,
                              jax.random.fold_in(key, 0x7EF + size),
-                             is_real_set=sets.same_real)[0]
+                             is_real_set=sets.same_real,
+                             cache_label=f"kid reference (n = {size})")[0]
       out.notes.append(f"reference (n = {size}): {sets.source}.")
     gen_cap, = sampling.subsample_rows(inputs, name, cap, features)
     kid_e, res, boot = kid_entry(

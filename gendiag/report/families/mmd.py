@@ -20,6 +20,7 @@ from gendiag.data.inputs import EvalInputs
 from gendiag.metrics import mmd as mmd_lib
 from gendiag.ops import kernels
 from gendiag.report import registry
+from gendiag.report import result_cache
 from gendiag.report import render
 from gendiag.report import sampling
 
@@ -67,9 +68,10 @@ def mmd_family(inputs: EvalInputs, key) -> registry.FamilyOutput:
     size = features.shape[0]
     if size not in refs:
       sets, ref_real, held = sampling.capped_reference(inputs, size, cap, real)
-      ref = mmd_lib.mmd_bootstrap(ref_real, held, kernel=kernel,
-                                  key=jax.random.fold_in(key, 0x7EF + size),
-                                  num_resamples=cfg["num_resamples"])
+      ref = result_cache.cached_call(
+          f"mmd reference (n = {size})", mmd_lib.mmd_bootstrap, ref_real,
+          held, kernel=kernel, key=jax.random.fold_in(key, 0x7EF + size),
+          num_resamples=cfg["num_resamples"])
       refs[size] = registry.entry(ref.statistic, ci=(ref.ci_low, ref.ci_high))
       out.notes.append(f"reference (n = {size}): {sets.source}; its MMD^2 "
                        "is the bootstrap's full-sample statistic.")

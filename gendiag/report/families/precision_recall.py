@@ -62,6 +62,7 @@ from gendiag.metrics import precision_recall as pr_lib
 from gendiag.ops import intervals as ci_lib
 from gendiag.report import bootstrap
 from gendiag.report import registry
+from gendiag.report import result_cache
 from gendiag.report import sampling
 
 DEFAULTS = dict(
@@ -264,8 +265,9 @@ def _reference(inputs, key, cfg, size, real_radii):
   sets = sampling.reference_sets(inputs, size)
   real = np.asarray(sets.real, np.float32)
   held = np.asarray(sets.heldout, np.float32)
-  *_, scores = _knn_and_prd(real, held, cfg, jax.random.split(key, 5),
-                            real_radii if sets.same_real else None)
+  *_, scores = result_cache.cached_call(
+      f"precision_recall reference (n = {size})", _knn_and_prd, real, held,
+      cfg, jax.random.split(key, 5), real_radii if sets.same_real else None)
   entries = {name: registry.entry(value, ci=ci)
              for name, (value, ci) in scores.items()}
   return entries, f"reference (n = {size}): {sets.source}."
@@ -278,7 +280,9 @@ def precision_recall_family(inputs: EvalInputs,
   out = registry.FamilyOutput()
   real = np.asarray(inputs.real, np.float32)
   # The real set's k-NN radii, once for every model and the reference.
-  real_radii = manifold.manifold_radii(real, k=(cfg["ipr_k"], cfg["prdc_k"]))
+  real_radii = result_cache.cached_call(
+      "precision_recall: the real set's k-NN radii", manifold.manifold_radii,
+      real, k=(cfg["ipr_k"], cfg["prdc_k"]))
   curves, class_rows, refs = {}, [], {}
   unbalanced = False
   for i, (name, generated) in enumerate(inputs.generated.items()):
