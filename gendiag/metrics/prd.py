@@ -129,7 +129,12 @@ def prd(real: jax.Array, generated: jax.Array, *, key: jax.Array,
     "max_iters"))
 def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
          num_restarts, max_iters):
-  """`prd` after its checks, as one program (runs vmapped over keys)."""
+  """`prd` after its checks, as one program.
+
+  The runs go one after another (`lax.map`), not vmapped: a vmapped k-means
+  loop iterates every run as long as the slowest one (42 against a median of
+  21 iterations at 10k x 2048), which made the whole call ~15% slower.
+  """
   n, m = real.shape[0], generated.shape[0]
   union = jnp.concatenate([real, generated])
 
@@ -140,7 +145,7 @@ def _prd(real, generated, key, *, num_clusters, num_runs, num_angles, beta,
     q = jnp.bincount(fit.labels[n:], length=num_clusters) / m
     return p.astype(union.dtype), q.astype(union.dtype), fit.converged
 
-  p, q, converged = jax.vmap(run)(jax.random.split(key, num_runs))
+  p, q, converged = lax.map(run, jax.random.split(key, num_runs))
   curves = jax.vmap(lambda a, b: pr_curves.pr_curve(a, b, num_angles=num_angles,
                                                     beta=beta))(p, q)
   curve = pr_curves.curve_from_precision(jnp.mean(curves.precision, axis=0),
