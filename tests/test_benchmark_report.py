@@ -1,0 +1,40 @@
+"""The benchmark's markdown says what it did not measure (never `nan`)."""
+
+import json
+import os
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+_SCRIPT = """
+import json, sys
+sys.path.insert(0, "experiments")
+from benchmarks import runner
+print(runner._markdown(json.loads(sys.argv[1])))
+"""
+
+
+def _markdown(results):
+  done = subprocess.run(
+      [sys.executable, "-c", _SCRIPT, json.dumps(results)], cwd=ROOT,
+      capture_output=True, text=True, check=True)
+  return done.stdout
+
+
+def test_memory_only_run_says_the_matmul_rate_was_not_measured():
+  job = {"peak_rss_bytes": 3 * 2**30, "single_call_s": 300.0,
+         "memory_only": True, "sizes": {"n": 10}}
+  text = _markdown({"main_job_10k": job})
+  assert "nan" not in text.lower()
+  assert "not measured (only memory-only cases ran)" in text
+  assert "| main_job_10k | n=10 | 300.00 | (one call only) |  | 3.00 |" in text
+
+
+def test_timed_run_reports_the_matmul_rate():
+  case = {"peak_rss_bytes": 2**30, "single_call_s": 1.0, "first_call_s": 1.0,
+          "warm_median_s": 0.5, "reference_matmul_flops_per_s": 1.5e11,
+          "sizes": {"n": 10}}
+  text = _markdown({"mmd": case})
+  assert "150.0 GFLOP/s" in text
+  assert "not measured" not in text
