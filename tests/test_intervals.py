@@ -386,6 +386,12 @@ def test_every_family_gives_every_scalar_an_interval(smoke_run):
   ran = {n for n in families
          if not metrics["families"][n]["notes"][0].startswith("skipped: needs")}
   assert ran <= set(metrics["meta"]["family_seconds"]) <= set(families)
+  # The peak RSS after each family that ran: a high-water mark, so it never
+  # falls from one family to the next.
+  peaks = metrics["meta"]["family_peak_rss_gib"]
+  assert set(peaks) == set(metrics["meta"]["family_seconds"])
+  in_order = [peaks[n] for n in families if n in peaks]
+  assert in_order[0] > 0.1 and in_order == sorted(in_order)
   assert "cmmd" not in ran   # it needs CLIP embeddings
   for name in NOT_IN_DEFAULT:
     assert "skipped" in metrics["families"][name]["notes"][0]

@@ -99,6 +99,7 @@ def _job(sizes, models, cache_dir, fresh_cache):
   def details(out):  # after the one timed call: the data files go too
     shutil.rmtree(directory, ignore_errors=True)
     return {"family_seconds": out["meta"]["family_seconds"],
+            "family_peak_rss_gib": out["meta"].get("family_peak_rss_gib"),
             "job_seconds": out["meta"]["seconds"],
             "verdicts": out.get("verdicts")}
 

@@ -104,7 +104,7 @@ def _overrides():
 
 def _markdown(results):
   lines = ["| case | sizes | first call (s) | warm (s) | % of matmul rate | "
-           "peak RSS (GB) | peers: median s (peer/gendiag warm, /first) |",
+           "peak RSS (GiB) | peers: median s (peer/gendiag warm, /first) |",
            "|---|---|---|---|---|---|---|"]
   for name, r in results.items():
     if "skipped" in r:
@@ -146,7 +146,7 @@ def _family_markdown(results):
   families = list(dict.fromkeys(f for t in timed.values() for f in t))
   lines = ["", "Main job, seconds per family (and the whole job, data loading "
            "and report writing included):", "",
-           "| case | " + " | ".join(families) + " | job | peak RSS (GB) |",
+           "| case | " + " | ".join(families) + " | job | peak RSS (GiB) |",
            "|---|" + "---|" * (len(families) + 2)]
   for name, seconds in timed.items():
     r = results[name]
@@ -154,6 +154,17 @@ def _family_markdown(results):
     lines.append(f"| {name} | " + " | ".join(cells) +
                  f" | {r['details']['job_seconds']:.1f} | "
                  f"{r['peak_rss_bytes'] / 2**30:.2f} |")
+  peaks = {name: r["details"]["family_peak_rss_gib"]
+           for name, r in results.items()
+           if name in timed and r["details"].get("family_peak_rss_gib")}
+  if peaks:
+    lines += ["", "The process's peak RSS (GiB) when each family finished "
+              "(the first family at the job's maximum set it):", "",
+              "| case | " + " | ".join(families) + " |",
+              "|---|" + "---|" * len(families)]
+    for name, peak in peaks.items():
+      lines.append(f"| {name} | " + " | ".join(
+          f"{peak[f]:.2f}" if f in peak else "" for f in families) + " |")
   return lines
 
 

@@ -8,6 +8,7 @@ ordered tuple; `REGISTRY` there maps their names to them, and `select` and
 
 import dataclasses
 import math
+import sys
 import time
 import zlib
 from typing import Callable, Dict, List, Mapping, Optional, Sequence
@@ -99,6 +100,10 @@ class FamilyOutput:
     notes: sentences shown under the family's table.
     sections: markdown blocks shown after the table (e.g. ranked lists).
     findings: model -> short plain-language findings for its verdict.
+    seconds: the family's wall time (set by `run_families`).
+    peak_rss_bytes: the process's peak resident memory when the family
+      finished (`peak_rss_bytes`, set by `run_families`): the first family
+      whose value reaches the run's maximum set that peak.
     per_sample: model -> {'generated': {column: SampleColumn}, 'real':
       {column: SampleColumn}}: what the family already computed per row
       (`add_column`); `gendiag.report.per_sample` joins them.
@@ -109,6 +114,7 @@ class FamilyOutput:
   sections: List[str] = dataclasses.field(default_factory=list)
   findings: Dict[str, List[str]] = dataclasses.field(default_factory=dict)
   seconds: Optional[float] = None
+  peak_rss_bytes: Optional[int] = None
   per_sample: Dict[str, Dict[str, Dict[str, SampleColumn]]] = (
       dataclasses.field(default_factory=dict))
 
@@ -203,6 +209,20 @@ def select(names, registry: Mapping[str, Family]) -> List[Family]:
   return [registry[n] for n in names]
 
 
+def peak_rss_bytes() -> Optional[int]:
+  """The process's peak resident set size so far (None where unknown).
+
+  `ru_maxrss` is in KiB on Linux and bytes on macOS; Windows has no
+  `resource` module.
+  """
+  try:
+    import resource  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    return None
+  peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def run_families(inputs: EvalInputs, key: jax.Array, names="all", *,
                  registry: Mapping[str, Family]
                  ) -> Dict[str, FamilyOutput]:
@@ -232,6 +252,7 @@ def run_families(inputs: EvalInputs, key: jax.Array, names="all", *,
     result_cache.take_log()
     outputs[family.name] = family.fn(inputs, family_key(key, family.name))
     outputs[family.name].seconds = round(time.perf_counter() - start, 2)
+    outputs[family.name].peak_rss_bytes = peak_rss_bytes()
     loaded = result_cache.take_log()["loaded"]
     if loaded:
       outputs[family.name].notes.append(

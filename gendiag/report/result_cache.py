@@ -131,7 +131,8 @@ def _array_digest(value) -> str:
     data = np.asarray(value)
     kind = "array"
   h = hashlib.sha256(f"{kind}|{data.dtype.str}|{data.shape}|".encode())
-  h.update(np.ascontiguousarray(data).tobytes())
+  # The array's own buffer (bytes as tobytes() gives them, without a copy).
+  h.update(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
   digest = h.hexdigest()
   _STATE.digests[id(value)] = (value, digest)
   return digest

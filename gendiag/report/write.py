@@ -2,6 +2,7 @@
 families' PNG figures.
 
 metrics.json: {"meta": {..., "family_seconds": {family: s},
+                        "family_peak_rss_gib": {family: peak so far},
                         "samples": {"file": ..., "format": "json" | "npz"}},
                "models": {model: {metric: entry}},
                "verdicts": {model: str},
@@ -53,7 +54,9 @@ def write_report(workdir: str, inputs: EvalInputs,
   model_verdicts = verdicts(models, outputs)
   meta = dict(meta, family_seconds={
       name: out.seconds for name, out in outputs.items()
-      if out.seconds is not None})
+      if out.seconds is not None}, family_peak_rss_gib={
+      name: round(out.peak_rss_bytes / 2**30, 2)
+      for name, out in outputs.items() if out.peak_rss_bytes is not None})
   tables = per_sample.sample_tables(inputs, outputs)
   if tables:
     meta["samples"] = write_samples(workdir, tables)
