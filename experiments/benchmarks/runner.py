@@ -26,6 +26,7 @@ from ml_collections import config_flags
 
 import benchmarks as cases_lib
 from benchmarks import common
+from gendiag import report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -143,7 +144,10 @@ def _family_markdown(results):
            if "family_seconds" in r.get("details", {})}
   if not timed:
     return []
-  families = list(dict.fromkeys(f for t in timed.values() for f in t))
+  # Columns in the order the families run (metrics.json sorts its keys).
+  run_order = {name: i for i, name in enumerate(report.REGISTRY)}
+  families = sorted(dict.fromkeys(f for t in timed.values() for f in t),
+                    key=lambda f: run_order.get(f, len(run_order)))
   lines = ["", "Main job, seconds per family (and the whole job, data loading "
            "and report writing included):", "",
            "| case | " + " | ".join(families) + " | job | peak RSS (GiB) |",
@@ -159,7 +163,8 @@ def _family_markdown(results):
            if name in timed and r["details"].get("family_peak_rss_gib")}
   if peaks:
     lines += ["", "The process's peak RSS (GiB) when each family finished "
-              "(the first family at the job's maximum set it):", "",
+              "(a high-water mark; families in the order they ran, so the first "
+              "one at the job's maximum set it):", "",
               "| case | " + " | ".join(families) + " |",
               "|---|" + "---|" * len(families)]
     for name, peak in peaks.items():
