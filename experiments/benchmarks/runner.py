@@ -13,7 +13,6 @@ sys.path.
 import json
 import os
 import platform
-import resource
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from ml_collections import config_flags
 import benchmarks as cases_lib
 from benchmarks import common
 from gendiag import report
+from gendiag.report import registry
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -61,7 +61,7 @@ def _worker(config, name):
     start = time.perf_counter()
     result = common.block(bench.run())
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    peak = registry.peak_rss_bytes()
     out = {"peak_rss_bytes": peak, "single_call_s": seconds, "sizes": sizes}
     if bench.details is not None:
       out["details"] = bench.details(result)
